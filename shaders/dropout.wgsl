@@ -1,0 +1,56 @@
+// dropout.wgsl: inverted dropout, forward and backward, with the mask drawn from Philox.
+// Entry points: dropout_forward, dropout_backward (one invocation per 4 vec4 = 16 elements;
+// each vec4 takes all four words of one Philox call).
+// Bindings: 0 params: DropoutParams (uniform), 1 step: Step (uniform), 2 x (read), 3 y (write).
+// Rust module: src/kernels/dropout.rs. Needs philox.wgsl prepended.
+// No mask is stored: the backward regenerates the keep bits from (seed, offset, index).
+
+struct DropoutParams {
+    len: u32,
+    threshold: u32,
+    mode: u32,
+    scale: f32,
+    seed: vec2<u32>,
+    offset: vec2<u32>,
+}
+
+@group(0) @binding(0) var<uniform> params: DropoutParams;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<vec4<f32>>;
+
+// Blocks per invocation: four independent Philox calls give the CPU (lavapipe) instruction-
+// level parallelism to hide the multiplies' latency, and a quarter of the workgroups
+// (lavapipe pays for each one); measured about 1.25x faster than one block per invocation.
+const BLOCKS: u32 = 4u;
+
+fn apply(b: u32, blocks: u32, off: vec2<u32>) {
+    if (b >= blocks) {
+        return;
+    }
+    let keep = dropout_keep4(params.seed, off, b, params.threshold, params.mode);
+    y[b] = select(vec4<f32>(0.0), x[b] * params.scale, keep);
+}
+
+// Blocks (vec4s) BLOCKS * i .. BLOCKS * i + 3.
+fn apply_all(i: u32) {
+    let blocks = (params.len >> 2u) + select(0u, 1u, (params.len & 3u) != 0u);
+    let off = stream_offset(params.offset, step);
+    let b = i * BLOCKS;
+    apply(b, blocks, off);
+    apply(b + 1u, blocks, off);
+    apply(b + 2u, blocks, off);
+    apply(b + 3u, blocks, off);
+}
+
+// y = x * keep / (1 - p).
+@compute @workgroup_size(64)
+fn dropout_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    apply_all(gid.x + gid.y * nwg.x * 64u);
+}
+
+// dx = dy * keep / (1 - p), with the keep bits of the forward regenerated.
+@compute @workgroup_size(64)
+fn dropout_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    apply_all(gid.x + gid.y * nwg.x * 64u);
+}

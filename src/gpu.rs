@@ -1,0 +1,494 @@
+//! `Gpu`: instance, adapter choice, device, queue, limits, the pipeline cache and counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::kernels::Kernels;
+use crate::{Error, Result};
+
+/// What wgnn knows of the adapter it runs on.
+#[derive(Clone, Debug)]
+pub struct GpuInfo {
+    /// The adapter's name, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`.
+    pub name: String,
+    /// The backend, e.g. `Vulkan` or `Gl`.
+    pub backend: wgpu::Backend,
+    /// Discrete, integrated, CPU...
+    pub device_type: wgpu::DeviceType,
+    /// Driver name and version, e.g. `Mesa 22.3.6 (LLVM 15.0.6)`.
+    pub driver: String,
+    /// The limits of the device wgnn uses (the adapter's own limits when wgnn opened it).
+    pub limits: wgpu::Limits,
+}
+
+impl std::fmt::Display for GpuInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({:?}, {:?}, {}; max storage binding {} bytes)",
+            self.name,
+            self.backend,
+            self.device_type,
+            self.driver,
+            self.limits.max_storage_buffer_binding_size
+        )
+    }
+}
+
+/// Live wgpu objects, from [`Gpu::object_counts`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectCounts {
+    /// Buffers.
+    pub buffers: usize,
+    /// Bind groups.
+    pub bind_groups: usize,
+    /// Command buffers.
+    pub command_buffers: usize,
+}
+
+/// Counters of the work wgnn did on a [`Gpu`]; tests use them to prove residency claims.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecStats {
+    /// Command buffers submitted.
+    pub submissions: u64,
+    /// Buffers created.
+    pub buffers_created: u64,
+    /// Bind groups created.
+    pub bind_groups_created: u64,
+    /// Bytes written from the host to the device.
+    pub bytes_uploaded: u64,
+    /// Bytes read back from the device to the host.
+    pub bytes_read_back: u64,
+    /// Bytes of device buffers currently alive.
+    pub device_bytes: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub submissions: AtomicU64,
+    pub buffers_created: AtomicU64,
+    pub bind_groups_created: AtomicU64,
+    pub bytes_uploaded: AtomicU64,
+    pub bytes_read_back: AtomicU64,
+    pub device_bytes: AtomicU64,
+}
+
+pub(crate) struct GpuInner {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: GpuInfo,
+    pub kernels: Kernels,
+    pub counters: Counters,
+    pub lost: Arc<Mutex<Option<String>>>,
+    /// The instance the device came from, when wgnn opened it (for object reports).
+    pub instance: Option<wgpu::Instance>,
+    /// Device bytes wgnn may hold at once (u64::MAX: no budget).
+    pub budget: AtomicU64,
+    /// Longest wait for the device, in milliseconds.
+    pub timeout_ms: AtomicU64,
+    /// The adapter's (smallest, largest) subgroup size; kernels with subgroup variants use
+    /// them only where both are the size they were written for.
+    pub subgroup_sizes: (u32, u32),
+}
+
+/// A device and queue with wgnn's compiled pipelines. Cheap to clone; clones share everything.
+///
+/// ```
+/// # fn main() -> wgnn::Result<()> {
+/// let gpu = wgnn::Gpu::software()?;
+/// println!("running on {}", gpu.info());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Gpu {
+    pub(crate) inner: Arc<GpuInner>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("info", &self.inner.info)
+            .finish()
+    }
+}
+
+const INSTALL_HINT: &str = "on Debian or Ubuntu, `apt-get install mesa-vulkan-drivers` provides the \
+     software Vulkan driver (lavapipe)";
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+fn type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+fn backend_rank(b: wgpu::Backend) -> u8 {
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    }
+}
+
+fn adapters(backends: wgpu::Backends) -> (wgpu::Instance, Vec<wgpu::Adapter>) {
+    let inst = instance(backends);
+    let mut list = pollster::block_on(inst.enumerate_adapters(backends));
+    list.sort_by_key(|a| {
+        let i = a.get_info();
+        (type_rank(i.device_type), backend_rank(i.backend))
+    });
+    (inst, list)
+}
+
+fn describe(list: &[wgpu::Adapter]) -> String {
+    let names: Vec<String> = list
+        .iter()
+        .map(|a| {
+            let i = a.get_info();
+            format!("{} ({:?})", i.name, i.backend)
+        })
+        .collect();
+    names.join(", ")
+}
+
+impl Gpu {
+    /// Opens the best adapter: a hardware one if any, else a software one (lavapipe).
+    ///
+    /// Honours `WGPU_BACKEND` (e.g. `vulkan`, `gl`) and `WGPU_ADAPTER_NAME` (a case-insensitive
+    /// part of the adapter's name).
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] when no adapter matches, with how to install a software one.
+    pub fn new() -> Result<Gpu> {
+        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+        let (inst, list) = adapters(backends);
+        if let Ok(want) = std::env::var("WGPU_ADAPTER_NAME") {
+            let want_lc = want.to_lowercase();
+            let found = list
+                .iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(&want_lc));
+            return match found {
+                Some(a) => Gpu::open_in(Some(inst.clone()), a),
+                None => Err(Error::NoAdapter(format!(
+                    "WGPU_ADAPTER_NAME={want} matches none of [{}]",
+                    describe(&list)
+                ))),
+            };
+        }
+        match list.first() {
+            Some(a) => Gpu::open_in(Some(inst.clone()), a),
+            None => Err(Error::NoAdapter(format!(
+                "no adapter on backends {backends:?}; {INSTALL_HINT}"
+            ))),
+        }
+    }
+
+    /// Opens a software adapter (lavapipe through Vulkan first, llvmpipe through GL next).
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] when there is none, saying how to install lavapipe.
+    pub fn software() -> Result<Gpu> {
+        match Gpu::software_all()?.into_iter().next() {
+            Some(g) => Ok(g),
+            None => unreachable_none(),
+        }
+    }
+
+    /// Opens every software adapter there is, one [`Gpu`] each, Vulkan first. Tests use it to
+    /// run each kernel on every software backend.
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] when there is none.
+    pub fn software_all() -> Result<Vec<Gpu>> {
+        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+        let (inst, all) = adapters(backends);
+        let list: Vec<_> = all
+            .into_iter()
+            .filter(|a| a.get_info().device_type == wgpu::DeviceType::Cpu)
+            .collect();
+        if list.is_empty() {
+            return Err(Error::NoAdapter(format!(
+                "no software adapter on backends {backends:?}; {INSTALL_HINT}"
+            )));
+        }
+        list.iter()
+            .map(|a| Gpu::open_in(Some(inst.clone()), a))
+            .collect()
+    }
+
+    /// Opens `adapter` with its own limits (not the downlevel defaults), so buffers up to the
+    /// adapter's `max_storage_buffer_binding_size` work.
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] if the device cannot be created.
+    pub fn open(adapter: &wgpu::Adapter) -> Result<Gpu> {
+        Gpu::open_in(None, adapter)
+    }
+
+    fn open_in(instance: Option<wgpu::Instance>, adapter: &wgpu::Adapter) -> Result<Gpu> {
+        let ai = adapter.get_info();
+        let mut features = wgpu::Features::empty();
+        // Timestamps time the bench; subgroups enable matmul's broadcast variant.
+        for f in [wgpu::Features::TIMESTAMP_QUERY, wgpu::Features::SUBGROUP] {
+            if adapter.features().contains(f) {
+                features |= f;
+            }
+        }
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("wgnn"),
+            required_features: features,
+            required_limits: adapter.limits(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| Error::NoAdapter(format!("{} ({:?}): {e}", ai.name, ai.backend)))?;
+        let lost = Arc::new(Mutex::new(None));
+        let lost_cb = lost.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            if let Ok(mut l) = lost_cb.lock() {
+                *l = Some(if msg.is_empty() {
+                    format!("{reason:?}")
+                } else {
+                    format!("{reason:?}: {msg}")
+                });
+            }
+        });
+        // wgpu's default handler panics; wgnn catches its own errors with error scopes, and
+        // anything else is recorded rather than brought down the process.
+        device.on_uncaptured_error(Arc::new(|e| {
+            log_uncaptured(&e);
+        }));
+        Ok(Gpu::wrap(device, queue, ai, lost, instance))
+    }
+
+    /// Wraps a device an application already owns; wgnn installs no handler on it (either would
+    /// replace the application's own) and uses the device's own limits.
+    ///
+    /// ```
+    /// # fn main() -> wgnn::Result<()> {
+    /// # let app = wgnn::Gpu::software()?;
+    /// # let (device, queue) = (app.device().clone(), app.queue().clone());
+    /// let gpu = wgnn::Gpu::from_wgpu(device, queue);
+    /// let t = wgnn::Tensor::from_slice(&gpu, &[1.0, -2.0], &[2])?;
+    /// assert_eq!(wgnn::ops::relu(&t)?.to_vec()?, vec![1.0, 0.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Gpu {
+        let mut ai = wgpu::AdapterInfo::new(wgpu::DeviceType::Other, wgpu::Backend::Noop);
+        ai.name = "application device".into();
+        Gpu::wrap(device, queue, ai, Arc::new(Mutex::new(None)), None)
+    }
+
+    fn wrap(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        ai: wgpu::AdapterInfo,
+        lost: Arc<Mutex<Option<String>>>,
+        instance: Option<wgpu::Instance>,
+    ) -> Gpu {
+        let subgroup_sizes = (ai.subgroup_min_size, ai.subgroup_max_size);
+        let info = GpuInfo {
+            name: ai.name,
+            backend: ai.backend,
+            device_type: ai.device_type,
+            driver: if ai.driver_info.is_empty() {
+                ai.driver
+            } else {
+                format!("{} {}", ai.driver, ai.driver_info)
+            },
+            limits: device.limits(),
+        };
+        Gpu {
+            inner: Arc::new(GpuInner {
+                device,
+                queue,
+                info,
+                kernels: Kernels::default(),
+                counters: Counters::default(),
+                lost,
+                instance,
+                timeout_ms: AtomicU64::new(60_000),
+                budget: AtomicU64::new(u64::MAX),
+                subgroup_sizes,
+            }),
+        }
+    }
+
+    /// The adapter's name, backend, driver and limits.
+    pub fn info(&self) -> &GpuInfo {
+        &self.inner.info
+    }
+
+    /// The longest time wgnn blocks waiting for the device (readbacks, epoch ends) before it
+    /// returns [`Error::Timeout`]; 60 s by default.
+    pub fn wait_timeout(&self) -> Duration {
+        Duration::from_millis(self.inner.timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets [`Gpu::wait_timeout`] for this `Gpu` and its clones.
+    pub fn set_wait_timeout(&self, timeout: Duration) {
+        let ms = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.inner.timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Live wgpu objects of this `Gpu`'s instance (buffers, bind groups, command buffers),
+    /// from `wgpu::Instance::generate_report`; `None` for a device from [`Gpu::from_wgpu`].
+    /// For leak tests: wgpu frees a dropped object when the device is next polled, which
+    /// wgnn does at the start of every operation.
+    pub fn object_counts(&self) -> Option<ObjectCounts> {
+        let report = self.inner.instance.as_ref()?.generate_report()?;
+        let hub = report.hub_report();
+        Some(ObjectCounts {
+            buffers: hub.buffers.num_kept_from_user,
+            bind_groups: hub.bind_groups.num_kept_from_user,
+            command_buffers: hub.command_buffers.num_kept_from_user,
+        })
+    }
+
+    /// Caps the device memory wgnn's buffers may hold at once: an allocation past it is
+    /// [`Error::OutOfMemory`] naming both sizes, checked before anything is created (a
+    /// software adapter aborts rather than report out-of-memory). `None` removes the cap.
+    pub fn set_memory_budget(&self, bytes: Option<u64>) {
+        self.inner
+            .budget
+            .store(bytes.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// A snapshot of the work counters.
+    pub fn counters(&self) -> ExecStats {
+        let c = &self.inner.counters;
+        ExecStats {
+            submissions: c.submissions.load(Ordering::Relaxed),
+            buffers_created: c.buffers_created.load(Ordering::Relaxed),
+            bind_groups_created: c.bind_groups_created.load(Ordering::Relaxed),
+            bytes_uploaded: c.bytes_uploaded.load(Ordering::Relaxed),
+            bytes_read_back: c.bytes_read_back.load(Ordering::Relaxed),
+            device_bytes: c.device_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn kernels(&self) -> &Kernels {
+        &self.inner.kernels
+    }
+
+    /// `Err(DeviceLost)` once the device is gone. Polls the device (without blocking) so
+    /// that wgpu runs the lost callback of a device destroyed since the last call.
+    pub(crate) fn check_alive(&self, op: &'static str) -> Result<()> {
+        let _ = self.inner.device.poll(wgpu::PollType::Poll);
+        self.lost_error(op)
+    }
+
+    pub(crate) fn lost_error(&self, op: &'static str) -> Result<()> {
+        match self.inner.lost.lock().ok().and_then(|l| l.clone()) {
+            Some(reason) => Err(Error::DeviceLost { op, reason }),
+            None => Ok(()),
+        }
+    }
+
+    /// Submits one command buffer and counts it.
+    pub(crate) fn submit(&self, cmd: wgpu::CommandBuffer) -> wgpu::SubmissionIndex {
+        self.inner
+            .counters
+            .submissions
+            .fetch_add(1, Ordering::Relaxed);
+        self.inner.queue.submit(Some(cmd))
+    }
+
+    /// Blocks until all submitted work has finished, at most the configured timeout. A
+    /// readback waits here before it submits its copy: some drivers (lavapipe) block in the
+    /// submit itself while earlier work runs, where no timeout applies.
+    pub(crate) fn wait_idle(&self, op: &'static str) -> Result<()> {
+        self.wait_for(op, None)
+    }
+
+    /// Blocks until `index` has finished, at most the configured timeout.
+    pub(crate) fn wait(&self, op: &'static str, index: wgpu::SubmissionIndex) -> Result<()> {
+        self.wait_for(op, Some(index))
+    }
+
+    fn wait_for(&self, op: &'static str, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        let timeout = self.wait_timeout();
+        match self.inner.device.poll(wgpu::PollType::Wait {
+            submission_index: index,
+            timeout: Some(timeout),
+        }) {
+            Ok(_) => self.check_alive(op),
+            Err(wgpu::PollError::Timeout) => {
+                self.check_alive(op)?;
+                Err(Error::Timeout {
+                    op,
+                    waited: timeout,
+                })
+            }
+            Err(e) => {
+                self.check_alive(op)?;
+                // Waiting on a submission that never happened: the submit failed, which
+                // happens when the device is no longer valid.
+                Err(Error::DeviceLost {
+                    op,
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Runs `f` inside a validation and out-of-memory error scope and maps what it catches.
+    pub(crate) fn scoped<T>(&self, op: &'static str, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self
+            .inner
+            .device
+            .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let val = self
+            .inner
+            .device
+            .push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let v = pollster::block_on(val.pop());
+        let o = pollster::block_on(oom.pop());
+        if let Some(e) = v.or(o) {
+            // A lost device shows first as invalid objects; polling runs the lost callback.
+            let _ = self.inner.device.poll(wgpu::PollType::Poll);
+            self.check_alive(op)?;
+            return Err(Error::Gpu {
+                op,
+                msg: e.to_string(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn log_uncaptured(e: &wgpu::Error) {
+    eprintln!("wgnn: uncaptured wgpu error: {e}");
+}
+
+fn unreachable_none() -> Result<Gpu> {
+    Err(Error::NoAdapter(format!(
+        "no software adapter; {INSTALL_HINT}"
+    )))
+}

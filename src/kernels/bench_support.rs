@@ -1,0 +1,516 @@
+//! Hooks for `examples/bench.rs` and the variant tests; not part of the supported API.
+//!
+//! [`Timed`] records kernels with buffers, uniforms and bind groups made once, so a timing
+//! measures the kernels and nothing the eager [`crate::ops`] functions allocate per call.
+//! [`matmul_with_tile`] runs one chosen matmul variant, so tests can check each of them.
+
+use std::time::Instant;
+
+use crate::kernels::conv2d::{Conv2d, Conv2dDims, Conv2dPass};
+use crate::kernels::dropout::{Dropout, DropoutParams, check_rate};
+use crate::kernels::elementwise::{Elementwise, ElementwiseParams, Pointwise};
+use crate::kernels::matmul::{Epilogue, Matmul, MatmulParams};
+use crate::kernels::{uniform, zero_step};
+use crate::ops::{DropoutSpec, Padding};
+use crate::tensor::DType;
+use crate::{Error, Gpu, Result, Tensor};
+
+pub use crate::kernels::matmul::MatmulTile;
+
+/// The matmul variants `gpu` can run (largest first).
+///
+/// # Errors
+/// When the kernel does not compile.
+pub fn matmul_tiles(gpu: &Gpu) -> Result<Vec<MatmulTile>> {
+    Ok(Matmul::get(gpu)?.tiles().to_vec())
+}
+
+/// The variant wgnn picks for an `[m, n]` output on `gpu`.
+///
+/// # Errors
+/// When the kernel does not compile.
+pub fn matmul_tile_for(gpu: &Gpu, m: usize, n: usize) -> Result<MatmulTile> {
+    Ok(Matmul::get(gpu)?.choose(m as u32, n as u32))
+}
+
+/// [`crate::ops::matmul`] and [`crate::ops::dense`] in one, with the register-tile variant
+/// given: `dropout(act(op(a) op(b) + bias))`.
+///
+/// # Errors
+/// As [`crate::ops::dense`], and when `tile` is not one of [`matmul_tiles`].
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_with_tile(
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    bias: Option<&Tensor>,
+    relu: bool,
+    dropout: Option<DropoutSpec>,
+    tile: MatmulTile,
+) -> Result<Tensor> {
+    let epi = Epilogue {
+        bias: bias.is_some(),
+        relu,
+        dropout,
+    };
+    crate::kernels::matmul::eager("matmul", a, b, (trans_a, trans_b), bias, epi, Some(tile))
+}
+
+/// Which convolution pass [`Timed::conv2d`] records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvPass {
+    /// `y = conv2d(x, w)`: binds (x, w, y).
+    Forward,
+    /// `dx` from `dy`: binds (dy, w, dx).
+    BackwardInput,
+    /// `dw` from `x` and `dy`: binds (x, dy, dw).
+    BackwardWeight,
+}
+
+impl ConvPass {
+    fn pass(self) -> Conv2dPass {
+        match self {
+            ConvPass::Forward => Conv2dPass::Forward,
+            ConvPass::BackwardInput => Conv2dPass::BackwardInput,
+            ConvPass::BackwardWeight => Conv2dPass::BackwardWeight,
+        }
+    }
+}
+
+/// Whether `pass` of this convolution runs on the subgroup kernel on `gpu` (else on the
+/// 4x4-tile kernel).
+///
+/// # Errors
+/// When the shapes are not a valid convolution or the kernel does not compile.
+pub fn conv2d_uses_subgroup(
+    gpu: &Gpu,
+    pass: ConvPass,
+    input_shape: &[usize],
+    kernel_shape: &[usize],
+    stride: usize,
+    padding: Padding,
+) -> Result<bool> {
+    let d = Conv2dDims::new("conv2d", input_shape, kernel_shape, stride, padding)?;
+    Ok(Conv2d::get(gpu)?.subgroup_fits(&d, pass.pass()))
+}
+
+/// One convolution pass as the eager ops run it (binding `a`, `b` as [`ConvPass`] says),
+/// with the subgroup kernel where it fits only if `subgroup`.
+///
+/// # Errors
+/// As the eager ops, [`crate::ops::conv2d`] and its gradients.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_with_kernel(
+    pass: ConvPass,
+    a: &Tensor,
+    b: &Tensor,
+    input_shape: &[usize],
+    kernel_shape: &[usize],
+    stride: usize,
+    padding: Padding,
+    subgroup: bool,
+) -> Result<Tensor> {
+    let op = "conv2d";
+    f32s(op, &[a, b])?;
+    let d = Conv2dDims::new(op, input_shape, kernel_shape, stride, padding)?;
+    let (want_a, want_b, out) = match pass {
+        ConvPass::Forward => (d.in_shape(), d.kernel_shape(), d.out_shape()),
+        ConvPass::BackwardInput => (d.out_shape(), d.kernel_shape(), d.in_shape()),
+        ConvPass::BackwardWeight => (d.in_shape(), d.out_shape(), d.kernel_shape()),
+    };
+    if a.shape() != want_a || b.shape() != want_b {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{pass:?} binds a {:?} and b {:?}, expected {want_a:?} and {want_b:?}",
+                a.shape(),
+                b.shape()
+            ),
+        ));
+    }
+    crate::kernels::conv2d::eager(op, pass.pass(), &d, a, b, out, subgroup)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Cmd {
+    Matmul {
+        trans: (bool, bool),
+        mnk: (u32, u32, u32),
+        tile: MatmulTile,
+    },
+    Pointwise {
+        which: Pointwise,
+        len: u32,
+    },
+    Dropout {
+        backward: bool,
+        len: u32,
+    },
+    Conv(Conv2dPass, Conv2dDims),
+    ConvReduce(Conv2dDims),
+}
+
+/// Kernels recorded with prepared bind groups, timed as one compute pass.
+pub struct Timed {
+    gpu: Gpu,
+    cmds: Vec<(Cmd, wgpu::BindGroup)>,
+    /// Uniforms the bind groups use (kept alive).
+    _uniforms: Vec<wgpu::Buffer>,
+    /// Scratch buffers the bind groups use.
+    scratch: Vec<Tensor>,
+}
+
+fn f32s(op: &'static str, ts: &[&Tensor]) -> Result<()> {
+    for t in ts {
+        t.expect(DType::F32, op)?;
+        ts[0].same_gpu(t, op)?;
+    }
+    Ok(())
+}
+
+fn same_len(op: &'static str, x: &Tensor, y: &Tensor) -> Result<u32> {
+    if x.len() != y.len() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "x and y differ in length (x {:?}, y {:?})",
+                x.shape(),
+                y.shape()
+            ),
+        ));
+    }
+    Ok(x.len() as u32)
+}
+
+impl Timed {
+    fn one(gpu: &Gpu, cmd: Cmd, bind: wgpu::BindGroup, u: wgpu::Buffer) -> Timed {
+        Timed {
+            gpu: gpu.clone(),
+            cmds: vec![(cmd, bind)],
+            _uniforms: vec![u],
+            scratch: Vec::new(),
+        }
+    }
+
+    /// `c = dropout(act(op(a) op(b) + bias))` into the existing `c` (`[m, n]`), with the
+    /// variant wgnn would pick unless `tile` is given.
+    ///
+    /// # Errors
+    /// When shapes do not fit or `tile` is not available.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        a: &Tensor,
+        b: &Tensor,
+        trans: (bool, bool),
+        bias: Option<&Tensor>,
+        relu: bool,
+        dropout: Option<DropoutSpec>,
+        c: &Tensor,
+        tile: Option<MatmulTile>,
+    ) -> Result<Timed> {
+        let op = "matmul";
+        f32s(op, &[a, b, c])?;
+        let (m, k, n) = crate::kernels::matmul::dims(op, a.shape(), b.shape(), trans.0, trans.1)?;
+        if c.shape() != [m, n] {
+            return Err(Error::shape(
+                op,
+                format!("c has shape {:?}, expected [{m}, {n}]", c.shape()),
+            ));
+        }
+        if let Some(d) = dropout {
+            check_rate(op, d.rate)?;
+        }
+        let gpu = a.gpu();
+        let kern = Matmul::get(gpu)?;
+        let (m, n, k) = (m as u32, n as u32, k as u32);
+        let tile = tile.unwrap_or_else(|| kern.choose(m, n));
+        if !kern.tiles().contains(&tile) {
+            return Err(Error::arg(op, format!("tile {tile:?} is not available")));
+        }
+        kern.prepare_tile(gpu, trans, (m, n, k), tile)?;
+        let epi = Epilogue {
+            bias: bias.is_some(),
+            relu,
+            dropout,
+        };
+        let u = uniform(gpu, op, &MatmulParams::new(m, n, k, epi));
+        let bias = bias.unwrap_or(a);
+        let bind = kern.family.bind(
+            gpu,
+            &[
+                &u,
+                zero_step(gpu),
+                a.buffer(),
+                b.buffer(),
+                bias.buffer(),
+                c.buffer(),
+            ],
+        );
+        let cmd = Cmd::Matmul {
+            trans,
+            mnk: (m, n, k),
+            tile,
+        };
+        Ok(Timed::one(gpu, cmd, bind, u))
+    }
+
+    fn pointwise(
+        op: &'static str,
+        which: Pointwise,
+        a: &Tensor,
+        bias: &Tensor,
+        y: &Tensor,
+        cols: u32,
+    ) -> Result<Timed> {
+        f32s(op, &[a, bias, y])?;
+        let len = same_len(op, a, y)?;
+        let gpu = a.gpu();
+        let k = Elementwise::get(gpu)?;
+        let u = uniform(
+            gpu,
+            op,
+            &ElementwiseParams {
+                len,
+                cols,
+                scale: 1.0,
+                _pad: 0,
+            },
+        );
+        let bind = k.family.bind(
+            gpu,
+            &[&u, a.buffer(), a.buffer(), bias.buffer(), y.buffer()],
+        );
+        Ok(Timed::one(gpu, Cmd::Pointwise { which, len }, bind, u))
+    }
+
+    /// `y = x` (same length), the bandwidth yardstick.
+    ///
+    /// # Errors
+    /// When the lengths differ or a tensor is not f32.
+    pub fn copy(x: &Tensor, y: &Tensor) -> Result<Timed> {
+        Timed::pointwise("copy", Pointwise::Copy, x, x, y, 1)
+    }
+
+    /// `y = max(x, 0)`.
+    ///
+    /// # Errors
+    /// When the lengths differ or a tensor is not f32.
+    pub fn relu(x: &Tensor, y: &Tensor) -> Result<Timed> {
+        Timed::pointwise("relu", Pointwise::ReluForward, x, x, y, 1)
+    }
+
+    /// `y = x + b` over the last dimension of `x`.
+    ///
+    /// # Errors
+    /// When the shapes do not fit or a tensor is not f32.
+    pub fn bias_add(x: &Tensor, b: &Tensor, y: &Tensor) -> Result<Timed> {
+        let cols = *x.shape().last().unwrap_or(&1);
+        if b.shape() != [cols] {
+            return Err(Error::shape(
+                "bias_add",
+                format!("bias has shape {:?}, expected [{cols}]", b.shape()),
+            ));
+        }
+        Timed::pointwise("bias_add", Pointwise::BiasAdd, x, b, y, cols as u32)
+    }
+
+    /// Dropout forward (or, with `backward`, its gradient) of `x` into `y`.
+    ///
+    /// # Errors
+    /// When the lengths differ, a tensor is not f32 or the rate is outside [0, 1].
+    pub fn dropout(x: &Tensor, y: &Tensor, spec: DropoutSpec, backward: bool) -> Result<Timed> {
+        let op = "dropout";
+        f32s(op, &[x, y])?;
+        check_rate(op, spec.rate)?;
+        let len = same_len(op, x, y)?;
+        let gpu = x.gpu();
+        let k = Dropout::get(gpu)?;
+        let u = uniform(gpu, op, &DropoutParams::new(len, spec));
+        let bind = k
+            .family
+            .bind(gpu, &[&u, zero_step(gpu), x.buffer(), y.buffer()]);
+        Ok(Timed::one(gpu, Cmd::Dropout { backward, len }, bind, u))
+    }
+
+    /// One convolution pass of an NHWC input of `input_shape` and an HWIO kernel of
+    /// `kernel_shape`, binding (a, b, out) as [`ConvPass`] says.
+    ///
+    /// # Errors
+    /// When the shapes are not a valid convolution or the tensors do not have its shapes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d(
+        pass: ConvPass,
+        a: &Tensor,
+        b: &Tensor,
+        out: &Tensor,
+        input_shape: &[usize],
+        kernel_shape: &[usize],
+        stride: usize,
+        padding: Padding,
+    ) -> Result<Timed> {
+        let op = "conv2d";
+        f32s(op, &[a, b, out])?;
+        let d = Conv2dDims::new(op, input_shape, kernel_shape, stride, padding)?;
+        let (x, o, which) = match pass {
+            ConvPass::Forward => (d.in_shape(), d.out_shape(), Conv2dPass::Forward),
+            ConvPass::BackwardInput => (d.out_shape(), d.in_shape(), Conv2dPass::BackwardInput),
+            ConvPass::BackwardWeight => {
+                (d.in_shape(), d.kernel_shape(), Conv2dPass::BackwardWeight)
+            }
+        };
+        if a.shape() != x || out.shape() != o {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "{pass:?} binds a {:?} and out {:?}, expected {x:?} and {o:?}",
+                    a.shape(),
+                    out.shape()
+                ),
+            ));
+        }
+        let gpu = a.gpu();
+        let k = Conv2d::get(gpu)?;
+        let u = uniform(gpu, op, &d.params());
+        if which == Conv2dPass::BackwardWeight && d.weight_splits() > 1 {
+            // The split weight gradient: partial sums into a scratch, then their sum.
+            let scratch = Tensor::zeros(gpu, &[d.weight_scratch_len()])?;
+            let first = k
+                .family
+                .bind(gpu, &[&u, a.buffer(), b.buffer(), scratch.buffer()]);
+            let second = k
+                .family
+                .bind(gpu, &[&u, scratch.buffer(), scratch.buffer(), out.buffer()]);
+            let mut t = Timed::one(gpu, Cmd::Conv(which, d), first, u);
+            t.cmds.push((Cmd::ConvReduce(d), second));
+            t.scratch.push(scratch);
+            return Ok(t);
+        }
+        let bind = k
+            .family
+            .bind(gpu, &[&u, a.buffer(), b.buffer(), out.buffer()]);
+        Ok(Timed::one(gpu, Cmd::Conv(which, d), bind, u))
+    }
+
+    /// These kernels followed by `next`'s, in one pass.
+    pub fn then(mut self, next: Timed) -> Timed {
+        self.cmds.extend(next.cmds);
+        self._uniforms.extend(next._uniforms);
+        self.scratch.extend(next.scratch);
+        self
+    }
+
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let gpu = &self.gpu;
+        for (cmd, io) in &self.cmds {
+            match *cmd {
+                Cmd::Matmul { trans, mnk, tile } => {
+                    Matmul::get(gpu)?.record_tile(gpu, pass, io, trans, mnk, tile)?
+                }
+                Cmd::Pointwise { which, len } => {
+                    Elementwise::get(gpu)?.record(pass, which, io, len)
+                }
+                Cmd::Dropout {
+                    backward: false,
+                    len,
+                } => Dropout::get(gpu)?.record_forward(pass, io, len),
+                Cmd::Dropout {
+                    backward: true,
+                    len,
+                } => Dropout::get(gpu)?.record_backward(pass, io, len),
+                Cmd::Conv(Conv2dPass::Forward, d) => Conv2d::get(gpu)?.record_forward(pass, io, &d),
+                Cmd::Conv(Conv2dPass::BackwardInput, d) => {
+                    Conv2d::get(gpu)?.record_backward_input(pass, io, &d)
+                }
+                Cmd::Conv(Conv2dPass::BackwardWeight, d) => {
+                    Conv2d::get(gpu)?.record_backward_weight(pass, io, &d)
+                }
+                Cmd::ConvReduce(d) => Conv2d::get(gpu)?.record_backward_weight_reduce(pass, io, &d),
+            }
+        }
+        Ok(())
+    }
+
+    /// Seconds per repetition of one submission that records the kernels `reps` times in
+    /// one compute pass: from timestamps written at the pass's start and end where the
+    /// adapter has `TIMESTAMP_QUERY` ([`uses_timestamps`]), else the wall clock around the
+    /// submission and a blocking wait.
+    ///
+    /// # Errors
+    /// On device errors or a timeout.
+    pub fn time(&self, reps: u32) -> Result<f64> {
+        let op = "bench";
+        let gpu = &self.gpu;
+        let d = gpu.device();
+        let ts = uses_timestamps(gpu);
+        let queries = ts.then(|| {
+            let set = d.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("bench"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            });
+            let resolve = d.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("bench resolve"),
+                size: 16,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            (set, resolve)
+        });
+        let mut enc = d.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
+        {
+            let writes = queries
+                .as_ref()
+                .map(|(set, _)| wgpu::ComputePassTimestampWrites {
+                    query_set: set,
+                    beginning_of_pass_write_index: Some(0),
+                    end_of_pass_write_index: Some(1),
+                });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(op),
+                timestamp_writes: writes,
+            });
+            for _ in 0..reps.max(1) {
+                self.record(&mut pass)?;
+            }
+        }
+        if let Some((set, resolve)) = &queries {
+            enc.resolve_query_set(set, 0..2, resolve, 0);
+        }
+        let start = Instant::now();
+        let index = gpu.submit(enc.finish());
+        gpu.wait(op, index)?;
+        let wall = start.elapsed().as_secs_f64();
+        let secs = match &queries {
+            Some((_, resolve)) => {
+                let bytes = gpu.download(op, resolve, 16)?;
+                let t: &[u64] = bytemuck::cast_slice(&bytes);
+                let ns = t[1].saturating_sub(t[0]) as f64
+                    * f64::from(gpu.queue().get_timestamp_period());
+                ns * 1e-9
+            }
+            None => wall,
+        };
+        Ok(secs / f64::from(reps.max(1)))
+    }
+
+    /// The median of `samples` (at least 5) calls of [`Timed::time`], after one warm-up call.
+    ///
+    /// # Errors
+    /// As [`Timed::time`].
+    pub fn median(&self, reps: u32, samples: usize) -> Result<f64> {
+        self.time(reps)?;
+        let mut t = (0..samples.max(5))
+            .map(|_| self.time(reps))
+            .collect::<Result<Vec<f64>>>()?;
+        t.sort_by(f64::total_cmp);
+        Ok(t[t.len() / 2])
+    }
+}
+
+/// Whether [`Timed::time`] reads GPU timestamps on `gpu` (else the wall clock).
+pub fn uses_timestamps(gpu: &Gpu) -> bool {
+    gpu.device()
+        .features()
+        .contains(wgpu::Features::TIMESTAMP_QUERY)
+}

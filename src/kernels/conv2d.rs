@@ -1,0 +1,781 @@
+//! Entry points of shaders/conv2d.wgsl: 2-D convolution (NHWC images, HWIO kernels) and its
+//! input and weight gradients, each an implicit GEMM with a 4x4 register tile.
+//!
+//! Bias is not part of the convolution: [`crate::ops::bias_add`] and
+//! [`crate::ops::bias_grad`] work over the last (channel) dimension of NHWC tensors.
+
+use crate::kernels::{Bind, Family, WG, get, grid, run, uniform};
+use crate::tensor::DType;
+use crate::{Error, Gpu, Result, Tensor};
+
+pub(crate) const SOURCE: &str = include_str!("../../shaders/conv2d.wgsl");
+
+/// [`SOURCE`] with the subgroup entry points appended (compiled only on adapters with
+/// subgroups of exactly 8 lanes).
+pub(crate) const SUBGROUP_SOURCE: &str = concat!(
+    include_str!("../../shaders/conv2d.wgsl"),
+    include_str!("../../shaders/conv2d_subgroup.wgsl")
+);
+
+/// How a convolution treats the image border (Keras' `padding`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Padding {
+    /// No padding: only windows wholly inside the image, so
+    /// `out = (in - k) / stride + 1` (rounded down); the kernel must fit in the image.
+    Valid,
+    /// Zero padding so that `out = ceil(in / stride)`, as Keras and TensorFlow `"same"`: the
+    /// total padding is `max((out - 1) * stride + k - in, 0)`, half of it (rounded down)
+    /// before (top, left), the rest after (bottom, right).
+    Same,
+}
+
+/// Mirrors `Conv2dParams` in shaders/conv2d.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct Conv2dParams {
+    pub n: u32,
+    pub h: u32,
+    pub w: u32,
+    pub cin: u32,
+    pub oh: u32,
+    pub ow: u32,
+    pub cout: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub stride: u32,
+    pub pad_top: u32,
+    pub pad_left: u32,
+    /// K slices of the weight gradient (1: no split, the kernel writes dkernel itself).
+    pub splits: u32,
+    /// Images per K slice.
+    pub per_split: u32,
+    pub _pad: [u32; 2],
+}
+
+/// Weight-gradient invocations wanted at least: with fewer 4x4 tiles than this, K (the
+/// images) is split into slices whose partial sums a second pass adds in a fixed order.
+const WEIGHT_INVOCATIONS: u64 = 4096;
+
+/// Output size and padding before the image along one axis, or `None` when a `Valid`
+/// window does not fit.
+fn axis(input: usize, k: usize, stride: usize, padding: Padding) -> Option<(usize, usize)> {
+    match padding {
+        Padding::Valid => (input >= k).then(|| ((input - k) / stride + 1, 0)),
+        Padding::Same => {
+            let out = input.div_ceil(stride);
+            let total = ((out - 1) * stride + k).saturating_sub(input);
+            Some((out, total / 2))
+        }
+    }
+}
+
+/// The validated geometry of one convolution: everything the `record_*` methods and the
+/// params uniform need. All sizes fit in u32 and every pass's dispatch is within limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Conv2dDims {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cin: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub cout: usize,
+    pub stride: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+/// The three passes of shaders/conv2d.wgsl.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Conv2dPass {
+    Forward,
+    BackwardInput,
+    BackwardWeight,
+}
+
+impl Conv2dDims {
+    /// Checks an NHWC input shape `x` against an HWIO kernel shape `k` and returns the
+    /// geometry, or an error naming `op` and both shapes.
+    pub fn new(
+        op: &'static str,
+        x: &[usize],
+        k: &[usize],
+        stride: usize,
+        padding: Padding,
+    ) -> Result<Conv2dDims> {
+        if x.len() != 4 || k.len() != 4 {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "expects a 4-D NHWC input and a 4-D HWIO kernel, got input {x:?} and kernel {k:?}"
+                ),
+            ));
+        }
+        if x.contains(&0) || k.contains(&0) {
+            return Err(Error::shape(
+                op,
+                format!("shapes must have no zero dimension (input {x:?}, kernel {k:?})"),
+            ));
+        }
+        if stride == 0 {
+            return Err(Error::arg(op, "stride must be at least 1, got 0"));
+        }
+        if x[3] != k[2] {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "input has {} channels, kernel expects {} (input {x:?}, kernel {k:?})",
+                    x[3], k[2]
+                ),
+            ));
+        }
+        let (Some((oh, pad_top)), Some((ow, pad_left))) = (
+            axis(x[1], k[0], stride, padding),
+            axis(x[2], k[1], stride, padding),
+        ) else {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "kernel {}x{} is larger than the {}x{} input with Padding::Valid (input {x:?}, kernel {k:?})",
+                    k[0], k[1], x[1], x[2]
+                ),
+            ));
+        };
+        let d = Conv2dDims {
+            n: x[0],
+            h: x[1],
+            w: x[2],
+            cin: x[3],
+            kh: k[0],
+            kw: k[1],
+            cout: k[3],
+            stride,
+            oh,
+            ow,
+            pad_top,
+            pad_left,
+        };
+        // Coordinates in the shader (positions, strided positions, padded positions, the i32
+        // arithmetic of the input gradient) stay below 2^31 when this sum does.
+        let reach = (d.h.max(d.w) as u64)
+            .saturating_add(d.kh.max(d.kw) as u64)
+            .saturating_add((d.shader_stride() as u64).saturating_mul(8));
+        if reach > i32::MAX as u64 {
+            return Err(Error::Limit {
+                op,
+                what: format!("the coordinates of input {x:?}, kernel {k:?}, stride {stride}"),
+                requested: reach,
+                limit: i32::MAX as u64,
+            });
+        }
+        // Every pass launches whole workgroups of 64 invocations in a grid of at most 65,535
+        // columns; the invocation id must fit in u32. (Each of n, cin, cout scales some pass's
+        // tile count, so this also keeps them, and the tensors' element counts, within u32.)
+        let limit = u64::from(u32::MAX) - 65_535 * u64::from(WG);
+        for pass in [
+            Conv2dPass::Forward,
+            Conv2dPass::BackwardInput,
+            Conv2dPass::BackwardWeight,
+        ] {
+            let requested = d.invocations(pass);
+            if requested > limit {
+                return Err(Error::Limit {
+                    op,
+                    what: format!(
+                        "4x4 tiles of {} (input {x:?}, kernel {k:?}, stride {stride})",
+                        pass.entry()
+                    ),
+                    requested,
+                    limit,
+                });
+            }
+        }
+        Ok(d)
+    }
+
+    /// The NHWC output shape `[n, oh, ow, cout]`.
+    pub fn out_shape(&self) -> [usize; 4] {
+        [self.n, self.oh, self.ow, self.cout]
+    }
+
+    /// The NHWC input shape `[n, h, w, cin]`.
+    pub fn in_shape(&self) -> [usize; 4] {
+        [self.n, self.h, self.w, self.cin]
+    }
+
+    /// The HWIO kernel shape `[kh, kw, cin, cout]`.
+    pub fn kernel_shape(&self) -> [usize; 4] {
+        [self.kh, self.kw, self.cin, self.cout]
+    }
+
+    /// The stride the shader uses: at most `max(h, w)`. Any stride from there on gives a 1x1
+    /// output reading only the window at the origin, so the results are the same, and the
+    /// shader's coordinates stay small.
+    pub fn shader_stride(&self) -> usize {
+        self.stride.min(self.h.max(self.w))
+    }
+
+    /// The uniform the shader reads (all sizes were checked to fit in u32).
+    pub fn params(&self) -> Conv2dParams {
+        let u = |v: usize| v as u32;
+        Conv2dParams {
+            n: u(self.n),
+            h: u(self.h),
+            w: u(self.w),
+            cin: u(self.cin),
+            oh: u(self.oh),
+            ow: u(self.ow),
+            cout: u(self.cout),
+            kh: u(self.kh),
+            kw: u(self.kw),
+            stride: u(self.shader_stride()),
+            pad_top: u(self.pad_top),
+            pad_left: u(self.pad_left),
+            splits: u(self.weight_splits()),
+            per_split: u(self.n.div_ceil(self.weight_splits())),
+            _pad: [0; 2],
+        }
+    }
+
+    /// 4x4 tiles of the weight gradient.
+    fn weight_tiles(&self) -> u64 {
+        ((self.kh as u64)
+            .saturating_mul(self.kw as u64)
+            .saturating_mul(self.cin as u64)
+            .div_ceil(4))
+        .saturating_mul(self.cout.div_ceil(4) as u64)
+    }
+
+    /// The slices the weight gradient's K (the batch) is cut into: enough that the first
+    /// pass has about [`WEIGHT_INVOCATIONS`] invocations, each slice a whole number of
+    /// images (`ceil(n / splits)` each, the last one fewer).
+    pub fn weight_splits(&self) -> usize {
+        let tiles = self.weight_tiles().max(1);
+        let want = WEIGHT_INVOCATIONS.div_ceil(tiles).min(self.n as u64).max(1) as usize;
+        let per = self.n.div_ceil(want);
+        self.n.div_ceil(per)
+    }
+
+    /// Elements of the partial sums of a split weight gradient (0 when not split).
+    pub fn weight_scratch_len(&self) -> usize {
+        match self.weight_splits() {
+            1 => 0,
+            s => s * self.kh * self.kw * self.cin * self.cout,
+        }
+    }
+
+    /// Invocations (4x4 tiles) of `pass`, counted exactly as the shader decomposes its id.
+    /// Saturates instead of overflowing (then [`Conv2dDims::new`] rejects it).
+    pub fn invocations(&self, pass: Conv2dPass) -> u64 {
+        let t = |v: usize| v.div_ceil(4) as u64;
+        let u = |v: usize| v as u64;
+        let prod = |f: &[u64]| f.iter().fold(1u64, |a, &b| a.saturating_mul(b));
+        let s = self.shader_stride();
+        match pass {
+            Conv2dPass::Forward => prod(&[u(self.n), u(self.oh), t(self.ow), t(self.cout)]),
+            Conv2dPass::BackwardInput => {
+                let classes = s.min(self.w);
+                let per_class = self.w.div_ceil(s);
+                prod(&[u(self.n), u(self.h), u(classes), t(per_class), t(self.cin)])
+            }
+            Conv2dPass::BackwardWeight => self
+                .weight_tiles()
+                .saturating_mul(self.weight_splits() as u64),
+        }
+    }
+
+    /// The shader variant: `CIN4 * 2 + COUT4`, where `CIN4` / `COUT4` say that `cin` / `cout`
+    /// is a multiple of 4 (its channel runs are whole vec4s).
+    pub fn variant(&self) -> usize {
+        usize::from(self.cin.is_multiple_of(4)) * 2 + usize::from(self.cout.is_multiple_of(4))
+    }
+
+    /// Workgroup counts of `pass` (checked against the limits in [`Conv2dDims::new`]).
+    fn groups(&self, pass: Conv2dPass) -> [u32; 2] {
+        grid(self.invocations(pass).div_ceil(u64::from(WG)) as u32)
+    }
+}
+
+impl Conv2dPass {
+    fn entry(self) -> &'static str {
+        match self {
+            Conv2dPass::Forward => "conv2d_forward",
+            Conv2dPass::BackwardInput => "conv2d_backward_input",
+            Conv2dPass::BackwardWeight => "conv2d_backward_weight",
+        }
+    }
+}
+
+/// The NHWC output shape of a convolution of input shape `x` with HWIO kernel shape `k`, or
+/// an error naming `op` and the shapes (for the graph planner's shape inference).
+#[allow(dead_code)] // the graph planner's shape inference is its user; not merged yet
+pub(crate) fn conv2d_out_shape(
+    op: &'static str,
+    x: &[usize],
+    k: &[usize],
+    stride: usize,
+    padding: Padding,
+) -> Result<[usize; 4]> {
+    Conv2dDims::new(op, x, k, stride, padding).map(|d| d.out_shape())
+}
+
+/// The pipelines of shaders/conv2d.wgsl; all share one layout (params, a, b, out). Each
+/// entry point has four variants, indexed by [`Conv2dDims::variant`] (`CIN4 * 2 + COUT4`).
+/// On adapters with 8-lane subgroups, `subgroup` holds the forward and input-gradient
+/// entry points of shaders/conv2d_subgroup.wgsl, used where [`Conv2d::subgroup_fits`].
+pub(crate) struct Conv2d {
+    pub family: Family,
+    forward: [wgpu::ComputePipeline; 4],
+    backward_input: [wgpu::ComputePipeline; 4],
+    backward_weight: [wgpu::ComputePipeline; 4],
+    backward_weight_reduce: wgpu::ComputePipeline,
+    subgroup: Option<[wgpu::ComputePipeline; 3]>,
+}
+
+impl Conv2d {
+    pub fn new(gpu: &Gpu) -> Result<Conv2d> {
+        let family = Family::new(
+            gpu,
+            "conv2d",
+            SOURCE,
+            &[Bind::Uniform, Bind::Read, Bind::Read, Bind::Write],
+        )?;
+        let variants = |entry: &'static str| -> Result<[wgpu::ComputePipeline; 4]> {
+            let v = |cin4: f64, cout4: f64| {
+                family.pipeline(gpu, entry, &[("CIN4", cin4), ("COUT4", cout4)])
+            };
+            Ok([v(0.0, 0.0)?, v(0.0, 1.0)?, v(1.0, 0.0)?, v(1.0, 1.0)?])
+        };
+        let d = gpu.device();
+        let subgroup = if d.features().contains(wgpu::Features::SUBGROUP)
+            && gpu.inner.subgroup_sizes == (8, 8)
+        {
+            Some(gpu.scoped("conv2d", || {
+                let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some("conv2d_subgroup"),
+                    source: wgpu::ShaderSource::Wgsl(SUBGROUP_SOURCE.into()),
+                });
+                // A layout over the family's own bind group layout, so its bind groups fit.
+                let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some("conv2d_subgroup"),
+                    bind_group_layouts: &[Some(&family.layout)],
+                    immediate_size: 0,
+                });
+                let p = |entry: &'static str| {
+                    d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(entry),
+                        layout: Some(&layout),
+                        module: &module,
+                        entry_point: Some(entry),
+                        compilation_options: wgpu::PipelineCompilationOptions {
+                            constants: &[],
+                            zero_initialize_workgroup_memory: false,
+                        },
+                        cache: None,
+                    })
+                };
+                [
+                    p("conv2d_forward_sg"),
+                    p("conv2d_backward_input_sg"),
+                    p("conv2d_backward_weight_sg"),
+                ]
+            })?)
+        } else {
+            None
+        };
+        Ok(Conv2d {
+            forward: variants("conv2d_forward")?,
+            backward_input: variants("conv2d_backward_input")?,
+            backward_weight: variants("conv2d_backward_weight")?,
+            backward_weight_reduce: family.pipeline(gpu, "conv2d_backward_weight_reduce", &[])?,
+            subgroup,
+            family,
+        })
+    }
+
+    /// Whether the subgroup kernel can run `pass` of `dims`: the adapter has it, both channel
+    /// counts are multiples of 4, the input gradient has stride 1, and the workgroup grid
+    /// (256 GEMM rows by 32 columns each; the weight gradient's K slices in z) is within
+    /// limits.
+    pub fn subgroup_fits(&self, dims: &Conv2dDims, pass: Conv2dPass) -> bool {
+        self.subgroup.is_some() && Conv2d::subgroup_shape(dims, pass).is_some()
+    }
+
+    /// The workgroup grid of the subgroup kernel for `pass`, if the shapes suit it.
+    fn subgroup_shape(d: &Conv2dDims, pass: Conv2dPass) -> Option<[u32; 3]> {
+        if !d.cin.is_multiple_of(4) || !d.cout.is_multiple_of(4) {
+            return None;
+        }
+        let (rows, cols, z) = match pass {
+            Conv2dPass::Forward => (d.n * d.oh * d.ow, d.cout, 1),
+            Conv2dPass::BackwardInput if d.shader_stride() == 1 => (d.n * d.h * d.w, d.cin, 1),
+            Conv2dPass::BackwardWeight => (d.kh * d.kw * d.cin, d.cout, d.weight_splits()),
+            _ => return None,
+        };
+        let (gx, gy) = (rows.div_ceil(256), cols.div_ceil(32));
+        (gx <= 65_535 && gy <= 65_535 && z <= 65_535).then_some([gx as u32, gy as u32, z as u32])
+    }
+
+    pub fn get(gpu: &Gpu) -> Result<&Conv2d> {
+        get(gpu, &gpu.kernels().conv2d, Conv2d::new)
+    }
+
+    fn record(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        pipelines: &[wgpu::ComputePipeline; 4],
+        io: &wgpu::BindGroup,
+        dims: &Conv2dDims,
+        which: Conv2dPass,
+    ) {
+        self.record_with(pass, pipelines, io, dims, which, true)
+    }
+
+    /// Records `which`, with the subgroup kernel when `subgroup` allows and it fits.
+    fn record_with(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        pipelines: &[wgpu::ComputePipeline; 4],
+        io: &wgpu::BindGroup,
+        dims: &Conv2dDims,
+        which: Conv2dPass,
+        subgroup: bool,
+    ) {
+        if let (true, Some(sg), Some([gx, gy, gz])) = (
+            subgroup,
+            &self.subgroup,
+            Conv2d::subgroup_shape(dims, which),
+        ) {
+            let i = match which {
+                Conv2dPass::Forward => 0,
+                Conv2dPass::BackwardInput => 1,
+                Conv2dPass::BackwardWeight => 2,
+            };
+            pass.set_pipeline(&sg[i]);
+            pass.set_bind_group(0, io, &[]);
+            pass.dispatch_workgroups(gx, gy, gz);
+            return;
+        }
+        let [gx, gy] = dims.groups(which);
+        pass.set_pipeline(&pipelines[dims.variant()]);
+        pass.set_bind_group(0, io, &[]);
+        pass.dispatch_workgroups(gx, gy, 1);
+    }
+
+    /// Records `which` (the bench and the tests pick the kernel with `subgroup`).
+    pub fn record_pass(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        io: &wgpu::BindGroup,
+        dims: &Conv2dDims,
+        which: Conv2dPass,
+        subgroup: bool,
+    ) {
+        let pipelines = match which {
+            Conv2dPass::Forward => &self.forward,
+            Conv2dPass::BackwardInput => &self.backward_input,
+            Conv2dPass::BackwardWeight => &self.backward_weight,
+        };
+        self.record_with(pass, pipelines, io, dims, which, subgroup)
+    }
+
+    /// Records `y = conv2d(x, kernel)`; `io` binds (params, x, kernel, y) with params
+    /// `dims.params()`.
+    pub fn record_forward(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        io: &wgpu::BindGroup,
+        dims: &Conv2dDims,
+    ) {
+        self.record(pass, &self.forward, io, dims, Conv2dPass::Forward);
+    }
+
+    /// Records `dx` from `dy`; `io` binds (params, dy, kernel, dx).
+    pub fn record_backward_input(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        io: &wgpu::BindGroup,
+        dims: &Conv2dDims,
+    ) {
+        self.record(
+            pass,
+            &self.backward_input,
+            io,
+            dims,
+            Conv2dPass::BackwardInput,
+        );
+    }
+
+    /// The second pass of a split weight gradient ([`Conv2dDims::weight_splits`] > 1): `io`
+    /// binds (params, scratch, scratch, dkernel) after [`Conv2d::record_backward_weight`]
+    /// bound (params, x, dy, scratch) with a scratch of [`Conv2dDims::weight_scratch_len`].
+    pub fn record_backward_weight_reduce(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        io: &wgpu::BindGroup,
+        dims: &Conv2dDims,
+    ) {
+        let len = (dims.kh * dims.kw * dims.cin * dims.cout) as u32;
+        crate::kernels::dispatch_1d(pass, &self.backward_weight_reduce, io, len);
+    }
+
+    /// Records `dkernel` from `x` and `dy`; `io` binds (params, x, dy, dkernel), or, when
+    /// [`Conv2dDims::weight_splits`] > 1, (params, x, dy, scratch) and the partial sums go
+    /// to the scratch for [`Conv2d::record_backward_weight_reduce`].
+    pub fn record_backward_weight(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        io: &wgpu::BindGroup,
+        dims: &Conv2dDims,
+    ) {
+        self.record(
+            pass,
+            &self.backward_weight,
+            io,
+            dims,
+            Conv2dPass::BackwardWeight,
+        );
+    }
+}
+
+/// Checks that `t` is f32, lives with `first`, and (when `shape` is given) has that shape.
+fn check(
+    op: &'static str,
+    first: &Tensor,
+    t: &Tensor,
+    what: &str,
+    shape: Option<([usize; 4], &Conv2dDims, Padding)>,
+) -> Result<()> {
+    t.expect(DType::F32, op)?;
+    first.same_gpu(t, op)?;
+    if let Some((want, d, padding)) = shape
+        && t.shape() != want
+    {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{what} has shape {:?}, expected {want:?} (the output of input {:?}, kernel {:?}, stride {}, {padding:?} padding)",
+                t.shape(),
+                d.in_shape(),
+                d.kernel_shape(),
+                d.stride
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Allocates the output, binds (params, a, b, out) and records `pass` (with the subgroup
+/// kernel where it fits, unless `subgroup` is false).
+pub(crate) fn eager(
+    op: &'static str,
+    pass: Conv2dPass,
+    d: &Conv2dDims,
+    a: &Tensor,
+    b: &Tensor,
+    out_shape: [usize; 4],
+    subgroup: bool,
+) -> Result<Tensor> {
+    let gpu = a.gpu();
+    let k = Conv2d::get(gpu)?;
+    let out = Tensor::empty(gpu, op, &out_shape, DType::F32)?;
+    let params = uniform(gpu, op, &d.params());
+    if pass == Conv2dPass::BackwardWeight && d.weight_splits() > 1 {
+        let scratch = Tensor::empty(gpu, op, &[d.weight_scratch_len()], DType::F32)?;
+        let first = k
+            .family
+            .bind(gpu, &[&params, a.buffer(), b.buffer(), scratch.buffer()]);
+        let second = k.family.bind(
+            gpu,
+            &[&params, scratch.buffer(), scratch.buffer(), out.buffer()],
+        );
+        run(gpu, op, |p| {
+            k.record_pass(p, &first, d, pass, subgroup);
+            k.record_backward_weight_reduce(p, &second, d);
+        })?;
+        return Ok(out);
+    }
+    let io = k
+        .family
+        .bind(gpu, &[&params, a.buffer(), b.buffer(), out.buffer()]);
+    run(gpu, op, |p| k.record_pass(p, &io, d, pass, subgroup))?;
+    Ok(out)
+}
+
+/// 2-D convolution (cross-correlation, as Keras' `Conv2D`, without bias):
+/// `y[b, oy, ox, co] = sum over ky, kx, ci of x[b, oy*stride + ky - pad_top, ox*stride + kx - pad_left, ci] * w[ky, kx, ci, co]`,
+/// positions outside the image reading as zero.
+///
+/// `x` is NHWC `[n, h, w, cin]`, `w` HWIO `[kh, kw, cin, cout]`; the result is NHWC
+/// `[n, oh, ow, cout]` with `oh`, `ow` and the padding given by `padding` (see [`Padding`]);
+/// `stride` applies to both axes. Add a bias with [`crate::ops::bias_add`].
+///
+/// ```
+/// # fn main() -> wgnn::Result<()> {
+/// use wgnn::ops::{Padding, conv2d};
+/// let gpu = wgnn::Gpu::software()?;
+/// // A 3x3 single-channel image and a 2x2 kernel summing its window.
+/// let x = wgnn::Tensor::from_slice(&gpu, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0], &[1, 3, 3, 1])?;
+/// let w = wgnn::Tensor::from_slice(&gpu, &[1.0; 4], &[2, 2, 1, 1])?;
+/// let y = conv2d(&x, &w, 1, Padding::Valid)?;
+/// assert_eq!(y.shape(), [1, 2, 2, 1]);
+/// assert_eq!(y.to_vec()?, vec![12.0, 16.0, 24.0, 28.0]);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// When a tensor is not a 4-D f32 tensor, the channel counts differ, `stride` is 0, the
+/// kernel is larger than the image with [`Padding::Valid`], the tensors live on different
+/// `Gpu`s, or the work is over the device's dispatch limits.
+pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: Padding) -> Result<Tensor> {
+    let op = "conv2d";
+    check(op, x, x, "x", None)?;
+    check(op, x, w, "w", None)?;
+    let d = Conv2dDims::new(op, x.shape(), w.shape(), stride, padding)?;
+    eager(op, Conv2dPass::Forward, &d, x, w, d.out_shape(), true)
+}
+
+/// The gradient of [`conv2d`] with respect to its input: `dx[b, iy, ix, ci]` is the sum of
+/// `dy[b, oy, ox, co] * w[ky, kx, ci, co]` over every output position and kernel tap that read
+/// `x[b, iy, ix, ci]`.
+///
+/// `dy` is NHWC `[n, oh, ow, cout]`, the output shape of a convolution of `input_shape`
+/// (`[n, h, w, cin]`, needed because with `stride > 1` several input sizes give one output
+/// size) with the HWIO kernel `w` under `stride` and `padding`; the result has `input_shape`.
+///
+/// # Errors
+/// As [`conv2d`] for `input_shape` and `w`, and when `dy` does not have the output shape or
+/// is not f32 on the same `Gpu`.
+pub fn conv2d_backward_input(
+    dy: &Tensor,
+    w: &Tensor,
+    input_shape: &[usize],
+    stride: usize,
+    padding: Padding,
+) -> Result<Tensor> {
+    let op = "conv2d_backward_input";
+    check(op, dy, dy, "dy", None)?;
+    check(op, dy, w, "w", None)?;
+    let d = Conv2dDims::new(op, input_shape, w.shape(), stride, padding)?;
+    check(op, dy, dy, "dy", Some((d.out_shape(), &d, padding)))?;
+    eager(op, Conv2dPass::BackwardInput, &d, dy, w, d.in_shape(), true)
+}
+
+/// The gradient of [`conv2d`] with respect to its kernel: `dw[ky, kx, ci, co]` is the sum
+/// over `b, oy, ox` of `x[b, oy*stride + ky - pad_top, ox*stride + kx - pad_left, ci] * dy[b, oy, ox, co]`.
+///
+/// `x` is the NHWC input `[n, h, w, cin]`, `dy` NHWC `[n, oh, ow, cout]` (the output shape
+/// for `x`, `kernel_shape`, `stride` and `padding`); the result is HWIO `kernel_shape`
+/// `[kh, kw, cin, cout]`. The bias gradient is [`crate::ops::bias_grad`] of `dy`.
+///
+/// # Errors
+/// As [`conv2d`] for `x` and `kernel_shape`, and when `dy` does not have the output shape or
+/// is not f32 on the same `Gpu`.
+pub fn conv2d_backward_weight(
+    x: &Tensor,
+    dy: &Tensor,
+    kernel_shape: &[usize],
+    stride: usize,
+    padding: Padding,
+) -> Result<Tensor> {
+    let op = "conv2d_backward_weight";
+    check(op, x, x, "x", None)?;
+    check(op, x, dy, "dy", None)?;
+    let d = Conv2dDims::new(op, x.shape(), kernel_shape, stride, padding)?;
+    check(op, x, dy, "dy", Some((d.out_shape(), &d, padding)))?;
+    eager(
+        op,
+        Conv2dPass::BackwardWeight,
+        &d,
+        x,
+        dy,
+        d.kernel_shape(),
+        true,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wgpu::naga;
+
+    #[test]
+    fn conv2d_shader_validates_and_params_match_wgsl_layout() {
+        let module = naga::front::wgsl::parse_str(SOURCE)
+            .unwrap_or_else(|e| panic!("{}", e.emit_to_string(SOURCE)));
+        let mut v = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::default(),
+        );
+        if let Err(e) = v.validate(&module) {
+            panic!("{}", e.emit_to_string(SOURCE));
+        }
+        let (members, span) = module
+            .types
+            .iter()
+            .find_map(|(_, t)| match (&t.inner, t.name.as_deref()) {
+                (naga::TypeInner::Struct { members, span }, Some("Conv2dParams")) => {
+                    Some((members.clone(), *span))
+                }
+                _ => None,
+            })
+            .expect("Conv2dParams in conv2d.wgsl");
+        assert_eq!(span as usize, size_of::<Conv2dParams>());
+        let rust = [
+            ("n", std::mem::offset_of!(Conv2dParams, n)),
+            ("h", std::mem::offset_of!(Conv2dParams, h)),
+            ("w", std::mem::offset_of!(Conv2dParams, w)),
+            ("cin", std::mem::offset_of!(Conv2dParams, cin)),
+            ("oh", std::mem::offset_of!(Conv2dParams, oh)),
+            ("ow", std::mem::offset_of!(Conv2dParams, ow)),
+            ("cout", std::mem::offset_of!(Conv2dParams, cout)),
+            ("kh", std::mem::offset_of!(Conv2dParams, kh)),
+            ("kw", std::mem::offset_of!(Conv2dParams, kw)),
+            ("stride", std::mem::offset_of!(Conv2dParams, stride)),
+            ("pad_top", std::mem::offset_of!(Conv2dParams, pad_top)),
+            ("pad_left", std::mem::offset_of!(Conv2dParams, pad_left)),
+            ("splits", std::mem::offset_of!(Conv2dParams, splits)),
+            ("per_split", std::mem::offset_of!(Conv2dParams, per_split)),
+            ("_pad0", std::mem::offset_of!(Conv2dParams, _pad)),
+            ("_pad1", std::mem::offset_of!(Conv2dParams, _pad) + 4),
+        ];
+        assert_eq!(members.len(), rust.len());
+        for (m, (name, off)) in members.iter().zip(rust) {
+            assert_eq!(m.name.as_deref(), Some(name));
+            assert_eq!(m.offset as usize, off, "Conv2dParams.{name}");
+        }
+    }
+
+    #[test]
+    fn conv2d_out_shape_follows_keras_and_matches_reference() {
+        let x = [2, 28, 28, 1];
+        let k = [3, 3, 1, 32];
+        let s = |x: &[usize], k: &[usize], st, p| conv2d_out_shape("conv2d", x, k, st, p);
+        assert_eq!(s(&x, &k, 1, Padding::Valid).unwrap(), [2, 26, 26, 32]);
+        assert_eq!(s(&x, &k, 1, Padding::Same).unwrap(), [2, 28, 28, 32]);
+        assert_eq!(s(&x, &k, 2, Padding::Same).unwrap(), [2, 14, 14, 32]);
+        assert_eq!(s(&x, &k, 2, Padding::Valid).unwrap(), [2, 13, 13, 32]);
+        for h in 1..12 {
+            for kk in 1..6 {
+                for st in 1..5 {
+                    let d = Conv2dDims::new(
+                        "conv2d",
+                        &[1, h, h, 1],
+                        &[kk, kk, 1, 1],
+                        st,
+                        Padding::Same,
+                    )
+                    .unwrap();
+                    assert_eq!(
+                        (d.oh, d.pad_top),
+                        crate::reference::same_padding(h, kk, st),
+                        "h {h} k {kk} stride {st}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Checks, without a GPU, that every shader parses and validates with naga and that every
+//! params struct has the same size and field offsets in Rust and in WGSL.
+
+use wgpu::naga;
+
+/// Every shader source as the pipelines receive it, by family name.
+pub(crate) fn sources() -> Vec<(&'static str, &'static str)> {
+    use crate::kernels::*;
+    vec![
+        ("dropout", dropout::SOURCE),
+        ("philox_words", dropout::WORDS_SOURCE),
+        ("elementwise", elementwise::SOURCE),
+        ("matmul", matmul::SOURCE),
+        ("reduce", reduce::SOURCE),
+        ("data", data::SOURCE),
+    ]
+}
+
+fn parse(name: &str, src: &str) -> naga::Module {
+    match naga::front::wgsl::parse_str(src) {
+        Ok(m) => m,
+        Err(e) => panic!("{name}: {}", e.emit_to_string(src)),
+    }
+}
+
+/// (span, [(member name, offset)]) of the WGSL struct `ty` in `src`.
+pub(crate) fn wgsl_layout(src: &str, ty: &str) -> (u32, Vec<(String, u32)>) {
+    let module = parse(ty, src);
+    for (_, t) in module.types.iter() {
+        if t.name.as_deref() == Some(ty)
+            && let naga::TypeInner::Struct { members, span } = &t.inner
+        {
+            {
+                let m = members
+                    .iter()
+                    .map(|m| (m.name.clone().unwrap_or_default(), m.offset))
+                    .collect();
+                return (*span, m);
+            }
+        }
+    }
+    panic!("struct {ty} not found in its shader");
+}
+
+/// Asserts that Rust struct `$rust` and WGSL struct `$wgsl` of `$src` agree in size and in
+/// the offsets of the named fields.
+macro_rules! assert_layout {
+    ($src:expr, $wgsl:literal, $rust:ty, [$($field:ident),* $(,)?]) => {{
+        let (span, members) = $crate::kernels::layout::wgsl_layout($src, $wgsl);
+        assert_eq!(span as usize, size_of::<$rust>(), "{}: WGSL size {} != Rust size {}", $wgsl, span, size_of::<$rust>());
+        $(
+            let name = stringify!($field);
+            let off = members.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("{}: no member {}", $wgsl, name)).1;
+            assert_eq!(off as usize, std::mem::offset_of!($rust, $field), "{}.{}: WGSL offset {} != Rust offset", $wgsl, name, off);
+        )*
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::*;
+
+    #[test]
+    fn shaders_parse_and_validate_with_naga() {
+        for (name, src) in sources() {
+            let module = parse(name, src);
+            let mut v = naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::default(),
+            );
+            if let Err(e) = v.validate(&module) {
+                panic!("{name}: {}", e.emit_to_string(src));
+            }
+        }
+    }
+
+    #[test]
+    fn params_structs_match_wgsl_layout() {
+        assert_layout!(
+            dropout::SOURCE,
+            "DropoutParams",
+            dropout::DropoutParams,
+            [len, threshold, mode, scale, seed, offset]
+        );
+        assert_layout!(
+            dropout::WORDS_SOURCE,
+            "WordsParams",
+            dropout::WordsParams,
+            [count]
+        );
+        assert_layout!(
+            elementwise::SOURCE,
+            "ElementwiseParams",
+            elementwise::ElementwiseParams,
+            [len, cols, scale]
+        );
+        assert_layout!(
+            matmul::SOURCE,
+            "MatmulParams",
+            matmul::MatmulParams,
+            [m, n, k, flags, threshold, mode, scale, seed, offset]
+        );
+        assert_layout!(
+            reduce::SOURCE,
+            "ReduceParams",
+            reduce::ReduceParams,
+            [rows, cols]
+        );
+        assert_layout!(
+            dropout::SOURCE,
+            "Step",
+            data::StepUniform,
+            [step, batch_start]
+        );
+        assert_layout!(
+            data::SOURCE,
+            "DataParams",
+            data::DataParams,
+            [rows, image_len, scale, per_chunk]
+        );
+    }
+}

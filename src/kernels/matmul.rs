@@ -1,0 +1,503 @@
+//! Entry points of shaders/matmul.wgsl: GEMM with transposes and a fused dense epilogue.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::kernels::dropout::{DropoutSpec, check_rate, mode};
+use crate::kernels::{Bind, Family, get, run, uniform, words, zero_step};
+use crate::tensor::DType;
+use crate::{Error, Gpu, Result, Tensor};
+
+pub(crate) const SOURCE: &str = concat!(
+    include_str!("../../shaders/philox.wgsl"),
+    include_str!("../../shaders/matmul.wgsl")
+);
+
+/// [`SOURCE`] with the subgroup entry point appended (compiled only on adapters with
+/// subgroups of exactly 8 lanes).
+pub(crate) const SUBGROUP_SOURCE: &str = concat!(
+    include_str!("../../shaders/philox.wgsl"),
+    include_str!("../../shaders/matmul.wgsl"),
+    include_str!("../../shaders/matmul_subgroup.wgsl")
+);
+
+const EPI_BIAS: u32 = 1;
+const EPI_RELU: u32 = 2;
+
+/// Mirrors `MatmulParams` in shaders/matmul.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct MatmulParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub flags: u32,
+    pub threshold: u32,
+    pub mode: u32,
+    pub scale: f32,
+    pub _pad: u32,
+    pub seed: [u32; 2],
+    pub offset: [u32; 2],
+}
+
+/// What follows the product, in this order: `+ bias`, ReLU, dropout.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Epilogue {
+    pub bias: bool,
+    pub relu: bool,
+    pub dropout: Option<DropoutSpec>,
+}
+
+impl MatmulParams {
+    pub fn new(m: u32, n: u32, k: u32, epi: Epilogue) -> MatmulParams {
+        let flags = if epi.bias { EPI_BIAS } else { 0 } | if epi.relu { EPI_RELU } else { 0 };
+        let (threshold, mode, scale, seed, offset) = match epi.dropout {
+            Some(d) => (
+                crate::philox::threshold(d.rate),
+                mode(d.rate),
+                crate::philox::scale(d.rate),
+                words(d.seed),
+                words(d.offset),
+            ),
+            None => (0, 0, 1.0, [0; 2], [0; 2]),
+        };
+        MatmulParams {
+            m,
+            n,
+            k,
+            flags,
+            threshold,
+            mode,
+            scale,
+            _pad: 0,
+            seed,
+            offset,
+        }
+    }
+}
+
+/// One register-tile variant of the matmul kernel: `tm` output rows by `4 * tn4` output
+/// columns per invocation, in `matmul_forward_sg` (the 8 lanes of a subgroup share their
+/// rows) when `subgroup`, else in `matmul_forward`. Either way a workgroup covers
+/// `8 * tm` rows by `32 * tn4` columns. Exposed (hidden) so that tests can run every variant
+/// and the bench can time them.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatmulTile {
+    /// Uses `matmul_forward_sg` (adapters with 8-lane subgroups only).
+    pub subgroup: bool,
+    /// Rows per invocation: a multiple of 4, at most 32 with `subgroup`, else at most 8.
+    pub tm: u32,
+    /// Vec4 columns per invocation: 1 or 2.
+    pub tn4: u32,
+}
+
+impl MatmulTile {
+    /// The variants of `matmul_forward_sg`, largest first.
+    pub const SUBGROUP: [MatmulTile; 2] = [MatmulTile::sg(32, 2), MatmulTile::sg(8, 2)];
+    /// The variants of `matmul_forward`, largest first.
+    pub const PLAIN: [MatmulTile; 2] = [MatmulTile::plain(8, 2), MatmulTile::plain(4, 1)];
+
+    const fn sg(tm: u32, tn4: u32) -> MatmulTile {
+        MatmulTile {
+            subgroup: true,
+            tm,
+            tn4,
+        }
+    }
+
+    const fn plain(tm: u32, tn4: u32) -> MatmulTile {
+        MatmulTile {
+            subgroup: false,
+            tm,
+            tn4,
+        }
+    }
+
+    /// Workgroups for an `[m, n]` output.
+    pub fn groups(&self, m: u32, n: u32) -> [u32; 2] {
+        [n.div_ceil(32 * self.tn4), m.div_ceil(8 * self.tm)]
+    }
+}
+
+/// A compiled variant: transposes, which operands move as aligned vec4s (A, B, C: each
+/// where its contiguous axis is a multiple of 4), and the tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    trans: (bool, bool),
+    vec4: [bool; 3],
+    tile: MatmulTile,
+}
+
+/// The matmul pipelines: compiled per variant on first use ([`Matmul::prepare`]) and kept.
+pub(crate) struct Matmul {
+    pub family: Family,
+    /// The module with the subgroup entry point and a pipeline layout over `family.layout`
+    /// (so bind groups made with that layout fit), on adapters with 8-lane subgroups.
+    subgroup: Option<(wgpu::ShaderModule, wgpu::PipelineLayout)>,
+    cache: Mutex<HashMap<Key, wgpu::ComputePipeline>>,
+    /// Workgroups a dispatch should have at least, when a smaller tile can give them.
+    min_groups: u32,
+}
+
+impl Matmul {
+    pub fn new(gpu: &Gpu) -> Result<Matmul> {
+        let family = Family::new(
+            gpu,
+            "matmul",
+            SOURCE,
+            &[
+                Bind::Uniform,
+                Bind::Uniform,
+                Bind::Read,
+                Bind::Read,
+                Bind::Read,
+                Bind::Write,
+            ],
+        )?;
+        let d = gpu.device();
+        let subgroup = if d.features().contains(wgpu::Features::SUBGROUP)
+            && gpu.inner.subgroup_sizes == (8, 8)
+        {
+            Some(gpu.scoped("matmul", || {
+                let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some("matmul_subgroup"),
+                    source: wgpu::ShaderSource::Wgsl(SUBGROUP_SOURCE.into()),
+                });
+                let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some("matmul_subgroup"),
+                    bind_group_layouts: &[Some(&family.layout)],
+                    immediate_size: 0,
+                });
+                (module, layout)
+            })?)
+        } else {
+            None
+        };
+        // A CPU adapter runs one workgroup per thread at a time: two per thread balance the
+        // load; a GPU wants its every core busy.
+        let min_groups = if gpu.info().device_type == wgpu::DeviceType::Cpu {
+            2 * std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
+        } else {
+            256
+        };
+        Ok(Matmul {
+            family,
+            subgroup,
+            cache: Mutex::new(HashMap::new()),
+            min_groups,
+        })
+    }
+
+    pub fn get(gpu: &Gpu) -> Result<&Matmul> {
+        get(gpu, &gpu.kernels().matmul, Matmul::new)
+    }
+
+    /// The variants this adapter can run, largest first.
+    pub fn tiles(&self) -> &'static [MatmulTile] {
+        if self.subgroup.is_some() {
+            &MatmulTile::SUBGROUP
+        } else {
+            &MatmulTile::PLAIN
+        }
+    }
+
+    /// The variant for an `[m, n]` output: the largest tile that still gives `min_groups`
+    /// workgroups, else the smallest. (Measured on lavapipe, Mesa 22.3, 2 cores: the 32x8
+    /// subgroup tile is the fastest even at four workgroups for 256x784x256, and for
+    /// 64x18432x300, where most of its subgroups have no rows and return at once; see
+    /// BENCHMARKS.md.)
+    pub fn choose(&self, m: u32, n: u32) -> MatmulTile {
+        let tiles = self.tiles();
+        let enough = |t: &&MatmulTile| {
+            let [x, y] = t.groups(m, n);
+            x.saturating_mul(y) >= self.min_groups
+        };
+        *tiles.iter().find(enough).unwrap_or(&tiles[tiles.len() - 1])
+    }
+
+    fn key(trans: (bool, bool), m: u32, n: u32, k: u32, tile: MatmulTile) -> Key {
+        let four = |v: u32| v.is_multiple_of(4);
+        Key {
+            trans,
+            // A's rows run along k, or along m when transposed; B's along n, or k.
+            vec4: [
+                four(if trans.0 { m } else { k }),
+                four(if trans.1 { k } else { n }),
+                four(n),
+            ],
+            tile,
+        }
+    }
+
+    /// Compiles (once) the pipeline of `key`.
+    fn pipeline(&self, gpu: &Gpu, key: Key) -> Result<wgpu::ComputePipeline> {
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| Error::arg("matmul", "pipeline cache poisoned"))?;
+        if let Some(p) = cache.get(&key) {
+            return Ok(p.clone());
+        }
+        let b = |v: bool| f64::from(u8::from(v));
+        let consts = [
+            ("TRANS_A", b(key.trans.0)),
+            ("TRANS_B", b(key.trans.1)),
+            ("TM", f64::from(key.tile.tm)),
+            ("TN4", f64::from(key.tile.tn4)),
+            ("VEC_A", b(key.vec4[0])),
+            ("VEC_B", b(key.vec4[1])),
+            ("VEC_C", b(key.vec4[2])),
+        ];
+        let p = if key.tile.subgroup {
+            let Some((module, layout)) = &self.subgroup else {
+                return Err(Error::arg(
+                    "matmul",
+                    format!("tile {:?} needs 8-lane subgroups", key.tile),
+                ));
+            };
+            gpu.scoped("matmul", || {
+                gpu.device()
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some("matmul_forward_sg"),
+                        layout: Some(layout),
+                        module,
+                        entry_point: Some("matmul_forward_sg"),
+                        compilation_options: wgpu::PipelineCompilationOptions {
+                            constants: &consts,
+                            zero_initialize_workgroup_memory: false,
+                        },
+                        cache: None,
+                    })
+            })?
+        } else {
+            self.family.pipeline(gpu, "matmul_forward", &consts)?
+        };
+        cache.insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// Compiles the variant [`Matmul::record_forward`] will record for these sizes, so that
+    /// recording creates nothing.
+    pub fn prepare(&self, gpu: &Gpu, trans: (bool, bool), m: u32, n: u32, k: u32) -> Result<()> {
+        self.prepare_tile(gpu, trans, (m, n, k), self.choose(m, n))
+    }
+
+    /// As [`Matmul::prepare`] for a given variant.
+    pub fn prepare_tile(
+        &self,
+        gpu: &Gpu,
+        trans: (bool, bool),
+        (m, n, k): (u32, u32, u32),
+        tile: MatmulTile,
+    ) -> Result<()> {
+        self.pipeline(gpu, Matmul::key(trans, m, n, k, tile))
+            .map(|_| ())
+    }
+
+    /// Records `c = epilogue(op(a) op(b))` for an `[m, n]` output with inner size `k`; `io`
+    /// binds (params, step, a, b, bias, c). The variant must have been prepared
+    /// ([`Matmul::prepare`]); it is compiled here otherwise.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_forward(
+        &self,
+        gpu: &Gpu,
+        pass: &mut wgpu::ComputePass<'_>,
+        io: &wgpu::BindGroup,
+        trans: (bool, bool),
+        m: u32,
+        n: u32,
+        k: u32,
+    ) -> Result<()> {
+        self.record_tile(gpu, pass, io, trans, (m, n, k), self.choose(m, n))
+    }
+
+    /// As [`Matmul::record_forward`] with a given variant.
+    pub fn record_tile(
+        &self,
+        gpu: &Gpu,
+        pass: &mut wgpu::ComputePass<'_>,
+        io: &wgpu::BindGroup,
+        trans: (bool, bool),
+        (m, n, k): (u32, u32, u32),
+        tile: MatmulTile,
+    ) -> Result<()> {
+        let pipeline = self.pipeline(gpu, Matmul::key(trans, m, n, k, tile))?;
+        let [gx, gy] = tile.groups(m, n);
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, io, &[]);
+        pass.dispatch_workgroups(gx, gy, 1);
+        Ok(())
+    }
+}
+
+/// `(m, k, n)` of `op(a) op(b)`, or an error naming both shapes.
+pub(crate) fn dims(
+    op: &'static str,
+    a: &[usize],
+    b: &[usize],
+    ta: bool,
+    tb: bool,
+) -> Result<(usize, usize, usize)> {
+    if a.len() != 2 || b.len() != 2 {
+        return Err(Error::shape(
+            op,
+            format!("expects two matrices, got a {a:?} and b {b:?}"),
+        ));
+    }
+    let (m, ka) = if ta { (a[1], a[0]) } else { (a[0], a[1]) };
+    let (kb, n) = if tb { (b[1], b[0]) } else { (b[0], b[1]) };
+    if ka != kb {
+        return Err(Error::shape(
+            op,
+            format!(
+                "inner dimensions differ: op(a) is [{m}, {ka}], op(b) is [{kb}, {n}] (a {a:?} trans_a={ta}, b {b:?} trans_b={tb})"
+            ),
+        ));
+    }
+    // The smallest workgroup block of any variant is 32 x 32.
+    let side = 32usize;
+    if m.div_ceil(side) > 65_535 || n.div_ceil(side) > 65_535 {
+        return Err(Error::Limit {
+            op,
+            what: format!("workgroups for an [{m}, {n}] output"),
+            requested: m.max(n).div_ceil(side) as u64,
+            limit: 65_535,
+        });
+    }
+    Ok((m, ka, n))
+}
+
+pub(crate) fn eager(
+    op: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+    trans: (bool, bool),
+    bias: Option<&Tensor>,
+    epi: Epilogue,
+    tile: Option<MatmulTile>,
+) -> Result<Tensor> {
+    a.expect(DType::F32, op)?;
+    b.expect(DType::F32, op)?;
+    a.same_gpu(b, op)?;
+    let (m, k, n) = dims(op, a.shape(), b.shape(), trans.0, trans.1)?;
+    if let Some(bias) = bias {
+        bias.expect(DType::F32, op)?;
+        a.same_gpu(bias, op)?;
+        if bias.shape() != [n] {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "bias has shape {:?}, expected [{n}] (output [{m}, {n}])",
+                    bias.shape()
+                ),
+            ));
+        }
+    }
+    if let Some(d) = epi.dropout {
+        check_rate(op, d.rate)?;
+    }
+    let gpu = a.gpu();
+    let kern = Matmul::get(gpu)?;
+    let (mu, nu, ku) = (m as u32, n as u32, k as u32);
+    let tile = match tile {
+        Some(t) if !kern.tiles().contains(&t) => {
+            return Err(Error::arg(
+                op,
+                format!("tile {t:?} is not available on {}", gpu.info().name),
+            ));
+        }
+        Some(t) => t,
+        None => kern.choose(mu, nu),
+    };
+    kern.pipeline(gpu, Matmul::key(trans, mu, nu, ku, tile))?;
+    let c = Tensor::empty(gpu, op, &[m, n], DType::F32)?;
+    let params = uniform(
+        gpu,
+        op,
+        &MatmulParams::new(m as u32, n as u32, k as u32, epi),
+    );
+    let bias_buf = bias.map_or(a.buffer(), |t| t.buffer());
+    let io = kern.family.bind(
+        gpu,
+        &[
+            &params,
+            zero_step(gpu),
+            a.buffer(),
+            b.buffer(),
+            bias_buf,
+            c.buffer(),
+        ],
+    );
+    let mut recorded = Ok(());
+    run(gpu, op, |pass| {
+        recorded = kern.record_tile(gpu, pass, &io, trans, (mu, nu, ku), tile)
+    })?;
+    recorded?;
+    Ok(c)
+}
+
+/// `op(a) op(b)`: `[m, k] x [k, n] -> [m, n]`, where `op(a)` is `a` or, if `trans_a`, its
+/// transpose (then `a` is `[k, m]`); likewise `b` (`[n, k]` if `trans_b`). The backward of
+/// `y = x w` is `dx = matmul(dy, w, false, true)` and `dw = matmul(x, dy, true, false)`.
+///
+/// # Errors
+/// When a tensor is not a 2-D f32 matrix or the inner dimensions differ.
+pub fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+    eager(
+        "matmul",
+        a,
+        b,
+        (trans_a, trans_b),
+        None,
+        Epilogue::default(),
+        None,
+    )
+}
+
+/// The fused dense layer: `dropout(act(x w + bias))` in one kernel, `x` `[batch, in]`, `w`
+/// `[in, units]`, `bias` `[units]`, `act` ReLU if `relu` else identity, dropout drawn exactly
+/// as [`crate::ops::dropout`] draws it for the `[batch, units]` output. Its gradient with
+/// respect to the pre-activation is [`crate::ops::relu_dropout_backward`] of the output.
+///
+/// # Errors
+/// When shapes do not fit (naming them) or the dropout rate is outside [0, 1].
+pub fn dense(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    relu: bool,
+    dropout: Option<DropoutSpec>,
+) -> Result<Tensor> {
+    let epi = Epilogue {
+        bias: bias.is_some(),
+        relu,
+        dropout,
+    };
+    eager("dense", x, w, (false, false), bias, epi, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use wgpu::naga;
+
+    /// The subgroup sources (matmul's and conv2d's) parse and validate with subgroups on;
+    /// the plain sources are checked in `kernels::layout`.
+    #[test]
+    fn matmul_and_conv2d_subgroup_shaders_validate() {
+        for (name, src) in [
+            ("matmul", super::SUBGROUP_SOURCE),
+            ("conv2d", crate::kernels::conv2d::SUBGROUP_SOURCE),
+        ] {
+            let module = naga::front::wgsl::parse_str(src)
+                .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+            let mut v = naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::SUBGROUP,
+            );
+            if let Err(e) = v.validate(&module) {
+                panic!("{name}: {}", e.emit_to_string(src));
+            }
+        }
+    }
+}

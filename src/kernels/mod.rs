@@ -1,0 +1,292 @@
+//! One Rust module per shader family: params structs, pipelines and `record_*` methods.
+//!
+//! Kernels record into a compute pass and never submit; the eager [`crate::ops`] functions
+//! and the executor are the only places that create encoders and submit.
+
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
+
+use crate::{Gpu, Result};
+
+pub(crate) mod batchnorm;
+#[doc(hidden)]
+pub mod bench_support;
+pub(crate) mod conv2d;
+pub(crate) mod data;
+pub(crate) mod dropout;
+pub(crate) mod elementwise;
+#[cfg(test)]
+pub(crate) mod layout;
+pub(crate) mod matmul;
+pub(crate) mod optim;
+pub(crate) mod pool;
+pub(crate) mod reduce;
+pub(crate) mod softmax_xent;
+
+/// Workgroup size of every one-dimensional kernel (a multiple of lavapipe's 8 SIMD lanes).
+pub(crate) const WG: u32 = 64;
+
+/// One typed slot per shader family, filled on first use: each shader compiles once per
+/// `Gpu`.
+#[derive(Default)]
+pub(crate) struct Kernels {
+    pub batchnorm: OnceLock<batchnorm::BatchNorm>,
+    pub conv2d: OnceLock<conv2d::Conv2d>,
+    pub data: OnceLock<data::Data>,
+    pub dropout: OnceLock<dropout::Dropout>,
+    pub elementwise: OnceLock<elementwise::Elementwise>,
+    pub matmul: OnceLock<matmul::Matmul>,
+    pub optim: OnceLock<optim::Optim>,
+    pub pool: OnceLock<pool::Pool>,
+    pub reduce: OnceLock<reduce::Reduce>,
+    pub softmax_xent: OnceLock<softmax_xent::SoftmaxXent>,
+    /// A zero step uniform for eager calls (the executor binds its own).
+    pub zero_step: OnceLock<wgpu::Buffer>,
+    /// A zero status word for eager calls (storage, 16 bytes).
+    pub zero_status: OnceLock<wgpu::Buffer>,
+}
+
+/// Returns the kernel in `slot`, compiling it with `new` on first use.
+pub(crate) fn get<'a, K>(
+    gpu: &Gpu,
+    slot: &'a OnceLock<K>,
+    new: fn(&Gpu) -> Result<K>,
+) -> Result<&'a K> {
+    if let Some(k) = slot.get() {
+        return Ok(k);
+    }
+    let k = new(gpu)?;
+    let _ = slot.set(k);
+    Ok(slot.get().expect("slot was just filled"))
+}
+
+/// The kind of each binding of a kernel's bind group, in binding order.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Bind {
+    /// `var<uniform>`.
+    Uniform,
+    /// `var<storage, read>`.
+    Read,
+    /// `var<storage, read_write>`.
+    Write,
+}
+
+/// A compiled shader module with one explicit bind group layout shared by its entry points.
+pub(crate) struct Family {
+    pub module: wgpu::ShaderModule,
+    pub layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    label: &'static str,
+    /// The binding number of each layout entry, in order.
+    numbers: Vec<u32>,
+}
+
+impl Family {
+    /// Compiles `source` (WGSL) and makes the layout for `binds` (bindings 0, 1, ...).
+    pub fn new(gpu: &Gpu, label: &'static str, source: &str, binds: &[Bind]) -> Result<Family> {
+        let numbered: Vec<(u32, Bind)> = binds
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i as u32, *b))
+            .collect();
+        Family::new_sparse(gpu, label, source, &numbered)
+    }
+
+    /// As [`Family::new`] with explicit binding numbers, for entry points that use only some
+    /// of a shader's bindings.
+    pub fn new_sparse(
+        gpu: &Gpu,
+        label: &'static str,
+        source: &str,
+        binds: &[(u32, Bind)],
+    ) -> Result<Family> {
+        let d = gpu.device();
+        gpu.scoped(label, || {
+            let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+            let entries: Vec<_> = binds
+                .iter()
+                .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+                    binding: *i,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: match b {
+                        Bind::Uniform => wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Uniform,
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        Bind::Read | Bind::Write => wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage {
+                                read_only: matches!(b, Bind::Read),
+                            },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                    },
+                    count: None,
+                })
+                .collect();
+            let layout = d.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(label),
+                entries: &entries,
+            });
+            let pipeline_layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(label),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+            let numbers = binds.iter().map(|(i, _)| *i).collect();
+            Family {
+                module,
+                layout,
+                pipeline_layout,
+                label,
+                numbers,
+            }
+        })
+    }
+
+    /// A pipeline for `entry` with override `constants`.
+    pub fn pipeline(
+        &self,
+        gpu: &Gpu,
+        entry: &'static str,
+        constants: &[(&str, f64)],
+    ) -> Result<wgpu::ComputePipeline> {
+        gpu.scoped(self.label, || {
+            gpu.device()
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: Some(&self.pipeline_layout),
+                    module: &self.module,
+                    entry_point: Some(entry),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants,
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                })
+        })
+    }
+
+    /// A bind group of `buffers` in binding order, counted.
+    pub fn bind(&self, gpu: &Gpu, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+        debug_assert_eq!(
+            buffers.len(),
+            self.numbers.len(),
+            "{}: bind group size",
+            self.label
+        );
+        let entries: Vec<_> = buffers
+            .iter()
+            .zip(&self.numbers)
+            .map(|(b, &i)| wgpu::BindGroupEntry {
+                binding: i,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        gpu.inner
+            .counters
+            .bind_groups_created
+            .fetch_add(1, Ordering::Relaxed);
+        gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(self.label),
+            layout: &self.layout,
+            entries: &entries,
+        })
+    }
+}
+
+/// A uniform buffer holding `value`, counted.
+pub(crate) fn uniform<T: bytemuck::Pod>(gpu: &Gpu, label: &str, value: &T) -> wgpu::Buffer {
+    gpu.inner
+        .counters
+        .buffers_created
+        .fetch_add(1, Ordering::Relaxed);
+    // Not `create_buffer_init`: it panics when the device is lost; a plain buffer and a
+    // queue write fail quietly and the next scoped call reports the loss.
+    let buffer = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: size_of::<T>() as u64,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    gpu.upload(&buffer, 0, bytemuck::bytes_of(value));
+    buffer
+}
+
+/// The step uniform eager calls bind: step 0, so an eager dropout uses its offset unchanged.
+pub(crate) fn zero_step(gpu: &Gpu) -> &wgpu::Buffer {
+    gpu.kernels()
+        .zero_step
+        .get_or_init(|| uniform(gpu, "wgnn zero step", &data::StepUniform::default()))
+}
+
+/// A 16-byte zero storage buffer: the status eager optimizer calls bind (never set).
+pub(crate) fn zero_status(gpu: &Gpu) -> &wgpu::Buffer {
+    gpu.kernels().zero_status.get_or_init(|| {
+        gpu.inner
+            .counters
+            .buffers_created
+            .fetch_add(1, Ordering::Relaxed);
+        gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgnn zero status"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        })
+    })
+}
+
+/// Workgroup counts for `groups` workgroups: x at most 65,535, the rest in y. Shaders
+/// recover the linear index as `gid.x + gid.y * num_workgroups.x * WG`.
+pub(crate) fn grid(groups: u32) -> [u32; 2] {
+    let groups = groups.max(1);
+    if groups <= 65_535 {
+        [groups, 1]
+    } else {
+        [65_535, groups.div_ceil(65_535)]
+    }
+}
+
+/// Dispatches `pipeline` over `invocations` one-dimensional invocations.
+pub(crate) fn dispatch_1d(
+    pass: &mut wgpu::ComputePass<'_>,
+    pipeline: &wgpu::ComputePipeline,
+    bind: &wgpu::BindGroup,
+    invocations: u32,
+) {
+    let [gx, gy] = grid(invocations.div_ceil(WG));
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, bind, &[]);
+    pass.dispatch_workgroups(gx, gy, 1);
+}
+
+/// Records `f` into one compute pass and submits it (the eager path). Does not wait.
+pub(crate) fn run(
+    gpu: &Gpu,
+    op: &'static str,
+    f: impl FnOnce(&mut wgpu::ComputePass<'_>),
+) -> Result<()> {
+    gpu.check_alive(op)?;
+    gpu.scoped(op, || {
+        let mut enc = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(op),
+                timestamp_writes: None,
+            });
+            f(&mut pass);
+        }
+        gpu.submit(enc.finish());
+    })
+}
+
+/// Splits a u64 into the (lo, hi) words WGSL structs use.
+pub(crate) fn words(x: u64) -> [u32; 2] {
+    crate::philox::split(x)
+}

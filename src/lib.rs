@@ -1,0 +1,41 @@
+//! wgnn: neural-network compute kernels and a training executor on wgpu.
+//!
+//! Tensors live on the GPU; every kernel is a WGSL compute shader under `shaders/`, checked
+//! against plain f64 CPU references in [`reference`]. Dropout uses a counter-based
+//! Philox-4x32-10 generator, so its mask is a pure function of (seed, offset, element index)
+//! that the host reproduces bit for bit ([`philox`]) and that is never stored.
+//!
+//! ```
+//! # fn main() -> wgnn::Result<()> {
+//! let gpu = wgnn::Gpu::software()?;
+//! let a = wgnn::Tensor::from_slice(&gpu, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+//! let b = wgnn::Tensor::from_slice(&gpu, &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2])?;
+//! let c = wgnn::ops::matmul(&a, &b, false, false)?;
+//! assert_eq!(c.to_vec()?, vec![4.0, 5.0, 10.0, 11.0]);
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+pub use wgpu;
+
+pub mod data;
+mod error;
+mod gpu;
+pub(crate) mod graph;
+pub(crate) mod kernels;
+pub mod nn;
+pub mod ops;
+pub mod philox;
+pub mod reference;
+mod tensor;
+
+pub use error::{Error, Result};
+pub use gpu::{ExecStats, Gpu, GpuInfo, ObjectCounts};
+#[doc(hidden)]
+pub use graph::plan::gather_batch;
+#[doc(hidden)]
+pub use kernels::bench_support;
+#[doc(hidden)]
+pub use tensor::set_poison_outputs;
+pub use tensor::{DType, Tensor};

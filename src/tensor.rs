@@ -1,0 +1,410 @@
+//! `Tensor`: a GPU buffer with a shape and an element type.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::{Error, Gpu, Result};
+
+/// The element type of a tensor. Both are 4 bytes wide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// 32-bit float: activations, weights, gradients.
+    F32,
+    /// 32-bit unsigned integer: class labels, counts.
+    U32,
+}
+
+/// A device buffer that gives its bytes back to the counters when dropped.
+pub(crate) struct Buf {
+    pub buffer: wgpu::Buffer,
+    gpu: Gpu,
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        self.gpu
+            .inner
+            .counters
+            .device_bytes
+            .fetch_sub(self.buffer.size(), Ordering::Relaxed);
+    }
+}
+
+impl Gpu {
+    /// Creates a storage buffer of `bytes` bytes (rounded up to 16, so every kernel may read
+    /// and write whole `vec4`s), checked against the device's limits first.
+    pub(crate) fn storage(&self, op: &'static str, label: &str, bytes: u64) -> Result<Arc<Buf>> {
+        self.check_alive(op)?;
+        let size = bytes.div_ceil(16).max(1) * 16;
+        let limits = &self.info().limits;
+        let limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        if size > limit {
+            return Err(Error::Limit {
+                op,
+                what: format!("a storage buffer ({label}) of bytes"),
+                requested: bytes,
+                limit,
+            });
+        }
+        let budget = self.inner.budget.load(Ordering::Relaxed);
+        let in_use = self.inner.counters.device_bytes.load(Ordering::Relaxed);
+        if in_use.saturating_add(size) > budget {
+            return Err(Error::OutOfMemory {
+                op,
+                requested: size,
+                budget,
+                in_use,
+            });
+        }
+        let buffer = self.scoped(op, || {
+            self.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let c = &self.inner.counters;
+        c.buffers_created.fetch_add(1, Ordering::Relaxed);
+        c.device_bytes.fetch_add(size, Ordering::Relaxed);
+        Ok(Arc::new(Buf {
+            buffer,
+            gpu: self.clone(),
+        }))
+    }
+
+    /// Writes `bytes` at the start of `buffer` and counts them.
+    pub(crate) fn upload(&self, buffer: &wgpu::Buffer, offset: u64, bytes: &[u8]) {
+        self.inner
+            .counters
+            .bytes_uploaded
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.queue().write_buffer(buffer, offset, bytes);
+    }
+
+    /// Copies `bytes` bytes from the start of `buffer` to the host, blocking until done.
+    pub(crate) fn download(
+        &self,
+        op: &'static str,
+        buffer: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<u8>> {
+        self.check_alive(op)?;
+        self.wait_idle(op)?;
+        let size = bytes.div_ceil(4) * 4;
+        let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgnn readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
+        enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        let index = self.submit(enc.finish());
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait(op, index)?;
+        // The callback may be run by another thread's poll, a moment after ours returns.
+        let deadline = std::time::Instant::now() + self.wait_timeout();
+        let mapped = loop {
+            match rx.recv_timeout(std::time::Duration::from_millis(1)) {
+                Ok(r) => break r,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    self.check_alive(op)?;
+                    let _ = self.device().poll(wgpu::PollType::Poll);
+                }
+                Err(_) => {
+                    self.check_alive(op)?;
+                    return Err(Error::Timeout {
+                        op,
+                        waited: self.wait_timeout(),
+                    });
+                }
+            }
+        };
+        mapped.map_err(|e| Error::Gpu {
+            op,
+            msg: format!("mapping the readback buffer: {e}"),
+        })?;
+        let out = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu {
+                op,
+                msg: format!("reading the readback buffer: {e}"),
+            })?
+            .to_vec();
+        staging.unmap();
+        self.inner
+            .counters
+            .bytes_read_back
+            .fetch_add(size, Ordering::Relaxed);
+        Ok(out[..bytes as usize].to_vec())
+    }
+}
+
+static POISON: AtomicBool = AtomicBool::new(false);
+
+/// Makes every kernel output start as NaN (all-ones bits) instead of zero, so a test sees any
+/// element a kernel failed to write. For tests; costs one upload per output.
+#[doc(hidden)]
+pub fn set_poison_outputs(on: bool) {
+    POISON.store(on, Ordering::Relaxed);
+}
+
+/// An n-dimensional array of f32 or u32 on the GPU, row-major (NHWC for images).
+///
+/// Cloning is cheap and shares the buffer. Data moves only when asked: [`Tensor::from_slice`]
+/// uploads, [`Tensor::to_vec`] reads back (and blocks).
+#[derive(Clone)]
+pub struct Tensor {
+    pub(crate) gpu: Gpu,
+    pub(crate) buf: Arc<Buf>,
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor({:?}, {:?})", self.dtype, self.shape)
+    }
+}
+
+/// Number of elements of `shape`, or an error naming the op when it is empty or overflows.
+pub(crate) fn numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+    if shape.is_empty() {
+        return Err(Error::shape(
+            op,
+            "a tensor needs at least one dimension (shape [])",
+        ));
+    }
+    let mut n: usize = 1;
+    for &d in shape {
+        n = n.checked_mul(d).ok_or_else(|| {
+            Error::shape(
+                op,
+                format!("shape {shape:?} has more elements than fit in memory"),
+            )
+        })?;
+    }
+    if n == 0 {
+        return Err(Error::shape(op, format!("shape {shape:?} has no elements")));
+    }
+    if n > u32::MAX as usize {
+        return Err(Error::Limit {
+            op,
+            what: format!("shape {shape:?} elements"),
+            requested: n as u64,
+            limit: u32::MAX as u64,
+        });
+    }
+    Ok(n)
+}
+
+impl Tensor {
+    /// An f32 tensor with `data` in row-major order.
+    ///
+    /// # Errors
+    /// When `data.len()` is not the product of `shape`, the shape is empty, or the buffer is
+    /// over the device's limits.
+    pub fn from_slice(gpu: &Gpu, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        Tensor::upload_words(
+            gpu,
+            "Tensor::from_slice",
+            bytemuck::cast_slice(data),
+            data.len(),
+            shape,
+            DType::F32,
+        )
+    }
+
+    /// A u32 tensor (class labels) with `data` in row-major order.
+    ///
+    /// # Errors
+    /// As [`Tensor::from_slice`].
+    pub fn from_u32(gpu: &Gpu, data: &[u32], shape: &[usize]) -> Result<Tensor> {
+        Tensor::upload_words(
+            gpu,
+            "Tensor::from_u32",
+            bytemuck::cast_slice(data),
+            data.len(),
+            shape,
+            DType::U32,
+        )
+    }
+
+    fn upload_words(
+        gpu: &Gpu,
+        op: &'static str,
+        bytes: &[u8],
+        len: usize,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
+        let n = numel(op, shape)?;
+        if n != len {
+            return Err(Error::shape(
+                op,
+                format!("{len} values do not fill shape {shape:?} ({n} elements)"),
+            ));
+        }
+        let t = Tensor::empty(gpu, op, shape, dtype)?;
+        gpu.upload(&t.buf.buffer, 0, bytes);
+        Ok(t)
+    }
+
+    /// An f32 tensor of zeros.
+    ///
+    /// # Errors
+    /// When the shape is empty or over the device's limits.
+    pub fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
+        let n = numel("Tensor::zeros", shape)?;
+        let buf = gpu.storage("Tensor::zeros", "Tensor::zeros", n as u64 * 4)?; // wgpu zero-fills
+        Ok(Tensor {
+            gpu: gpu.clone(),
+            buf,
+            shape: shape.to_vec(),
+            dtype: DType::F32,
+        })
+    }
+
+    /// A tensor whose contents are unspecified (zeros in practice), for kernel outputs.
+    pub(crate) fn empty(
+        gpu: &Gpu,
+        op: &'static str,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
+        let n = numel(op, shape)?;
+        let buf = gpu.storage(op, op, n as u64 * 4)?;
+        if POISON.load(Ordering::Relaxed) {
+            // All-ones bits: a NaN as f32, u32::MAX as u32. An unwritten element shows.
+            gpu.upload(&buf.buffer, 0, &vec![0xFF; buf.buffer.size() as usize]);
+        }
+        Ok(Tensor {
+            gpu: gpu.clone(),
+            buf,
+            shape: shape.to_vec(),
+            dtype,
+        })
+    }
+
+    /// A tensor over an existing buffer (the executor's outputs).
+    pub(crate) fn view(gpu: &Gpu, buf: Arc<Buf>, shape: &[usize], dtype: DType) -> Tensor {
+        Tensor {
+            gpu: gpu.clone(),
+            buf,
+            shape: shape.to_vec(),
+            dtype,
+        }
+    }
+
+    /// The shape, outermost dimension first.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Always false: a tensor has at least one element.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The [`Gpu`] the tensor lives on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// The underlying buffer (its size is rounded up to a multiple of 16 bytes).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buf.buffer
+    }
+
+    /// The same data under another shape with as many elements; shares the buffer.
+    ///
+    /// # Errors
+    /// When the element counts differ.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        let n = numel("Tensor::reshape", shape)?;
+        if n != self.len() {
+            return Err(Error::shape(
+                "Tensor::reshape",
+                format!(
+                    "cannot view {:?} ({} elements) as {shape:?} ({n} elements)",
+                    self.shape,
+                    self.len()
+                ),
+            ));
+        }
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            ..self.clone()
+        })
+    }
+
+    /// Reads an f32 tensor back to the host (blocks until the GPU is done).
+    ///
+    /// # Errors
+    /// When the tensor is u32, or on device loss or timeout.
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        self.expect(DType::F32, "Tensor::to_vec")?;
+        let bytes = self
+            .gpu
+            .download("Tensor::to_vec", &self.buf.buffer, self.len() as u64 * 4)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Reads a u32 tensor back to the host (blocks until the GPU is done).
+    ///
+    /// # Errors
+    /// When the tensor is f32, or on device loss or timeout.
+    pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
+        self.expect(DType::U32, "Tensor::to_vec_u32")?;
+        let bytes = self.gpu.download(
+            "Tensor::to_vec_u32",
+            &self.buf.buffer,
+            self.len() as u64 * 4,
+        )?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// `Err` unless the tensor has element type `dtype`.
+    pub(crate) fn expect(&self, dtype: DType, op: &'static str) -> Result<()> {
+        if self.dtype != dtype {
+            return Err(Error::arg(
+                op,
+                format!(
+                    "expected a {dtype:?} tensor, got {:?} {:?}",
+                    self.dtype, self.shape
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `Err` unless `other` lives on the same device.
+    pub(crate) fn same_gpu(&self, other: &Tensor, op: &'static str) -> Result<()> {
+        if !Arc::ptr_eq(&self.gpu.inner, &other.gpu.inner) {
+            return Err(Error::arg(op, "tensors live on different Gpu instances"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,422 @@
+//! matmul, the fused dense layer, bias, ReLU and dropout against the f64 references.
+
+mod common;
+
+use common::{assert_close, gpus, rand_vec};
+use wgnn::ops::{self, DropoutSpec};
+use wgnn::{Tensor, philox, reference};
+
+/// f32 GEMM against an f64 reference: the error grows like sqrt(k) * eps * |a||b|.
+const MATMUL_REL: f64 = 1e-5;
+
+/// Held by the tests that compile matmul variants: wgpu's GL backend gives up (panics) when
+/// a thread waits over 6 seconds for the GL context, and llvmpipe can take that long to
+/// compile a large variant on a loaded machine while another test waits.
+fn compiling() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn matmul_matches_reference_odd_shapes_all_transposes() {
+    let _serial = compiling();
+    let shapes = [
+        (1, 1, 1),
+        (1, 3, 7),
+        (3, 7, 1),
+        (7, 33, 3),
+        (33, 1, 257),
+        (257, 33, 7),
+        (64, 64, 64),
+        (5, 257, 129),
+    ];
+    for gpu in gpus() {
+        let mut worst = 0.0f64;
+        for (s, &(m, k, n)) in shapes.iter().enumerate() {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                let a = rand_vec(m * k, s as u64);
+                let b = rand_vec(k * n, 100 + s as u64);
+                let sa = if ta { [k, m] } else { [m, k] };
+                let sb = if tb { [n, k] } else { [k, n] };
+                let ga = Tensor::from_slice(gpu, &a, &sa).unwrap();
+                let gb = Tensor::from_slice(gpu, &b, &sb).unwrap();
+                let c = ops::matmul(&ga, &gb, ta, tb).unwrap();
+                assert_eq!(c.shape(), [m, n]);
+                let want = reference::matmul(&a, &b, m, k, n, ta, tb);
+                let what = format!(
+                    "{}: matmul m={m} k={k} n={n} ta={ta} tb={tb}",
+                    gpu.info().name
+                );
+                worst = worst.max(assert_close(
+                    &what,
+                    &c.to_vec().unwrap(),
+                    &want,
+                    MATMUL_REL,
+                    0.0,
+                ));
+            }
+        }
+        eprintln!(
+            "matmul worst relative error on {}: {worst:e}",
+            gpu.info().name
+        );
+    }
+}
+
+/// Every register-tile variant the adapter can run (those `matmul` chooses from), each
+/// transpose, odd shapes (gathered loads) and multiples of 4 (vec4 loads and stores), with
+/// and without the fused epilogue.
+#[test]
+fn matmul_every_variant_matches_reference_odd_and_vec4_shapes() {
+    let _serial = compiling();
+    use wgnn::bench_support::{matmul_tiles, matmul_with_tile};
+    // (m, k, n): odd sizes; multiples of 4 that end tiles part-way (m > 256 fills the
+    // largest subgroup tile's 32 rows per subgroup, and leaves a partial block).
+    // Mixed: (36, 20, 10) gives vec4 A but gathered B and C without transposes; (12, 10, 36)
+    // the reverse.
+    let shapes = [
+        (1, 1, 1),
+        (7, 33, 3),
+        (33, 5, 257),
+        (36, 20, 68),
+        (260, 12, 40),
+        (36, 20, 10),
+        (12, 10, 36),
+    ];
+    let d = DropoutSpec {
+        rate: 0.5,
+        seed: 9,
+        offset: 2,
+    };
+    for gpu in gpus() {
+        let tiles = matmul_tiles(gpu).unwrap();
+        assert!(!tiles.is_empty(), "{}: no matmul variant", gpu.info().name);
+        for tile in tiles {
+            for (s, &(m, k, n)) in shapes.iter().enumerate() {
+                for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                    let a = rand_vec(m * k, 40 + s as u64);
+                    let b = rand_vec(k * n, 50 + s as u64);
+                    let sa = if ta { [k, m] } else { [m, k] };
+                    let sb = if tb { [n, k] } else { [k, n] };
+                    let ga = Tensor::from_slice(gpu, &a, &sa).unwrap();
+                    let gb = Tensor::from_slice(gpu, &b, &sb).unwrap();
+                    let c = matmul_with_tile(&ga, &gb, ta, tb, None, false, None, tile).unwrap();
+                    let want = reference::matmul(&a, &b, m, k, n, ta, tb);
+                    let what = format!(
+                        "{}: {tile:?} matmul m={m} k={k} n={n} ta={ta} tb={tb}",
+                        gpu.info().name
+                    );
+                    assert_close(&what, &c.to_vec().unwrap(), &want, MATMUL_REL, 0.0);
+                }
+                // The epilogue (bias, ReLU, dropout) on the same variant, no transposes.
+                let x = rand_vec(m * k, 60 + s as u64);
+                let w = rand_vec(k * n, 70 + s as u64);
+                let bias = rand_vec(n, 80 + s as u64);
+                let gx = Tensor::from_slice(gpu, &x, &[m, k]).unwrap();
+                let gw = Tensor::from_slice(gpu, &w, &[k, n]).unwrap();
+                let gbias = Tensor::from_slice(gpu, &bias, &[n]).unwrap();
+                let y = matmul_with_tile(&gx, &gw, false, false, Some(&gbias), true, Some(d), tile)
+                    .unwrap();
+                let want = dense_reference(&x, &w, &bias, m, k, n, true, Some(d));
+                let what = format!("{}: {tile:?} dense m={m} k={k} n={n}", gpu.info().name);
+                assert_close(&what, &y.to_vec().unwrap(), &want, MATMUL_REL, 0.0);
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_rejects_a_variant_the_adapter_lacks() {
+    use wgnn::bench_support::{MatmulTile, matmul_tiles, matmul_with_tile};
+    let gpu = common::gpu();
+    let tiles = matmul_tiles(gpu).unwrap();
+    let missing = MatmulTile::SUBGROUP
+        .iter()
+        .chain(&MatmulTile::PLAIN)
+        .find(|t| !tiles.contains(t))
+        .copied()
+        .expect("one family of variants is not available");
+    let a = Tensor::from_slice(gpu, &[1.0; 4], &[2, 2]).unwrap();
+    let e = matmul_with_tile(&a, &a, false, false, None, false, None, missing)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        format!(
+            "matmul: tile {missing:?} is not available on {}",
+            gpu.info().name
+        )
+    );
+}
+
+#[test]
+fn matmul_rejects_mismatched_shapes() {
+    let gpu = common::gpu();
+    let a = Tensor::from_slice(gpu, &[0.0; 6], &[2, 3]).unwrap();
+    let b = Tensor::from_slice(gpu, &[0.0; 8], &[4, 2]).unwrap();
+    let e = ops::matmul(&a, &b, false, false).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "matmul: inner dimensions differ: op(a) is [2, 3], op(b) is [4, 2] (a [2, 3] trans_a=false, b [4, 2] trans_b=false)"
+    );
+    let v = Tensor::from_slice(gpu, &[0.0; 6], &[6]).unwrap();
+    let e = ops::matmul(&v, &b, false, false).unwrap_err().to_string();
+    assert_eq!(e, "matmul: expects two matrices, got a [6] and b [4, 2]");
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the reference takes every operand by name"
+)]
+fn dense_reference(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    relu: bool,
+    d: Option<DropoutSpec>,
+) -> Vec<f64> {
+    let z = reference::matmul(x, w, m, k, n, false, false);
+    z.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let mut v = v + f64::from(b[i % n]);
+            if relu {
+                v = v.max(0.0);
+            }
+            if let Some(d) = d {
+                v = if philox::keep(d.seed, d.offset, i as u64, d.rate) {
+                    v * f64::from(philox::scale(d.rate))
+                } else {
+                    0.0
+                };
+            }
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn dense_fused_epilogue_matches_reference_odd_shapes() {
+    let _serial = compiling();
+    for gpu in gpus() {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (3, 7, 5),
+            (7, 33, 4),
+            (33, 17, 257),
+            (256, 78, 10),
+        ] {
+            for d in [
+                None,
+                Some(DropoutSpec {
+                    rate: 0.5,
+                    seed: 7,
+                    offset: 3,
+                }),
+                Some(DropoutSpec {
+                    rate: 1.0,
+                    seed: 1,
+                    offset: 0,
+                }),
+            ] {
+                for relu in [false, true] {
+                    let x = rand_vec(m * k, 1);
+                    let w = rand_vec(k * n, 2);
+                    let b = rand_vec(n, 3);
+                    let gx = Tensor::from_slice(gpu, &x, &[m, k]).unwrap();
+                    let gw = Tensor::from_slice(gpu, &w, &[k, n]).unwrap();
+                    let gb = Tensor::from_slice(gpu, &b, &[n]).unwrap();
+                    let y = ops::dense(&gx, &gw, Some(&gb), relu, d).unwrap();
+                    let want = dense_reference(&x, &w, &b, m, k, n, relu, d);
+                    let what = format!(
+                        "{}: dense {m}x{k}x{n} relu={relu} dropout={d:?}",
+                        gpu.info().name
+                    );
+                    assert_close(&what, &y.to_vec().unwrap(), &want, MATMUL_REL, 0.0);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dense_fused_equals_unfused_ops_and_backward_needs_only_output() {
+    let gpu = common::gpu();
+    let (m, k, n) = (33, 17, 7);
+    let d = DropoutSpec {
+        rate: 0.3,
+        seed: 11,
+        offset: 5,
+    };
+    let x = Tensor::from_slice(gpu, &rand_vec(m * k, 4), &[m, k]).unwrap();
+    let w = Tensor::from_slice(gpu, &rand_vec(k * n, 5), &[k, n]).unwrap();
+    let b = Tensor::from_slice(gpu, &rand_vec(n, 6), &[n]).unwrap();
+    let fused = ops::dense(&x, &w, Some(&b), true, Some(d))
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let z = ops::bias_add(&ops::matmul(&x, &w, false, false).unwrap(), &b).unwrap();
+    let r = ops::relu(&z).unwrap();
+    let unfused = ops::dropout(&r, d.rate, d.seed, d.offset).unwrap();
+    let unfused_v: Vec<f64> = unfused
+        .to_vec()
+        .unwrap()
+        .iter()
+        .map(|&v| f64::from(v))
+        .collect();
+    assert_close("dense fused vs unfused", &fused, &unfused_v, 1e-6, 0.0);
+
+    // Backward: relu_dropout_backward(y, dy) equals relu_backward(z, dropout_backward(dy)).
+    let dy_v = rand_vec(m * n, 8);
+    let dy = Tensor::from_slice(gpu, &dy_v, &[m, n]).unwrap();
+    let y = Tensor::from_slice(gpu, &fused, &[m, n]).unwrap();
+    let from_output = ops::relu_dropout_backward(&y, &dy, d.rate)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let zv = z.to_vec().unwrap();
+    let ddrop = reference::dropout(&dy_v, d.rate, d.seed, d.offset);
+    let want: Vec<f64> = zv
+        .iter()
+        .zip(&ddrop)
+        .map(|(&z, &g)| if z > 0.0 { g } else { 0.0 })
+        .collect();
+    assert_close(
+        "relu_dropout_backward from output",
+        &from_output,
+        &want,
+        1e-6,
+        0.0,
+    );
+}
+
+#[test]
+fn relu_forward_and_backward_match_reference() {
+    for gpu in gpus() {
+        for n in [1usize, 3, 7, 16, 17, 33, 65, 257, 1000] {
+            let x = rand_vec(n, n as u64);
+            let dy = rand_vec(n, 1 + n as u64);
+            let gx = Tensor::from_slice(gpu, &x, &[n]).unwrap();
+            let gdy = Tensor::from_slice(gpu, &dy, &[n]).unwrap();
+            assert_close(
+                "relu",
+                &ops::relu(&gx).unwrap().to_vec().unwrap(),
+                &reference::relu(&x),
+                0.0,
+                0.0,
+            );
+            let got = ops::relu_backward(&gx, &gdy).unwrap().to_vec().unwrap();
+            assert_close(
+                "relu_backward",
+                &got,
+                &reference::relu_backward(&x, &dy),
+                0.0,
+                0.0,
+            );
+        }
+    }
+}
+
+#[test]
+fn bias_add_and_bias_grad_match_reference() {
+    for gpu in gpus() {
+        for &(rows, cols) in &[
+            (1, 1),
+            (3, 7),
+            (33, 5),
+            (257, 3),
+            (2, 1000),
+            (5, 4),
+            (300, 32),
+        ] {
+            let x = rand_vec(rows * cols, 9);
+            let b = rand_vec(cols, 10);
+            let gx = Tensor::from_slice(gpu, &x, &[rows, cols]).unwrap();
+            let gb = Tensor::from_slice(gpu, &b, &[cols]).unwrap();
+            let got = ops::bias_add(&gx, &gb).unwrap().to_vec().unwrap();
+            assert_close("bias_add", &got, &reference::bias_add(&x, &b), 0.0, 0.0);
+            let got = ops::bias_grad(&gx).unwrap().to_vec().unwrap();
+            assert_close(
+                "bias_grad",
+                &got,
+                &reference::bias_grad(&x, cols),
+                1e-6,
+                0.0,
+            );
+        }
+    }
+}
+
+#[test]
+fn finite_differences_of_dense_relu_match_backward_ops() {
+    // L = sum(relu(x w + b) * g): dL/dw = x^T (relu'(z) g), dL/dx = (relu'(z) g) w^T, dL/db = sum rows.
+    let gpu = common::gpu();
+    let (m, k, n) = (3, 4, 5);
+    let x = rand_vec(m * k, 21);
+    let w = rand_vec(k * n, 22);
+    let b = rand_vec(n, 23);
+    let g = rand_vec(m * n, 24);
+    let loss = |x: &[f32], w: &[f32], b: &[f32]| -> f64 {
+        let z = reference::matmul(x, w, m, k, n, false, false);
+        z.iter()
+            .enumerate()
+            .map(|(i, &v)| (v + f64::from(b[i % n])).max(0.0) * f64::from(g[i]))
+            .sum()
+    };
+    let gx = Tensor::from_slice(gpu, &x, &[m, k]).unwrap();
+    let gw = Tensor::from_slice(gpu, &w, &[k, n]).unwrap();
+    let gb = Tensor::from_slice(gpu, &b, &[n]).unwrap();
+    let gg = Tensor::from_slice(gpu, &g, &[m, n]).unwrap();
+    let y = ops::dense(&gx, &gw, Some(&gb), true, None).unwrap();
+    let dz = ops::relu_dropout_backward(&y, &gg, 0.0).unwrap();
+    let dw = ops::matmul(&gx, &dz, true, false)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let dx = ops::matmul(&dz, &gw, false, true)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let db = ops::bias_grad(&dz).unwrap().to_vec().unwrap();
+    let h = 1e-3f32;
+    let fd = |v: &[f32], which: usize| -> Vec<f64> {
+        (0..v.len())
+            .map(|i| {
+                let mut p = v.to_vec();
+                let mut q = v.to_vec();
+                p[i] += h;
+                q[i] -= h;
+                let (lp, lq) = match which {
+                    0 => (loss(&p, &w, &b), loss(&q, &w, &b)),
+                    1 => (loss(&x, &p, &b), loss(&x, &q, &b)),
+                    _ => (loss(&x, &w, &p), loss(&x, &w, &q)),
+                };
+                (lp - lq) / (2.0 * f64::from(h))
+            })
+            .collect()
+    };
+    assert_close(
+        "dense dx vs finite differences",
+        &dx,
+        &fd(&x, 0),
+        1e-3,
+        1e-4,
+    );
+    assert_close(
+        "dense dw vs finite differences",
+        &dw,
+        &fd(&w, 1),
+        1e-3,
+        1e-4,
+    );
+    assert_close(
+        "dense db vs finite differences",
+        &db,
+        &fd(&b, 2),
+        1e-3,
+        1e-4,
+    );
+}
