@@ -1,0 +1,568 @@
+//! The executor and the Keras-like API: gradients against finite differences of an f64
+//! host model, fusion against the separate ops, residency counters, determinism, dropout
+//! streams, inference mode, accuracy on the shipped subset, weights files, the NaN stop.
+#![allow(
+    clippy::needless_range_loop,
+    reason = "the host models index tensors as the formulas do"
+)]
+
+mod common;
+
+use wgnn::data::Dataset;
+use wgnn::nn::Layer;
+use wgnn::nn::{
+    Activation, BatchNorm, Conv2d, Dense, Dropout, Fit, MaxPool2d, Optimizer, Sequential,
+};
+use wgnn::{Error, philox};
+
+const SEED: u64 = 7;
+
+/// A small labelled data set of random bytes.
+fn random_data(count: usize, shape: [usize; 3], classes: usize, seed: u64) -> Dataset {
+    let len = shape.iter().product::<usize>() * count;
+    let bytes: Vec<u8> = common::rand_vec(len, seed)
+        .iter()
+        .map(|v| ((v + 1.0) * 127.5) as u8)
+        .collect();
+    let labels: Vec<u8> = (0..count)
+        .map(|i| ((i * 7 + seed as usize) % classes) as u8)
+        .collect();
+    Dataset {
+        images: bytes,
+        labels,
+        count,
+        height: shape[0],
+        width: shape[1],
+        channels: shape[2],
+        classes,
+    }
+}
+
+/// The pixel value the GPU gather makes of a byte.
+fn pixel(b: u8) -> f64 {
+    f64::from(f32::from(b) * (1.0f32 / 255.0))
+}
+
+/// The f64 host forward of `small_cnn(bn)` in training mode at global step `step`: mean
+/// loss. Weights in the model's order: conv kernel HWIO [3,3,2,3], conv bias, (BatchNorm
+/// gamma, beta, moving mean, moving variance,) dense [12,5], bias, dense_1 [5,3], bias.
+fn host_loss(w: &[Vec<f64>], data: &Dataset, step: u64, bn: bool) -> f64 {
+    let (n, h, wd, c) = (data.count, 6, 6, 2);
+    let x: Vec<f64> = data.images.iter().map(|&b| pixel(b)).collect();
+    let (ck, cb) = (&w[0], &w[1]);
+    let o = if bn { 4 } else { 0 };
+    let (d1, b1, d2, b2) = (&w[2 + o], &w[3 + o], &w[4 + o], &w[5 + o]);
+    let stream = if bn { 5 } else { 4 };
+    // Conv 3x3 valid + ReLU -> [n, 4, 4, 3].
+    let mut conv = vec![0.0; n * 4 * 4 * 3];
+    for s in 0..n {
+        for i in 0..4 {
+            for j in 0..4 {
+                for co in 0..3 {
+                    let mut acc = cb[co];
+                    for di in 0..3 {
+                        for dj in 0..3 {
+                            for ci in 0..c {
+                                acc += x[((s * h + i + di) * wd + j + dj) * c + ci]
+                                    * ck[((di * 3 + dj) * c + ci) * 3 + co];
+                            }
+                        }
+                    }
+                    conv[((s * 4 + i) * 4 + j) * 3 + co] = acc.max(0.0);
+                }
+            }
+        }
+    }
+    if bn {
+        // Batch statistics over the n * 16 rows of each channel, biased variance, eps 1e-3.
+        let rows = (n * 16) as f64;
+        for co in 0..3 {
+            let mean = conv.iter().skip(co).step_by(3).sum::<f64>() / rows;
+            let var = conv
+                .iter()
+                .skip(co)
+                .step_by(3)
+                .map(|v| (v - mean).powi(2))
+                .sum::<f64>()
+                / rows;
+            let inv = 1.0 / (var + f64::from(1e-3f32)).sqrt();
+            for v in conv.iter_mut().skip(co).step_by(3) {
+                *v = (*v - mean) * inv * w[2][co] + w[3][co];
+            }
+        }
+    }
+    let mut loss = 0.0;
+    for s in 0..n {
+        // Max pool 2x2 -> [2, 2, 3], flattened NHWC -> 12.
+        let mut flat = [0.0; 12];
+        for i in 0..2 {
+            for j in 0..2 {
+                for co in 0..3 {
+                    let mut m = f64::NEG_INFINITY;
+                    for di in 0..2 {
+                        for dj in 0..2 {
+                            m = m.max(conv[((s * 4 + 2 * i + di) * 4 + 2 * j + dj) * 3 + co]);
+                        }
+                    }
+                    flat[(i * 2 + j) * 3 + co] = m;
+                }
+            }
+        }
+        // Dense 5 + ReLU + Dropout(0.3) (the Dropout layer's stream at this step).
+        let mut hid = [0.0; 5];
+        for u in 0..5 {
+            let z: f64 = b1[u] + (0..12).map(|k| flat[k] * d1[k * 5 + u]).sum::<f64>();
+            let keep = philox::keep(SEED, stream + (step << 32), (s * 5 + u) as u64, 0.3);
+            hid[u] = if keep {
+                z.max(0.0) * f64::from(philox::scale(0.3))
+            } else {
+                0.0
+            };
+        }
+        // Dense 3, softmax cross-entropy.
+        let logits: Vec<f64> = (0..3)
+            .map(|o| b2[o] + (0..5).map(|k| hid[k] * d2[k * 3 + o]).sum::<f64>())
+            .collect();
+        let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + logits.iter().map(|l| (l - m).exp()).sum::<f64>().ln();
+        loss += lse - logits[usize::from(data.labels[s])];
+    }
+    loss / n as f64
+}
+
+fn small_cnn(bn: bool) -> wgnn::Result<Sequential> {
+    let mut m =
+        Sequential::new(&[6, 6, 2]).with(Conv2d::new(3, [3, 3])?.activation(Activation::Relu));
+    if bn {
+        m.add(BatchNorm::new());
+    }
+    Ok(m.with(MaxPool2d::new([2, 2])?)
+        .with(Layer::Flatten)
+        .with(Dense::new(5)?.activation(Activation::Relu))
+        .with(Dropout::new(0.3)?)
+        .with(Dense::new(3)?))
+}
+
+/// Runs one step over the whole of `data` with lr 0 and returns the gradients.
+fn one_step_gradients(
+    model: &mut Sequential,
+    data: &Dataset,
+) -> Vec<wgnn::nn::weights::NamedTensor> {
+    let mut t = model.trainer(data, data.count).unwrap();
+    t.shuffle = false;
+    t.begin_epoch();
+    t.step().unwrap();
+    t.end_epoch(1).unwrap();
+    model.gradients().unwrap()
+}
+
+fn check_against_finite_differences(
+    model: &Sequential,
+    grads: &[wgnn::nn::weights::NamedTensor],
+    data: &Dataset,
+    step: u64,
+    skip: &[usize],
+    bn: bool,
+) {
+    let w: Vec<Vec<f64>> = model
+        .weights()
+        .unwrap()
+        .iter()
+        .map(|t| t.data.iter().map(|&v| f64::from(v)).collect())
+        .collect();
+    let h = 1e-5;
+    for (p, g) in grads.iter().enumerate() {
+        if skip.contains(&p) {
+            continue;
+        }
+        let fd: Vec<f64> = (0..w[p].len())
+            .map(|i| {
+                let mut wp = w.clone();
+                let mut wm = w.clone();
+                wp[p][i] += h;
+                wm[p][i] -= h;
+                (host_loss(&wp, data, step, bn) - host_loss(&wm, data, step, bn)) / (2.0 * h)
+            })
+            .collect();
+        // f32 GPU gradients against f64 central differences: rel 1e-5 of the largest entry.
+        let worst = common::assert_close(
+            &format!("{} at step {step}", g.name),
+            &g.data,
+            &fd,
+            1e-4,
+            1e-7,
+        );
+        eprintln!("{}: worst relative error {worst:e}", g.name);
+    }
+}
+
+#[test]
+fn graph_gradients_match_finite_differences_with_conv_pool_dense_dropout() {
+    let gpu = common::gpu();
+    let data = random_data(4, [6, 6, 2], 3, 1);
+    let mut model = small_cnn(false).unwrap();
+    model.compile(gpu, Optimizer::sgd(0.0, 0.0), SEED).unwrap();
+    // Step 0 and step 1 draw different dropout masks (stream 4 and 4 + 2^32); the host model
+    // uses the documented formula for each, so both match only if the GPU does too.
+    let g0 = one_step_gradients(&mut model, &data);
+    check_against_finite_differences(&model, &g0, &data, 0, &[], false);
+    let g1 = one_step_gradients(&mut model, &data);
+    check_against_finite_differences(&model, &g1, &data, 1, &[], false);
+    assert_ne!(
+        g0[2].data, g1[2].data,
+        "two steps drew the same dropout mask"
+    );
+}
+
+#[test]
+fn graph_gradients_match_finite_differences_through_batch_norm() {
+    let gpu = common::gpu();
+    let data = random_data(4, [6, 6, 2], 3, 3);
+    let mut model = small_cnn(true).unwrap();
+    model.compile(gpu, Optimizer::sgd(0.0, 0.0), SEED).unwrap();
+    let g = one_step_gradients(&mut model, &data);
+    // The moving statistics (parameters 4 and 5) get no gradient.
+    check_against_finite_differences(&model, &g, &data, 0, &[4, 5], true);
+    // The moving averages moved by Keras' rule: moving = 0.99 moving + 0.01 batch.
+    let w = model.weights().unwrap();
+    assert_eq!(w[4].name, "batch_normalization/moving_mean");
+    assert!(
+        w[4].data.iter().any(|&m| m > 0.0),
+        "moving mean did not move: {:?}",
+        w[4].data
+    );
+    assert!(
+        w[5].data.iter().all(|&v| v < 1.0 && v > 0.98),
+        "moving variance: {:?}",
+        w[5].data
+    );
+}
+
+#[test]
+fn graph_frozen_layer_gets_no_update_and_the_rest_match_finite_differences() {
+    let gpu = common::gpu();
+    let data = random_data(4, [6, 6, 2], 3, 2);
+    let mut model = small_cnn(false).unwrap();
+    model.compile(gpu, Optimizer::sgd(0.0, 0.0), SEED).unwrap();
+    model.set_trainable(0, false).unwrap();
+    let g = one_step_gradients(&mut model, &data);
+    check_against_finite_differences(&model, &g, &data, 0, &[0, 1], false);
+
+    // With a real learning rate the frozen conv weights stay bit-identical.
+    model.compile(gpu, Optimizer::sgd(0.5, 0.9), SEED).unwrap();
+    model.set_trainable(0, false).unwrap();
+    let before = model.weights().unwrap();
+    model
+        .fit(
+            &data,
+            &Fit {
+                epochs: 3,
+                batch_size: 2,
+                verbose: false,
+                ..Fit::default()
+            },
+        )
+        .unwrap();
+    let after = model.weights().unwrap();
+    assert_eq!(before[0], after[0], "frozen conv kernel moved");
+    assert_eq!(before[1], after[1], "frozen conv bias moved");
+    assert_ne!(before[2], after[2], "trainable dense kernel did not move");
+}
+
+fn mlp(dropout: f32) -> wgnn::Result<Sequential> {
+    Ok(Sequential::new(&[784])
+        .with(Dense::new(64)?.activation(Activation::Relu))
+        .with(Dropout::new(dropout)?)
+        .with(Dense::new(32)?)
+        .with(Layer::Relu)
+        .with(Dropout::new(dropout)?)
+        .with(Dense::new(10)?))
+}
+
+fn train_steps(model: &mut Sequential, data: &Dataset, batch: usize, steps: usize) {
+    let mut t = model.trainer(data, batch).unwrap();
+    let mut done = 0;
+    while done < steps {
+        t.begin_epoch();
+        for _ in 0..t.steps_per_epoch().min(steps - done) {
+            t.step().unwrap();
+            done += 1;
+        }
+    }
+}
+
+#[test]
+fn graph_fused_dense_relu_dropout_matches_separate_ops() {
+    let gpu = common::gpu();
+    let (train, _) = wgnn::data::shipped_fashion_mnist().unwrap();
+    let data = train.subset(0..256).unwrap();
+    let mut fused = mlp(0.4).unwrap();
+    fused.compile(gpu, Optimizer::sgd(0.05, 0.9), SEED).unwrap();
+    let mut plain = mlp(0.4).unwrap();
+    plain.compile(gpu, Optimizer::sgd(0.05, 0.9), SEED).unwrap();
+    plain.set_fusion(false).unwrap();
+    train_steps(&mut fused, &data, 32, 10);
+    train_steps(&mut plain, &data, 32, 10);
+    for (a, b) in fused
+        .weights()
+        .unwrap()
+        .iter()
+        .zip(plain.weights().unwrap())
+    {
+        let want: Vec<f64> = b.data.iter().map(|&v| f64::from(v)).collect();
+        common::assert_close(
+            &format!("{} fused vs separate ops", a.name),
+            &a.data,
+            &want,
+            1e-5,
+            0.0,
+        );
+    }
+}
+
+#[test]
+fn graph_steps_after_the_first_create_nothing_and_read_nothing_back() {
+    let gpu = wgnn::Gpu::software().unwrap(); // its own counters
+    let (train, _) = wgnn::data::shipped_fashion_mnist().unwrap();
+    // Three hidden layers of one width, so gradient buffers can take dead ones' places.
+    let mut model = Sequential::new(&[784]);
+    for _ in 0..3 {
+        model.add(Dense::new(64).unwrap().activation(Activation::Relu));
+        model.add(Dropout::new(0.5).unwrap());
+    }
+    model.add(Dense::new(10).unwrap());
+    model.compile(&gpu, Optimizer::adam(1e-3), SEED).unwrap();
+    let mut t = model.trainer(&train, 32).unwrap();
+    t.begin_epoch();
+    t.step().unwrap();
+    let first = gpu.counters();
+    for _ in 0..50 {
+        t.step().unwrap();
+    }
+    let after = gpu.counters();
+    assert_eq!(
+        after.buffers_created, first.buffers_created,
+        "buffers created during steps"
+    );
+    assert_eq!(
+        after.bind_groups_created, first.bind_groups_created,
+        "bind groups created during steps"
+    );
+    assert_eq!(
+        after.bytes_read_back, first.bytes_read_back,
+        "bytes read back during steps"
+    );
+    assert_eq!(
+        after.submissions - first.submissions,
+        50,
+        "one submission per step"
+    );
+    assert_eq!(
+        after.bytes_uploaded - first.bytes_uploaded,
+        50 * 16,
+        "one 16-byte step uniform per step"
+    );
+    assert_eq!(after.device_bytes, first.device_bytes);
+    let (virtual_buffers, physical) = t.plan_buffers();
+    assert!(
+        physical < virtual_buffers,
+        "no reuse: {physical} physical for {virtual_buffers} virtual buffers"
+    );
+    eprintln!("plan: {virtual_buffers} virtual buffers in {physical} physical ones");
+    eprintln!("ExecStats after 51 steps: {after:?}");
+}
+
+#[test]
+fn graph_same_seed_gives_bit_identical_weights_after_20_steps() {
+    let gpu = common::gpu();
+    let (train, _) = wgnn::data::shipped_fashion_mnist().unwrap();
+    let data = train.subset(0..640).unwrap();
+    let run = || {
+        let mut m = mlp(0.5).unwrap();
+        m.compile(gpu, Optimizer::adam(1e-3), 99).unwrap();
+        train_steps(&mut m, &data, 32, 20);
+        m.weights().unwrap()
+    };
+    let (a, b) = (run(), run());
+    for (x, y) in a.iter().zip(&b) {
+        let xb: Vec<u32> = x.data.iter().map(|v| v.to_bits()).collect();
+        let yb: Vec<u32> = y.data.iter().map(|v| v.to_bits()).collect();
+        assert!(
+            xb == yb,
+            "{} differs between two runs with one seed",
+            x.name
+        );
+    }
+}
+
+#[test]
+fn graph_inference_ignores_dropout() {
+    let gpu = common::gpu();
+    let mut model = Sequential::new(&[3])
+        .with(Dense::new(4).unwrap().activation(Activation::Relu))
+        .with(Dropout::new(0.9).unwrap())
+        .with(Dense::new(2).unwrap());
+    model.compile(gpu, Optimizer::sgd(0.1, 0.0), SEED).unwrap();
+    let x = [0.5f32, -1.0, 2.0, 1.5, 0.25, -0.75];
+    let a = model.predict(&x).unwrap();
+    let b = model.predict(&x).unwrap();
+    assert_eq!(a, b);
+    let w = model.weights().unwrap();
+    let mut want = Vec::new();
+    for s in 0..2 {
+        let hid: Vec<f64> = (0..4)
+            .map(|u| {
+                (f64::from(w[1].data[u])
+                    + (0..3)
+                        .map(|k| f64::from(x[s * 3 + k]) * f64::from(w[0].data[k * 4 + u]))
+                        .sum::<f64>())
+                .max(0.0)
+            })
+            .collect();
+        for o in 0..2 {
+            want.push(
+                f64::from(w[3].data[o])
+                    + (0..4)
+                        .map(|k| hid[k] * f64::from(w[2].data[k * 2 + o]))
+                        .sum::<f64>(),
+            );
+        }
+    }
+    common::assert_close("predict without dropout", &a, &want, 1e-6, 0.0);
+}
+
+#[test]
+fn fit_on_shipped_subset_reaches_70_percent_in_two_epochs() {
+    let gpu = common::gpu();
+    let (train, test) = wgnn::data::shipped_fashion_mnist().unwrap();
+    let mut model = Sequential::new(&[784])
+        .with(Dense::new(128).unwrap().activation(Activation::Relu))
+        .with(Dropout::new(0.2).unwrap())
+        .with(Dense::new(10).unwrap());
+    model.compile(gpu, Optimizer::adam(1e-3), SEED).unwrap();
+    let h = model
+        .fit(
+            &train,
+            &Fit {
+                epochs: 2,
+                batch_size: 32,
+                validation: Some(&test),
+                verbose: false,
+                ..Fit::default()
+            },
+        )
+        .unwrap();
+    let v = h.epochs[1].validation.unwrap();
+    eprintln!("history: {h:?}");
+    assert!(
+        v.accuracy > 0.70,
+        "validation accuracy {} after 2 epochs",
+        v.accuracy
+    );
+    assert!(
+        h.epochs[1].loss < h.epochs[0].loss,
+        "training loss did not fall"
+    );
+    let e = model.evaluate(&test, 100).unwrap();
+    assert!(
+        (e.accuracy - v.accuracy).abs() < 1e-9,
+        "evaluate {} vs validation {}",
+        e.accuracy,
+        v.accuracy
+    );
+}
+
+#[test]
+fn weights_round_trip_bit_exactly_and_bad_files_are_rejected() {
+    let gpu = common::gpu();
+    let dir = std::env::temp_dir().join(format!("wgnn-weights-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.safetensors");
+    let mut a = small_cnn(false).unwrap();
+    a.compile(gpu, Optimizer::sgd(0.1, 0.0), 1).unwrap();
+    a.save_weights(&path).unwrap();
+    let mut b = small_cnn(false).unwrap();
+    b.compile(gpu, Optimizer::sgd(0.1, 0.0), 2).unwrap();
+    let b_before = b.weights().unwrap();
+    assert_ne!(a.weights().unwrap(), b_before);
+    b.load_weights(&path).unwrap();
+    assert_eq!(a.weights().unwrap(), b.weights().unwrap(), "round trip");
+
+    let bytes = std::fs::read(&path).unwrap();
+    let mut c = small_cnn(false).unwrap();
+    c.compile(gpu, Optimizer::sgd(0.1, 0.0), 3).unwrap();
+    let c_before = c.weights().unwrap();
+    let cut = &bytes[..bytes.len() - 5];
+    let e = c
+        .load_weights_bytes(cut, "cut.safetensors")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("cut.safetensors: file is "), "{e}");
+    let mut flipped = bytes.clone();
+    flipped[20] ^= 0xFF;
+    assert!(matches!(
+        c.load_weights_bytes(&flipped, "flipped"),
+        Err(Error::Data { .. })
+    ));
+    let other = Sequential::new(&[6, 6, 2])
+        .with(Layer::Flatten)
+        .with(Dense::new(3).unwrap());
+    let mut other = other;
+    other.compile(gpu, Optimizer::sgd(0.1, 0.0), 3).unwrap();
+    let e = other.load_weights(&path).unwrap_err().to_string();
+    assert!(
+        e.ends_with(
+            "tensor \"dense/kernel\" has shape [12, 5], but layer 1 (Dense) expects [72, 3]"
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        c.weights().unwrap(),
+        c_before,
+        "a failed load changed the weights"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn fit_stops_on_non_finite_loss_naming_the_step_and_keeps_the_last_good_weights() {
+    let gpu = common::gpu();
+    let (train, _) = wgnn::data::shipped_fashion_mnist().unwrap();
+    let data = train.subset(0..320).unwrap();
+    let opts = Fit {
+        epochs: 2,
+        batch_size: 32,
+        shuffle: false,
+        verbose: false,
+        ..Fit::default()
+    };
+    // Clean: 13 steps (epoch 1 has 10, then 3 of epoch 2).
+    let mut clean = mlp(0.5).unwrap();
+    clean.compile(gpu, Optimizer::adam(1e-3), SEED).unwrap();
+    let mut t = clean.trainer(&data, 32).unwrap();
+    t.shuffle = false;
+    t.begin_epoch();
+    for _ in 0..10 {
+        t.step().unwrap();
+    }
+    t.end_epoch(1).unwrap();
+    t.begin_epoch();
+    for _ in 0..3 {
+        t.step().unwrap();
+    }
+    let want = clean.weights().unwrap();
+
+    let mut bad = mlp(0.5).unwrap();
+    bad.compile(gpu, Optimizer::adam(1e-3), SEED).unwrap();
+    bad.inject_non_finite(Some(13), false).unwrap();
+    let e = bad.fit(&data, &opts).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "fit: non-finite loss at epoch 2, step 3; the weights of the step before are kept"
+    );
+    assert_eq!(
+        bad.weights().unwrap(),
+        want,
+        "weights after the stop differ from the clean run's step 12"
+    );
+}
