@@ -1,0 +1,275 @@
+//! The seed's dropout sweep: one small CNN trained once per dropout rate p, to see the gap
+//! between training and test accuracy shrink as p grows.
+//!
+//! Model (input 28x28x1, or 32x32x3 with `--cifar`):
+//! Conv2D 32 3x3 relu -> Dropout(p) -> Conv2D 32 3x3 relu -> Flatten -> Dense 300 relu ->
+//! Dense 300 relu -> Dense 10, trained with SGD (learning rate 0.01, momentum 0.9, batch 32)
+//! for p in 0, 0.05, 0.1, 0.2, 0.5, 0.8, plus the seed's bonus variant: no dropout after the
+//! convolution, Dropout(0.15) after each Dense 300.
+//!
+//! ```text
+//! cargo run --release --example dropout_sweep                  # 10,000 images, 5 epochs per p
+//! cargo run --release --example dropout_sweep -- --full --epochs 10
+//! cargo run --release --example dropout_sweep -- --cifar DIR   # CIFAR-10 binary batches
+//! cargo run --release --example dropout_sweep -- --rates 0.5 --no-bonus --epochs 1
+//! cargo run --release --example dropout_sweep -- --quick       # CI: 160 images, 1 epoch, p in 0, 0.5 + bonus
+//! ```
+//!
+//! Prints a table of final training and test accuracy per variant and draws the curves to
+//! docs/dropout_sweep.png (`--plot FILE`).
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use support::{AnyResult, Cli, DATA_USAGE, DataArgs, Legend, Panel, Series, pct};
+use wgnn::nn::{Activation, Conv2d, Dense, Dropout, History, Optimizer, Sequential};
+
+const USAGE: &str = "\
+usage: dropout_sweep [data options] [--epochs N] [--rates LIST] [--no-bonus] [--lr X]
+                     [--momentum X] [--batch N] [--seed N] [--plot FILE]
+  --epochs N      epochs per variant (default 5; 1 with --quick)
+  --rates LIST    dropout rates after the first convolution (default 0,0.05,0.1,0.2,0.5,0.8;
+                  0,0.5 with --quick)
+  --no-bonus      skip the variant with Dropout(0.15) after each dense layer
+  --lr X          SGD learning rate (default 0.01)
+  --momentum X    SGD momentum (default 0.9)
+  --batch N       batch size (default 32)
+  --seed N        weights and dropout seed (default 42)
+  --plot FILE     where to draw the curves (default docs/dropout_sweep.png)
+training images: 10,000 unless --full or --train N";
+
+const RATES: [f32; 6] = [0.0, 0.05, 0.1, 0.2, 0.5, 0.8];
+
+/// One model of the sweep.
+struct Variant {
+    name: String,
+    /// Dropout after the first convolution.
+    conv_p: f32,
+    /// Dropout after each Dense 300.
+    dense_p: f32,
+}
+
+struct Outcome {
+    name: String,
+    history: History,
+    /// Training accuracy in inference mode (dropout off) after the last epoch.
+    train_eval: f64,
+    test: f64,
+    seconds: f64,
+}
+
+fn model(input: &[usize], classes: usize, v: &Variant) -> wgnn::Result<Sequential> {
+    let mut m = Sequential::new(input)
+        .with(Conv2d::new(32, [3, 3])?.activation(Activation::Relu))
+        .with(Dropout::new(v.conv_p)?)
+        .with(Conv2d::new(32, [3, 3])?.activation(Activation::Relu))
+        .with(wgnn::nn::Layer::Flatten)
+        .with(Dense::new(300)?.activation(Activation::Relu));
+    if v.dense_p > 0.0 {
+        m.add(Dropout::new(v.dense_p)?);
+    }
+    m.add(Dense::new(300)?.activation(Activation::Relu));
+    if v.dense_p > 0.0 {
+        m.add(Dropout::new(v.dense_p)?);
+    }
+    m.add(Dense::new(classes)?);
+    Ok(m)
+}
+
+fn run() -> AnyResult {
+    let mut cli = Cli::new(format!("{USAGE}\n{DATA_USAGE}"));
+    let mut data = DataArgs::parse(&mut cli)?;
+    // Several models: fewer images than the other examples' quick mode keeps CI short.
+    data.quick_sizes = (160, 128);
+    let epochs = data.epochs(cli.value("--epochs")?, 5)?;
+    // Quick mode (CI) trains three of the seven models: both dropout placements, still
+    // well under a minute on lavapipe.
+    let rates: Vec<f32> = match cli.list("--rates")? {
+        Some(r) => r,
+        None if data.quick => vec![0.0, 0.5],
+        None => RATES.to_vec(),
+    };
+    let bonus = !cli.flag("--no-bonus");
+    let lr: f32 = cli.value("--lr")?.unwrap_or(0.01);
+    let momentum: f32 = cli.value("--momentum")?.unwrap_or(0.9);
+    let batch: usize = cli.value("--batch")?.unwrap_or(32);
+    let seed: u64 = cli.value("--seed")?.unwrap_or(42);
+    let plot: PathBuf = cli
+        .value("--plot")?
+        .unwrap_or_else(|| PathBuf::from("docs/dropout_sweep.png"));
+    cli.finish()?;
+    if let Some(bad) = rates.iter().find(|p| !(0.0..1.0).contains(*p)) {
+        return Err(format!("--rates: {bad} is outside [0, 1)").into());
+    }
+
+    let gpu = wgnn::Gpu::new()?;
+    println!("adapter: {}", gpu.info());
+    let loaded = data.load(Some(10_000))?;
+    println!("data: {}", loaded.source);
+    let (train, test) = (&loaded.train, &loaded.test);
+    let input = [train.height, train.width, train.channels];
+
+    let mut variants: Vec<Variant> = rates
+        .iter()
+        .map(|&p| Variant {
+            name: format!("p = {p}"),
+            conv_p: p,
+            dense_p: 0.0,
+        })
+        .collect();
+    if bonus {
+        variants.push(Variant {
+            name: "dense 0.15".into(),
+            conv_p: 0.0,
+            dense_p: 0.15,
+        });
+    }
+    if variants.is_empty() {
+        return Err("nothing to train: --rates is empty and --no-bonus was given".into());
+    }
+    println!(
+        "optimizer: SGD lr {lr} momentum {momentum}, batch {batch}, {epochs} epoch(s) per variant"
+    );
+    print!("{}", model(&input, train.classes, &variants[0])?.summary()?);
+
+    let mut outcomes = Vec::new();
+    for v in &variants {
+        println!("\n== {} ==", v.name);
+        let mut m = model(&input, train.classes, v)?;
+        m.compile(&gpu, Optimizer::sgd(lr, momentum), seed)?;
+        let started = Instant::now();
+        let history = support::train_epochs(&mut m, train, test, epochs, batch)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let train_eval = m.evaluate(train, 256)?.accuracy;
+        let test_acc = history
+            .epochs
+            .last()
+            .and_then(|e| e.validation)
+            .map_or(f64::NAN, |e| e.accuracy);
+        let per_epoch: f64 =
+            history.epochs.iter().map(|e| e.seconds).sum::<f64>() / history.epochs.len() as f64;
+        println!(
+            "{}: test accuracy {}, {:.1} s per training epoch",
+            v.name,
+            pct(test_acc),
+            per_epoch
+        );
+        outcomes.push(Outcome {
+            name: v.name.clone(),
+            history,
+            train_eval,
+            test: test_acc,
+            seconds,
+        });
+    }
+
+    println!(
+        "\nFinal accuracies after {epochs} epoch(s) on {} training images:",
+        train.count
+    );
+    println!(
+        "{:<12} {:>16} {:>16} {:>10} {:>12} {:>9}",
+        "variant", "train (dropout)", "train (eval)", "test", "gap (eval)", "time"
+    );
+    for o in &outcomes {
+        let last = o.history.epochs.last().map_or(f64::NAN, |e| e.accuracy);
+        println!(
+            "{:<12} {:>16} {:>16} {:>10} {:>12} {:>8.0}s",
+            o.name,
+            pct(last),
+            pct(o.train_eval),
+            pct(o.test),
+            format!("{:+.2} pt", 100.0 * (o.train_eval - o.test)),
+            o.seconds
+        );
+    }
+    if let Some(best) = outcomes.iter().max_by(|a, b| a.test.total_cmp(&b.test)) {
+        println!("best test accuracy: {} ({})", pct(best.test), best.name);
+    }
+    println!(
+        "train (dropout) is the last epoch's running accuracy with dropout active, as Keras \
+         prints it; train (eval) is measured afterwards with dropout off."
+    );
+
+    let title = format!(
+        "Dropout sweep: seed CNN, SGD lr {lr} momentum {momentum}, {} - {} training / {} test images",
+        loaded.name, train.count, test.count
+    );
+    draw(&plot, &outcomes, &title, epochs)?;
+    println!("plot written to {}", plot.display());
+    Ok(())
+}
+
+fn draw(path: &std::path::Path, outcomes: &[Outcome], title: &str, epochs: usize) -> AnyResult {
+    let mut panels = Vec::new();
+    let all = outcomes.iter().flat_map(|o| {
+        o.history.epochs.iter().flat_map(|e| {
+            [e.accuracy]
+                .into_iter()
+                .chain(e.validation.map(|v| v.accuracy))
+        })
+    });
+    let (lo, hi) = all.fold((1.0f64, 0.0f64), |(l, h), a| (l.min(a), h.max(a)));
+    let y_range = Some(((lo - 0.02).max(0.0), (hi + 0.02).min(1.0)));
+    for o in outcomes {
+        let train: Vec<f64> = o.history.epochs.iter().map(|e| e.accuracy).collect();
+        let test: Vec<f64> = o
+            .history
+            .epochs
+            .iter()
+            .map(|e| e.validation.map_or(f64::NAN, |v| v.accuracy))
+            .collect();
+        let mut p = Panel::new(o.name.clone(), "epoch", "accuracy")
+            .with(Series::new(
+                "train (dropout on)",
+                support::per_epoch(train),
+                0,
+            ))
+            .with(Series::new("test", support::per_epoch(test), 1).dashed());
+        p.y_range = y_range;
+        panels.push(p);
+    }
+    let names: Vec<String> = outcomes
+        .iter()
+        .map(|o| o.name.replace("p = ", ""))
+        .collect();
+    let idx = |f: &dyn Fn(&Outcome) -> f64| -> Vec<(f64, f64)> {
+        outcomes
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (i as f64, f(o)))
+            .collect()
+    };
+    let mut summary = Panel::new(
+        format!("after {epochs} epoch(s): accuracy per variant"),
+        "variant (dropout rate after the first convolution)",
+        "accuracy",
+    )
+    .with(Series::new("train (eval)", idx(&|o| o.train_eval), 0))
+    .with(Series::new("test", idx(&|o| o.test), 1).dashed());
+    summary.x_ticks = Some(names.clone());
+    summary.legend = Legend::UpperRight;
+    panels.push(summary);
+    let mut gap = Panel::new(
+        "train - test gap (dropout off)",
+        "variant (dropout rate after the first convolution)",
+        "accuracy points",
+    )
+    .with(Series::new(
+        "train (eval) - test",
+        idx(&|o| 100.0 * (o.train_eval - o.test)),
+        3,
+    ));
+    gap.x_ticks = Some(names);
+    gap.legend = Legend::UpperRight;
+    gap.y_decimals = 1;
+    panels.push(gap);
+    support::save_chart(path, title, &panels, 3)
+}
+
+fn main() -> std::process::ExitCode {
+    support::main_with("dropout_sweep", run)
+}
