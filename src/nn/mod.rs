@@ -24,5 +24,7 @@ pub mod weights;
 
 pub use layers::{Activation, BatchNorm, Conv2d, Dense, Dropout, Layer, MaxPool2d};
 pub use model::{
-    EpochLog, Evaluation, Fit, History, ModelCheckpoint, Monitor, Optimizer, Sequential,
+    EpochLog, Evaluation, Fit, History, ModelCheckpoint, Monitor, OnNonFinite, Optimizer,
+    Sequential, Trainer,
 };
+pub use weights::NamedTensor;
