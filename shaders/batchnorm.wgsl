@@ -35,10 +35,15 @@
 //     batch_norm_backward         dx = gamma * inv_std * (dy - (dbeta + xhat * dgamma) / rows),
 //                                 xhat = (x - mean) * inv_std
 //                                 (shift = dbeta, center = mean, spread = inv_std).
-//   layout M (params, mmean, minv_std, moving_mean, moving_var), scalar:
+//   layout M (params, mmean, minv_std, moving_mean, moving_var; 9 mstep, 10 mstatus),
+//   scalar:
 //     batch_norm_update_moving    per channel, Keras' update with the biased batch variance
 //                                 var = 1 / inv_std^2 - epsilon (clamped at 0):
 //                                 moving = moving * momentum + batch * (1 - momentum).
+//                                 In a training step it runs with the optimizer updates,
+//                                 after the non-finite checks, and changes nothing when they
+//                                 do (the status word, as in optim.wgsl): a stopped run keeps
+//                                 the moving statistics of the step before, like its weights.
 // Params: BatchNormParams (uniform, binding 0 of every layout).
 // Rust module: src/kernels/batchnorm.rs.
 
@@ -95,6 +100,16 @@ struct BatchNormParams {
 @group(0) @binding(2) var<storage, read> minv_std: array<f32>;
 @group(0) @binding(3) var<storage, read_write> moving_mean: array<f32>;
 @group(0) @binding(4) var<storage, read_write> moving_var: array<f32>;
+// The step uniform (philox.wgsl's Step, same layout) and the status word of data.wgsl:
+// eager calls bind zeros.
+struct MovingStep {
+    step: u32,
+    batch_start: u32,
+    poison: u32,
+    _pad: u32,
+}
+@group(0) @binding(9) var<uniform> mstep: MovingStep;
+@group(0) @binding(10) var<storage, read> mstatus: array<u32>;
 
 fn linear(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 64u;
@@ -378,7 +393,8 @@ fn batch_norm_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
 @compute @workgroup_size(64)
 fn batch_norm_update_moving(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let c = linear(gid, nwg);
-    if (c >= params.channels) {
+    let off = select(mstatus[0] != 0u, mstatus[3] == mstep.step + 1u, mstatus[2] != 0u);
+    if (c >= params.channels || off) {
         return;
     }
     let s = minv_std[c];

@@ -11,7 +11,8 @@ mod common;
 use wgnn::data::Dataset;
 use wgnn::nn::Layer;
 use wgnn::nn::{
-    Activation, BatchNorm, Conv2d, Dense, Dropout, Fit, MaxPool2d, Optimizer, Sequential,
+    Activation, BatchNorm, Conv2d, Dense, Dropout, Fit, MaxPool2d, ModelCheckpoint, Monitor,
+    NamedTensor, OnNonFinite, Optimizer, Sequential,
 };
 use wgnn::{Error, philox};
 
@@ -537,20 +538,7 @@ fn fit_stops_on_non_finite_loss_naming_the_step_and_keeps_the_last_good_weights(
         ..Fit::default()
     };
     // Clean: 13 steps (epoch 1 has 10, then 3 of epoch 2).
-    let mut clean = mlp(0.5).unwrap();
-    clean.compile(gpu, Optimizer::adam(1e-3), SEED).unwrap();
-    let mut t = clean.trainer(&data, 32).unwrap();
-    t.shuffle = false;
-    t.begin_epoch();
-    for _ in 0..10 {
-        t.step().unwrap();
-    }
-    t.end_epoch(1).unwrap();
-    t.begin_epoch();
-    for _ in 0..3 {
-        t.step().unwrap();
-    }
-    let want = clean.weights().unwrap();
+    let (_, want) = weights_after_13_steps(gpu, &data, || mlp(0.5).unwrap());
 
     let mut bad = mlp(0.5).unwrap();
     bad.compile(gpu, Optimizer::adam(1e-3), SEED).unwrap();
@@ -564,5 +552,210 @@ fn fit_stops_on_non_finite_loss_naming_the_step_and_keeps_the_last_good_weights(
         bad.weights().unwrap(),
         want,
         "weights after the stop differ from the clean run's step 12"
+    );
+}
+
+#[test]
+fn fit_stop_keeps_batch_norm_moving_statistics_of_the_step_before() {
+    let gpu = common::gpu();
+    let (train, _) = wgnn::data::shipped_fashion_mnist().unwrap();
+    let data = train.subset(0..320).unwrap();
+    let build = || {
+        Sequential::new(&[784])
+            .with(Dense::new(16).unwrap())
+            .with(BatchNorm::new())
+            .with(Layer::Relu)
+            .with(Dropout::new(0.5).unwrap())
+            .with(Dense::new(10).unwrap())
+    };
+    let (_, want) = weights_after_13_steps(gpu, &data, build);
+    assert!(want.iter().any(|t| t.name.ends_with("moving_mean")));
+    let mut bad = build();
+    bad.compile(gpu, Optimizer::adam(1e-3), SEED).unwrap();
+    bad.inject_non_finite(Some(13), false).unwrap();
+    let opts = Fit {
+        epochs: 2,
+        batch_size: 32,
+        shuffle: false,
+        verbose: false,
+        ..Fit::default()
+    };
+    let e = bad.fit(&data, &opts).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::NonFinite {
+                epoch: 2,
+                step: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // Every tensor, the moving mean and variance included, as after the clean step 12.
+    assert_eq!(bad.weights().unwrap(), want);
+}
+
+/// Steps 0..10 of epoch 1 then 0..3 of epoch 2, with the trainer, as `fit` without shuffling.
+fn weights_after_13_steps(
+    gpu: &wgnn::Gpu,
+    data: &Dataset,
+    build: fn() -> Sequential,
+) -> (Vec<NamedTensor>, Vec<NamedTensor>) {
+    let mut clean = build();
+    clean.compile(gpu, Optimizer::adam(1e-3), SEED).unwrap();
+    let mut t = clean.trainer(data, 32).unwrap();
+    t.shuffle = false;
+    t.begin_epoch();
+    for _ in 0..10 {
+        t.step().unwrap();
+    }
+    t.end_epoch(1).unwrap();
+    drop(t);
+    let epoch1 = clean.weights().unwrap();
+    let mut t = clean.trainer(data, 32).unwrap();
+    t.shuffle = false;
+    t.begin_epoch();
+    for _ in 0..3 {
+        t.step().unwrap();
+    }
+    drop(t);
+    (epoch1, clean.weights().unwrap())
+}
+
+#[test]
+fn fit_stops_on_non_finite_gradient_keeps_weights_and_best_checkpoint_at_no_extra_cost() {
+    // Its own Gpu: the counters compared below must see no other test's work.
+    let own = wgnn::Gpu::software().unwrap();
+    let gpu = &own;
+    let (train, test) = wgnn::data::shipped_fashion_mnist().unwrap();
+    let data = train.subset(0..320).unwrap();
+    let val = test.subset(0..64).unwrap();
+    let dir = std::env::temp_dir().join(format!("wgnn-nan-grad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("best.safetensors");
+    let opts = |checkpoint| Fit {
+        epochs: 2,
+        batch_size: 32,
+        shuffle: false,
+        verbose: false,
+        validation: Some(&val),
+        checkpoint,
+        ..Fit::default()
+    };
+    let (epoch1, want) = weights_after_13_steps(gpu, &data, || mlp(0.5).unwrap());
+
+    // The same two epochs without a bad step: what the check may cost in submissions and
+    // readbacks is measured against this run.
+    let mut clean = mlp(0.5).unwrap();
+    clean.compile(gpu, Optimizer::adam(1e-3), SEED).unwrap();
+    let c0 = gpu.counters();
+    clean.fit(&data, &opts(None)).unwrap();
+    let c1 = gpu.counters();
+
+    // Step 3 of epoch 2 (global step 13): the first checked gradient, dense/kernel's, is
+    // made NaN on the GPU before any update of that step.
+    let mut bad = mlp(0.5).unwrap();
+    bad.compile(gpu, Optimizer::adam(1e-3), SEED).unwrap();
+    bad.inject_non_finite(Some(13), true).unwrap();
+    let b0 = gpu.counters();
+    let e = bad
+        .fit(
+            &data,
+            &opts(Some(ModelCheckpoint {
+                path: path.clone(),
+                monitor: Monitor::ValAccuracy,
+                save_best_only: true,
+            })),
+        )
+        .unwrap_err();
+    let b1 = gpu.counters();
+    assert!(
+        matches!(
+            e,
+            Error::NonFinite {
+                epoch: 2,
+                step: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "fit: non-finite gradient of dense/kernel at epoch 2, step 3; the weights of the step before are kept"
+    );
+    assert_eq!(
+        bad.weights().unwrap(),
+        want,
+        "weights differ from the clean step 12"
+    );
+    // The checkpoint holds epoch 1, the only epoch that finished: the last good best.
+    let mut from_file = mlp(0.5).unwrap();
+    from_file.compile(gpu, Optimizer::adam(1e-3), SEED).unwrap();
+    from_file.load_weights(&path).unwrap();
+    assert_eq!(from_file.weights().unwrap(), epoch1);
+    // The bad run saved one checkpoint (one weights readback) that the clean run did not;
+    // beyond that, the check adds no submission and no readback.
+    let ckpt_bytes: u64 = epoch1.iter().map(|t| 4 * t.data.len() as u64).sum();
+    assert!(
+        b1.submissions - b0.submissions <= c1.submissions - c0.submissions,
+        "submissions: {} with the check, {} clean",
+        b1.submissions - b0.submissions,
+        c1.submissions - c0.submissions
+    );
+    assert!(
+        b1.bytes_read_back - b0.bytes_read_back
+            <= c1.bytes_read_back - c0.bytes_read_back + ckpt_bytes,
+        "bytes read back: {} with the check, {} clean (+{ckpt_bytes} for the checkpoint)",
+        b1.bytes_read_back - b0.bytes_read_back,
+        c1.bytes_read_back - c0.bytes_read_back
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn fit_skips_a_step_with_a_non_finite_gradient_when_asked_and_counts_it() {
+    let gpu = common::gpu();
+    let (train, _) = wgnn::data::shipped_fashion_mnist().unwrap();
+    let data = train.subset(0..320).unwrap();
+    let opts = Fit {
+        epochs: 2,
+        batch_size: 32,
+        shuffle: false,
+        verbose: false,
+        on_non_finite: OnNonFinite::Skip,
+        ..Fit::default()
+    };
+    // No dropout and plain SGD: the step counter then changes nothing but which batch is
+    // next, so skipping step 3 of epoch 2 must equal, bit for bit, training epoch 2 on the
+    // same data with that batch (rows 96..128) taken out.
+    let mut skip = mlp(0.0).unwrap();
+    skip.compile(gpu, Optimizer::sgd(0.05, 0.0), SEED).unwrap();
+    skip.inject_non_finite(Some(13), true).unwrap();
+    let h = skip.fit(&data, &opts).unwrap();
+    let skipped: Vec<usize> = h.epochs.iter().map(|e| e.skipped_steps).collect();
+    assert_eq!(skipped, [0, 1]);
+
+    let mut without = data.clone();
+    let len = data.image_len();
+    without.images.drain(96 * len..128 * len);
+    without.labels.drain(96..128);
+    without.count -= 32;
+    let mut want = mlp(0.0).unwrap();
+    want.compile(gpu, Optimizer::sgd(0.05, 0.0), SEED).unwrap();
+    let one = Fit {
+        epochs: 1,
+        on_non_finite: OnNonFinite::Stop,
+        ..opts.clone()
+    };
+    want.fit(&data, &one).unwrap();
+    want.fit(&without, &one).unwrap();
+    let w = skip.weights().unwrap();
+    assert!(w.iter().all(|t| t.data.iter().all(|v| v.is_finite())));
+    assert_eq!(
+        w,
+        want.weights().unwrap(),
+        "skipping differs from leaving the batch out"
     );
 }

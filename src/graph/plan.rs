@@ -548,6 +548,9 @@ impl Plan {
         // training-mode BatchNorm nodes, by node, for their backward.
         let mut bn_stats: std::collections::HashMap<usize, (usize, usize)> =
             std::collections::HashMap::new();
+        // Moving-average updates of those nodes: recorded after the backward pass, with the
+        // optimizer updates, so the non-finite checks can hold them back too.
+        let mut moving_updates: Vec<(BatchNormParams, [Res; 4])> = Vec::new();
         let mut acts = vec![x0];
         for (k, node) in graph.nodes.iter().enumerate() {
             let x = acts[k].clone();
@@ -726,10 +729,7 @@ impl Plan {
                                 Res::V(y),
                             ],
                         );
-                        b.push(
-                            Rec::Bn(BnPass::UpdateMoving, p),
-                            vec![bytes(&p), Res::V(bm), Res::V(bs), t(mean), t(var)],
-                        );
+                        moving_updates.push((p, [Res::V(bm), Res::V(bs), t(mean), t(var)]));
                         bn_stats.insert(k, (bm, bs));
                     } else {
                         let scratch = b.vbuf(c);
@@ -817,6 +817,20 @@ impl Plan {
                     &bn_stats,
                     tally,
                 )?;
+                for (p, [bm, bs, mean, var]) in moving_updates {
+                    b.push(
+                        Rec::Bn(BnPass::UpdateMoving, p),
+                        vec![
+                            bytes(&p),
+                            bm,
+                            bs,
+                            mean,
+                            var,
+                            Res::Step,
+                            Res::T(m.status.clone()),
+                        ],
+                    );
+                }
             }
         }
 

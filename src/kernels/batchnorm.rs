@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::kernels::elementwise::same_shape;
-use crate::kernels::{Bind, Family, dispatch_1d, get, run, uniform};
+use crate::kernels::{Bind, Family, dispatch_1d, get, run, uniform, zero_status, zero_step};
 use crate::tensor::DType;
 use crate::{Error, Gpu, Result, Tensor};
 
@@ -57,7 +57,7 @@ impl BatchNormParams {
 /// - `partial_family`: (params, x, dy, mean, inv_std, partial);
 /// - `reduce_family`: (params, partial, out_a, out_b);
 /// - `apply_family`: (params, x, dy, gamma, shift, center, spread, dgamma, out);
-/// - `moving_family`: (params, mean, inv_std, moving_mean, moving_var).
+/// - `moving_family`: (params, mean, inv_std, moving_mean, moving_var, step, status).
 ///
 /// Bindings an entry point does not use may hold any buffer of the right access (eager calls
 /// repeat `x`). Every entry point but the moving update has two pipelines, indexed by
@@ -93,7 +93,12 @@ impl BatchNorm {
         let reduce_family = Family::new(gpu, "batchnorm_reduce", SOURCE, &[U, R, W, W])?;
         let apply_family =
             Family::new(gpu, "batchnorm_apply", SOURCE, &[U, R, R, R, R, R, R, R, W])?;
-        let moving_family = Family::new(gpu, "batchnorm_moving", SOURCE, &[U, R, R, W, W])?;
+        let moving_family = Family::new_sparse(
+            gpu,
+            "batchnorm_moving",
+            SOURCE,
+            &[(0, U), (1, R), (2, R), (3, W), (4, W), (9, U), (10, R)],
+        )?;
         let pair = |f: &Family, entry: &'static str| -> Result<[wgpu::ComputePipeline; 2]> {
             Ok([
                 f.pipeline(gpu, entry, &[("ALIGNED", 0.0)])?,
@@ -545,6 +550,8 @@ pub fn batch_norm_update_moving(
             inv_std.buffer(),
             moving_mean.buffer(),
             moving_var.buffer(),
+            zero_step(gpu),
+            zero_status(gpu),
         ],
     );
     run(gpu, op, |pass| k.record_update_moving(pass, &io, &p))
