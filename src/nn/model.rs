@@ -905,10 +905,24 @@ impl Sequential {
             let started = Instant::now();
             trainer.begin_epoch();
             let bar = progress(opts.verbose, epoch, opts.epochs, steps);
+            let mut refreshed = Instant::now();
             for step in 0..steps {
                 trainer.step().map_err(|e| at_step(e, epoch, step))?;
                 if let Some(bar) = &bar {
                     bar.inc(1);
+                    // Keras' live loss and accuracy: one readback a second, which also
+                    // stops a run whose loss went non-finite without waiting for the
+                    // epoch's end. Without a bar nothing is read until the epoch ends.
+                    if refreshed.elapsed() >= PROGRESS_REFRESH && step + 1 < steps {
+                        refreshed = Instant::now();
+                        let r = trainer
+                            .read_checked(epoch)
+                            .map_err(|e| at_step(e, epoch, step))?;
+                        bar.set_message(format!(
+                            "- accuracy: {:.4} - loss: {:.4}",
+                            r.accuracy, r.loss
+                        ));
+                    }
                 }
             }
             if let Some(bar) = &bar {
@@ -1525,14 +1539,21 @@ impl Trainer<'_> {
     /// [`Error::NonFinite`] naming `epoch` and the first step (within the epoch) whose loss
     /// was not finite; the weights are those of the step before it.
     pub fn end_epoch(&mut self, epoch: usize) -> Result<(f64, f64)> {
-        let Reading {
-            loss,
-            accuracy,
-            bad,
-            skipped,
-        } = self.metrics.read()?;
-        self.skipped = skipped;
-        if let Some((bad, param)) = bad.filter(|_| !self.metrics.skip) {
+        let r = self.read_checked(epoch)?;
+        self.skipped = r.skipped;
+        // One more readback per epoch: a host copy of the weights that survives device loss.
+        let copy = self.model.weights()?;
+        if let Some(c) = self.model.compiled.as_mut() {
+            c.host_copy = Some(copy);
+        }
+        Ok((r.loss, r.accuracy))
+    }
+
+    /// Reads the epoch's metrics and status word (one readback); with
+    /// [`OnNonFinite::Stop`], [`Error::NonFinite`] once a step of this epoch went bad.
+    fn read_checked(&self, epoch: usize) -> Result<Reading> {
+        let r = self.metrics.read()?;
+        if let Some((bad, param)) = r.bad.filter(|_| !self.metrics.skip) {
             let step = u64::from(bad).saturating_sub(self.epoch_start) as usize;
             let what = match (param, &self.model.compiled) {
                 (Some(p), Some(c)) => format!(
@@ -1543,12 +1564,7 @@ impl Trainer<'_> {
             };
             return Err(Error::NonFinite { epoch, step, what });
         }
-        // One more readback per epoch: a host copy of the weights that survives device loss.
-        let copy = self.model.weights()?;
-        if let Some(c) = self.model.compiled.as_mut() {
-            c.host_copy = Some(copy);
-        }
-        Ok((loss, accuracy))
+        Ok(r)
     }
 }
 
@@ -1565,6 +1581,9 @@ fn at_step(e: Error, epoch: usize, step: usize) -> Error {
     }
 }
 
+/// How often `fit`'s progress bar reads the running loss and accuracy back.
+const PROGRESS_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn progress(
     verbose: bool,
     epoch: usize,
@@ -1577,11 +1596,11 @@ fn progress(
     let bar = indicatif::ProgressBar::new(steps as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "Epoch {msg} {pos:>4}/{len} {wide_bar} {elapsed_precise} {per_sec}",
+            "Epoch {prefix} {pos:>4}/{len} {wide_bar} {elapsed_precise} {msg}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    bar.set_message(format!("{epoch}/{epochs}"));
+    bar.set_prefix(format!("{epoch}/{epochs}"));
     Some(bar)
 }
 
