@@ -1,13 +1,15 @@
 // data.wgsl: the training data path on the GPU: batch gather from the resident u8 data set,
 // and the per-epoch metric accumulators.
 // Entry points: gather_forward (one invocation per 4 batch elements), metrics_accumulate
-// (a single invocation), check_finite (one invocation per 4 gradient elements; bindings 0,
-// 1, 10 and 14: grad, read).
+// (a single invocation), check_finite (one invocation per 4 gradient elements of up to
+// FINITE_SEGMENTS gradients at once; bindings 0 as FiniteParams, 1, 10 as atomics, 14-19).
 // Bindings: 0 params: DataParams (uniform), 1 step: Step (uniform), 2 pixels (read; u8 packed
 // four per u32, little-endian; the first chunk of samples, 11-13 the others), 3 labels (read; u8 packed), 4 perm (read; u32 sample indices),
 // 5 x (write; f32 [rows, image_len]), 6 y (write; u32 [rows]), 7 loss (read; f32 [1]),
 // 8 correct (read; u32 [1]), 9 acc (write; f32 [4]: loss sum, correct, samples, unused),
-// 10 status (write; u32 [4]: first step + 1 whose loss was not finite, 0 while all are).
+// 10 status (write; u32 [4]: [0] the first step + 1 with a non-finite loss or gradient, 0
+// while all are finite; [1] what it was: 0xFFFFFFFF the loss, 0xFFFFFFFE - p the gradient of
+// parameter p; [2] the policy, 1 = skip bad steps; [3] the last bad step + 1).
 // gather_forward uses bindings 0-6 and 11-13 (8 storage buffers), metrics_accumulate 0, 1
 // and 7-10: two layouts.
 // Rust module: src/kernels/data.rs. Needs philox.wgsl prepended (for Step).
@@ -36,6 +38,26 @@ struct DataParams {
 @group(0) @binding(12) var<storage, read> pixels2: array<u32>;
 @group(0) @binding(13) var<storage, read> pixels3: array<u32>;
 @group(0) @binding(14) var<storage, read> grad: array<vec4<f32>>;
+@group(0) @binding(15) var<storage, read> grad1: array<vec4<f32>>;
+@group(0) @binding(16) var<storage, read> grad2: array<vec4<f32>>;
+@group(0) @binding(17) var<storage, read> grad3: array<vec4<f32>>;
+@group(0) @binding(18) var<storage, read> grad4: array<vec4<f32>>;
+@group(0) @binding(19) var<storage, read> grad5: array<vec4<f32>>;
+
+// check_finite's view of bindings 0 and 10 (no entry point uses both views).
+// Up to 6 gradients (bindings 14-19), segment k being binding 14 + k; unused segments have
+// length 0 and bind segment 0's buffer again. `ends` (cumulative vec4 ends) sizes the
+// dispatch on the host.
+struct FiniteParams {
+    ends: array<vec4<u32>, 2>,
+    // Elements in each segment (masks the padding of its last vec4).
+    lens: array<vec4<u32>, 2>,
+    // What status[1] records for a non-finite value in each segment: 0xFFFFFFFE - p for
+    // parameter p, so that the largest code is the lowest parameter.
+    codes: array<vec4<u32>, 2>,
+}
+@group(0) @binding(0) var<uniform> fparams: FiniteParams;
+@group(0) @binding(10) var<storage, read_write> astatus: array<atomic<u32>>;
 
 // Byte c of sample `sample`, from the chunk that holds it.
 fn pixel(sample: u32, c: u32) -> f32 {
@@ -98,6 +120,7 @@ fn metrics_accumulate() {
     if (!finite(l)) {
         if (status[0] == 0u) {
             status[0] = step.step + 1u;
+            status[1] = 0xFFFFFFFFu;
         }
         status[3] = step.step + 1u;
     }
@@ -106,31 +129,155 @@ fn metrics_accumulate() {
     acc[2] += f32(params.rows);
 }
 
-// Checks one gradient (params.rows elements) before any update of the step: the first
-// non-finite value of the first bad step records (step + 1, params.image_len) in status,
-// image_len carrying the parameter's index + 1. Every invocation that finds one writes the
-// same two words, so the race is benign. With step.poison == 2 (a test hook) the gradient
-// counts as non-finite.
+// Checks up to 6 gradients before any update of the step. A non-finite value makes this
+// step the first bad one unless an earlier step (or this step's loss) already is, and then
+// status[1] keeps the largest code seen, the lowest parameter's: with atomics, so the order
+// in which invocations find bad values changes nothing. With step.poison == 2 (a test hook)
+// element 0 of every segment counts as non-finite.
+fn seg_len(k: u32) -> u32 {
+    return fparams.lens[k >> 2u][k & 3u];
+}
+
+fn all_finite(v: vec4<f32>) -> bool {
+    return all((bitcast<vec4<u32>>(v) & vec4<u32>(0x7F800000u)) != vec4<u32>(0x7F800000u));
+}
+
+// Lanes at or past n % 4 (when n % 4 != 0) are padding and not checked.
+fn tail_finite(v: vec4<f32>, n: u32) -> bool {
+    let used = select(n & 3u, 4u, (n & 3u) == 0u);
+    let lane = vec4<u32>(0u, 1u, 2u, 3u);
+    let ok = (bitcast<vec4<u32>>(v) & vec4<u32>(0x7F800000u)) != vec4<u32>(0x7F800000u);
+    return all(ok | (lane >= vec4<u32>(used)));
+}
+
+// Segment 0 (grad): whether any of its values this invocation strides over is not finite.
+fn scan0(t: u32, threads: u32) -> bool {
+    let n = seg_len(0u);
+    let last = (n + 3u) / 4u;
+    var bad = false;
+    for (var i = t; i + 1u < last; i += threads) {
+        bad = bad || !all_finite(grad[i]);
+    }
+    // The last vec4, whose lanes past n are padding.
+    if (last > 0u && (last - 1u) % threads == t) {
+        bad = bad || !tail_finite(grad[last - 1u], n);
+    }
+    return bad || (step.poison == 2u && t == 0u && n > 0u);
+}
+
+// Segment 1 (grad1): whether any of its values this invocation strides over is not finite.
+fn scan1(t: u32, threads: u32) -> bool {
+    let n = seg_len(1u);
+    let last = (n + 3u) / 4u;
+    var bad = false;
+    for (var i = t; i + 1u < last; i += threads) {
+        bad = bad || !all_finite(grad1[i]);
+    }
+    // The last vec4, whose lanes past n are padding.
+    if (last > 0u && (last - 1u) % threads == t) {
+        bad = bad || !tail_finite(grad1[last - 1u], n);
+    }
+    return bad || (step.poison == 2u && t == 0u && n > 0u);
+}
+
+// Segment 2 (grad2): whether any of its values this invocation strides over is not finite.
+fn scan2(t: u32, threads: u32) -> bool {
+    let n = seg_len(2u);
+    let last = (n + 3u) / 4u;
+    var bad = false;
+    for (var i = t; i + 1u < last; i += threads) {
+        bad = bad || !all_finite(grad2[i]);
+    }
+    // The last vec4, whose lanes past n are padding.
+    if (last > 0u && (last - 1u) % threads == t) {
+        bad = bad || !tail_finite(grad2[last - 1u], n);
+    }
+    return bad || (step.poison == 2u && t == 0u && n > 0u);
+}
+
+// Segment 3 (grad3): whether any of its values this invocation strides over is not finite.
+fn scan3(t: u32, threads: u32) -> bool {
+    let n = seg_len(3u);
+    let last = (n + 3u) / 4u;
+    var bad = false;
+    for (var i = t; i + 1u < last; i += threads) {
+        bad = bad || !all_finite(grad3[i]);
+    }
+    // The last vec4, whose lanes past n are padding.
+    if (last > 0u && (last - 1u) % threads == t) {
+        bad = bad || !tail_finite(grad3[last - 1u], n);
+    }
+    return bad || (step.poison == 2u && t == 0u && n > 0u);
+}
+
+// Segment 4 (grad4): whether any of its values this invocation strides over is not finite.
+fn scan4(t: u32, threads: u32) -> bool {
+    let n = seg_len(4u);
+    let last = (n + 3u) / 4u;
+    var bad = false;
+    for (var i = t; i + 1u < last; i += threads) {
+        bad = bad || !all_finite(grad4[i]);
+    }
+    // The last vec4, whose lanes past n are padding.
+    if (last > 0u && (last - 1u) % threads == t) {
+        bad = bad || !tail_finite(grad4[last - 1u], n);
+    }
+    return bad || (step.poison == 2u && t == 0u && n > 0u);
+}
+
+// Segment 5 (grad5): whether any of its values this invocation strides over is not finite.
+fn scan5(t: u32, threads: u32) -> bool {
+    let n = seg_len(5u);
+    let last = (n + 3u) / 4u;
+    var bad = false;
+    for (var i = t; i + 1u < last; i += threads) {
+        bad = bad || !all_finite(grad5[i]);
+    }
+    // The last vec4, whose lanes past n are padding.
+    if (last > 0u && (last - 1u) % threads == t) {
+        bad = bad || !tail_finite(grad5[last - 1u], n);
+    }
+    return bad || (step.poison == 2u && t == 0u && n > 0u);
+}
+
+// One loop per binding (WGSL cannot index bindings), each striding over its segment: the
+// dispatch is capped at a few thousand invocations, as per-workgroup overhead, not
+// bandwidth, is what costs on lavapipe. Unused segments have length 0.
 @compute @workgroup_size(64)
 fn check_finite(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let b = gid.x + gid.y * nwg.x * 64u;
-    let len = params.rows;
-    if (b * 4u >= len) {
-        return;
-    }
-    let v = grad[b];
-    var bad = step.poison == 2u && b == 0u;
-    for (var l = 0u; l < 4u; l++) {
-        if (b * 4u + l < len && !finite(v[l])) {
-            bad = true;
+    let threads = nwg.x * nwg.y * 64u;
+    let t = gid.x + gid.y * nwg.x * 64u;
+    var bad = array<bool, 6>(
+        scan0(t, threads),
+        scan1(t, threads),
+        scan2(t, threads),
+        scan3(t, threads),
+        scan4(t, threads),
+        scan5(t, threads),
+    );
+    var code = 0u;
+    var any_bad = false;
+    for (var k = 0u; k < 6u; k++) {
+        if (bad[k]) {
+            code = max(code, fparams.codes[k >> 2u][k & 3u]);
+            any_bad = true;
         }
     }
-    if (bad) {
-        if (status[0] == 0u) {
-            status[0] = step.step + 1u;
-            status[1] = params.image_len;
+    if (any_bad) {
+        let now = step.step + 1u;
+        var first = atomicLoad(&astatus[0]);
+        while (first == 0u) {
+            let r = atomicCompareExchangeWeak(&astatus[0], 0u, now);
+            if (r.exchanged) {
+                first = now;
+            } else {
+                first = r.old_value;
+            }
         }
-        status[3] = step.step + 1u;
+        if (first == now) {
+            atomicMax(&astatus[1], code);
+        }
+        atomicStore(&astatus[3], now);
     }
 }
 

@@ -8,7 +8,7 @@ pub use crate::kernels::batchnorm::{
 };
 pub use crate::kernels::conv2d::{Padding, conv2d, conv2d_backward_input, conv2d_backward_weight};
 #[doc(hidden)]
-pub use crate::kernels::data::spin;
+pub use crate::kernels::data::{check_finite, spin};
 pub use crate::kernels::dropout::{DropoutSpec, dropout, dropout_backward, philox_words};
 pub use crate::kernels::elementwise::{bias_add, relu, relu_backward, relu_dropout_backward};
 pub use crate::kernels::matmul::{dense, matmul};

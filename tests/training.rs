@@ -596,6 +596,53 @@ fn fit_stop_keeps_batch_norm_moving_statistics_of_the_step_before() {
     assert_eq!(bad.weights().unwrap(), want);
 }
 
+#[test]
+fn fit_names_the_first_trainable_parameter_when_several_gradients_go_bad_at_once() {
+    // Ten trainable tensors after a frozen first layer: two check dispatches (six gradients
+    // each at most), every gradient poisoned at once; the report must name the lowest.
+    let gpu = common::gpu();
+    let (train, _) = wgnn::data::shipped_fashion_mnist().unwrap();
+    let data = train.subset(0..64).unwrap();
+    let mut m = Sequential::new(&[784]).with(Dense::new(8).unwrap().trainable(false));
+    for _ in 0..5 {
+        m.add(Dense::new(8).unwrap().activation(Activation::Relu));
+    }
+    m.add(Dense::new(10).unwrap());
+    m.compile(gpu, Optimizer::sgd(0.01, 0.0), SEED).unwrap();
+    let before = m.weights().unwrap();
+    m.inject_non_finite(Some(1), true).unwrap();
+    let opts = Fit {
+        epochs: 1,
+        batch_size: 32,
+        shuffle: false,
+        verbose: false,
+        ..Fit::default()
+    };
+    let e = m.fit(&data, &opts).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "fit: non-finite gradient of dense_1/kernel at epoch 1, step 1; the weights of the step before are kept"
+    );
+    // Step 0 trained; step 1 changed nothing: compare with one clean step.
+    let mut one = Sequential::new(&[784]).with(Dense::new(8).unwrap().trainable(false));
+    for _ in 0..5 {
+        one.add(Dense::new(8).unwrap().activation(Activation::Relu));
+    }
+    one.add(Dense::new(10).unwrap());
+    one.compile(gpu, Optimizer::sgd(0.01, 0.0), SEED).unwrap();
+    let mut t = one.trainer(&data, 32).unwrap();
+    t.shuffle = false;
+    t.begin_epoch();
+    t.step().unwrap();
+    drop(t);
+    let got = m.weights().unwrap();
+    assert!(
+        got == one.weights().unwrap(),
+        "weights differ from one clean step"
+    );
+    assert!(got != before, "step 0 did not train");
+}
+
 /// Steps 0..10 of epoch 1 then 0..3 of epoch 2, with the trainer, as `fit` without shuffling.
 fn weights_after_13_steps(
     gpu: &wgnn::Gpu,

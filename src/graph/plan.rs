@@ -6,7 +6,9 @@ use std::sync::Arc;
 use crate::graph::{Graph, Op, ParamId};
 use crate::kernels::batchnorm::{BatchNorm, BatchNormParams};
 use crate::kernels::conv2d::{Conv2d, Conv2dDims, Conv2dPass};
-use crate::kernels::data::{Data, DataParams, StepUniform};
+use crate::kernels::data::{
+    Data, DataParams, FINITE_SEGMENTS, FiniteParams, LOSS_CODE, StepUniform,
+};
 use crate::kernels::dropout::{Dropout, DropoutParams, DropoutSpec};
 use crate::kernels::elementwise::{Elementwise, ElementwiseParams, Pointwise};
 use crate::kernels::matmul::{Epilogue, Matmul, MatmulParams};
@@ -218,7 +220,7 @@ enum Rec {
     Gather { elements: u32 },
     Metrics,
     Tally,
-    CheckFinite { len: u32 },
+    CheckFinite { vec4s: u32 },
     Matmul { trans: (bool, bool), mnk: [u32; 3] },
     Pointwise { which: Pointwise, len: u32 },
     Dropout { backward: bool, len: u32 },
@@ -290,7 +292,7 @@ impl Rec {
             Rec::Gather { elements } => Data::get(gpu)?.record_gather(pass, io, elements),
             Rec::Metrics => Data::get(gpu)?.record_metrics(pass, io),
             Rec::Tally => Data::get(gpu)?.record_tally(pass, io),
-            Rec::CheckFinite { len } => Data::get(gpu)?.record_check_finite(pass, io, len),
+            Rec::CheckFinite { vec4s } => Data::get(gpu)?.record_check_finite(pass, io, vec4s),
             Rec::Matmul {
                 trans,
                 mnk: [m, n, k],
@@ -444,9 +446,10 @@ impl Metrics {
         Ok(Reading {
             loss: f64::from(a[0]) / n,
             accuracy: f64::from(a[1]) / n,
-            bad: s[0]
-                .checked_sub(1)
-                .map(|step| (step, s[1].checked_sub(1).map(|p| p as usize))),
+            bad: s[0].checked_sub(1).map(|step| {
+                let what = (s[1] != LOSS_CODE).then(|| (u32::MAX - 1 - s[1]) as usize);
+                (step, what)
+            }),
             skipped: a[3] as usize,
         })
     }
@@ -1307,23 +1310,21 @@ fn backward(
     updated.sort_unstable();
     // Every gradient is checked before any parameter moves: a non-finite one stops all
     // updates from this step on (the optimizer kernels read the status word).
-    for &p in updated.iter().filter(|_| params.checks) {
-        let len = params.values[p].len() as u32;
-        let u = DataParams {
-            rows: len,
-            image_len: p as u32 + 1,
-            scale: 0.0,
-            per_chunk: 1,
-        };
-        b.push(
-            Rec::CheckFinite { len },
-            vec![
-                bytes(&u),
-                Res::Step,
-                Res::T(metrics.status.clone()),
-                Res::T(params.grads[p].clone()),
-            ],
-        );
+    // Up to FINITE_SEGMENTS gradients per dispatch: one dispatch for the demo MLP.
+    let checked: &[ParamId] = if params.checks { &updated } else { &[] };
+    for group in checked.chunks(FINITE_SEGMENTS) {
+        let segments: Vec<(u32, usize)> = group
+            .iter()
+            .map(|&p| (params.values[p].len() as u32, p))
+            .collect();
+        let (u, vec4s) = FiniteParams::new(&segments);
+        let mut binds = vec![bytes(&u), Res::Step, Res::T(metrics.status.clone())];
+        for k in 0..FINITE_SEGMENTS {
+            // Unused segments are empty; they bind the first gradient again.
+            let p = group.get(k).unwrap_or(&group[0]);
+            binds.push(Res::T(params.grads[*p].clone()));
+        }
+        b.push(Rec::CheckFinite { vec4s }, binds);
     }
     if let Some(binds) = tally {
         b.push(Rec::Tally, binds);

@@ -18,6 +18,52 @@ pub(crate) struct DataParams {
     pub per_chunk: u32,
 }
 
+/// Gradients one `check_finite` dispatch covers (bindings 14-19 of shaders/data.wgsl).
+pub(crate) const FINITE_SEGMENTS: usize = 6;
+
+/// The most invocations of one `check_finite` dispatch; each strides over the range.
+const FINITE_INVOCATIONS: u32 = 64 * 64;
+
+/// Mirrors `FiniteParams` in shaders/data.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct FiniteParams {
+    /// Cumulative end, in vec4s, of each segment; unused ones repeat the total.
+    pub ends: [u32; 8],
+    /// Elements in each segment.
+    pub lens: [u32; 8],
+    /// status[1]'s code for each segment: `finite_code(parameter)`.
+    pub codes: [u32; 8],
+}
+
+/// What status[1] holds after a non-finite loss.
+pub(crate) const LOSS_CODE: u32 = u32::MAX;
+
+/// What status[1] holds after a non-finite gradient of parameter `p` (larger for lower p,
+/// so an atomic max keeps the lowest).
+pub(crate) fn finite_code(p: usize) -> u32 {
+    u32::MAX - 1 - p as u32
+}
+
+impl FiniteParams {
+    /// The check of `segments`, each (elements, parameter index), at most
+    /// [`FINITE_SEGMENTS`]; returns the params and the total vec4 count.
+    pub fn new(segments: &[(u32, usize)]) -> (FiniteParams, u32) {
+        let mut f = FiniteParams::default();
+        let mut end = 0u32;
+        for (k, &(len, p)) in segments.iter().take(FINITE_SEGMENTS).enumerate() {
+            end += len.div_ceil(4);
+            f.ends[k] = end;
+            f.lens[k] = len;
+            f.codes[k] = finite_code(p);
+        }
+        for e in f.ends.iter_mut().skip(segments.len().min(FINITE_SEGMENTS)) {
+            *e = end;
+        }
+        (f, end)
+    }
+}
+
 /// Mirrors `Step` in shaders/philox.wgsl: the one per-step host write.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -35,7 +81,7 @@ pub(crate) struct Data {
     pub gather_family: Family,
     /// (params, step, -, -, -, -, -, loss, correct, acc, status): bindings 2-6 unused.
     pub metrics_family: Family,
-    /// (params, step, status, grad): bindings 0, 1, 10, 14.
+    /// (params, step, status, grad x 6): bindings 0, 1, 10, 14-19.
     pub finite_family: Family,
     /// (params, x): bindings 0 and 5.
     pub spin_family: Family,
@@ -83,7 +129,17 @@ impl Data {
             gpu,
             "check_finite",
             SOURCE,
-            &[(0, Uniform), (1, Uniform), (10, Write), (14, Read)],
+            &[
+                (0, Uniform),
+                (1, Uniform),
+                (10, Write),
+                (14, Read),
+                (15, Read),
+                (16, Read),
+                (17, Read),
+                (18, Read),
+                (19, Read),
+            ],
         )?;
         let spin_family = Family::new_sparse(gpu, "spin", SOURCE, &[(0, Uniform), (5, Write)])?;
         Ok(Data {
@@ -127,14 +183,14 @@ impl Data {
         pass.dispatch_workgroups(groups, 1, 1);
     }
 
-    /// Records the finiteness check of a gradient of `len` elements.
+    /// Records the finiteness check of up to [`FINITE_SEGMENTS`] gradients, `vec4s` in all.
     pub fn record_check_finite(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
         io: &wgpu::BindGroup,
-        len: u32,
+        vec4s: u32,
     ) {
-        dispatch_1d(pass, &self.finite, io, len.div_ceil(4));
+        dispatch_1d(pass, &self.finite, io, vec4s.min(FINITE_INVOCATIONS));
     }
 
     /// Records one accumulation of the step's loss and correct count.
@@ -143,6 +199,48 @@ impl Data {
         pass.set_bind_group(0, io, &[]);
         pass.dispatch_workgroups(1, 1, 1);
     }
+}
+
+/// The training step's non-finite check run on its own: checks `segments` (each a tensor,
+/// how many of its elements count, and the parameter index it stands for; at most
+/// [`FINITE_SEGMENTS`]) as step 0 and returns the status word (`[first bad step + 1, code,
+/// policy, last bad step + 1]`, code `u32::MAX - 1 - parameter`). For the tests.
+///
+/// # Errors
+/// On more than [`FINITE_SEGMENTS`] segments, none, a count over a tensor's length, or
+/// device errors.
+#[doc(hidden)]
+pub fn check_finite(segments: &[(&crate::Tensor, usize, usize)]) -> Result<[u32; 4]> {
+    let op = "check_finite";
+    let Some(&(first, _, _)) = segments.first() else {
+        return Err(crate::Error::arg(op, "no segments"));
+    };
+    if segments.len() > FINITE_SEGMENTS {
+        return Err(crate::Error::arg(
+            op,
+            format!("{} segments, at most {FINITE_SEGMENTS}", segments.len()),
+        ));
+    }
+    if let Some((t, n, _)) = segments.iter().find(|(t, n, _)| *n > t.len()) {
+        return Err(crate::Error::arg(
+            op,
+            format!("count {n} is over the tensor's {} elements", t.len()),
+        ));
+    }
+    let gpu = first.gpu();
+    let k = Data::get(gpu)?;
+    let lens: Vec<(u32, usize)> = segments.iter().map(|&(_, n, p)| (n as u32, p)).collect();
+    let (params, vec4s) = FiniteParams::new(&lens);
+    let params = crate::kernels::uniform(gpu, op, &params);
+    let status = crate::Tensor::from_u32(gpu, &[0; 4], &[4])?;
+    let mut buffers = vec![&params, crate::kernels::zero_step(gpu), status.buffer()];
+    for i in 0..FINITE_SEGMENTS {
+        buffers.push(segments.get(i).unwrap_or(&segments[0]).0.buffer());
+    }
+    let io = k.finite_family.bind(gpu, &buffers);
+    crate::kernels::run(gpu, op, |pass| k.record_check_finite(pass, &io, vec4s))?;
+    let s = status.to_vec_u32()?;
+    Ok([s[0], s[1], s[2], s[3]])
 }
 
 /// Runs `groups` (at most 65,535) workgroups of 64 invocations, each `iterations` dependent

@@ -119,5 +119,11 @@ mod tests {
             data::DataParams,
             [rows, image_len, scale, per_chunk]
         );
+        assert_layout!(
+            data::SOURCE,
+            "FiniteParams",
+            data::FiniteParams,
+            [ends, lens, codes]
+        );
     }
 }

@@ -1,0 +1,130 @@
+//! The training step's non-finite gradient check, run on its own against a host reference:
+//! odd lengths, values at every edge (first, last, padding lanes, past the stride), and
+//! several bad segments at once, where the lowest parameter must win.
+
+mod common;
+
+use wgnn::{Tensor, ops};
+
+/// What the check must report for `segments` (data, counted length, parameter) at step 0.
+fn expected(segments: &[(Vec<f32>, usize, usize)]) -> [u32; 4] {
+    let bad = segments
+        .iter()
+        .filter(|(d, n, _)| d[..*n].iter().any(|v| !v.is_finite()))
+        .map(|&(_, _, p)| p)
+        .min();
+    match bad {
+        Some(p) => [1, u32::MAX - 1 - p as u32, 0, 1],
+        None => [0; 4],
+    }
+}
+
+fn run(gpu: &wgnn::Gpu, segments: &[(Vec<f32>, usize, usize)]) -> [u32; 4] {
+    let tensors: Vec<Tensor> = segments
+        .iter()
+        .map(|(d, _, _)| Tensor::from_slice(gpu, d, &[d.len()]).unwrap())
+        .collect();
+    let args: Vec<(&Tensor, usize, usize)> = tensors
+        .iter()
+        .zip(segments)
+        .map(|(t, &(_, n, p))| (t, n, p))
+        .collect();
+    ops::check_finite(&args).unwrap()
+}
+
+fn ramp(n: usize) -> Vec<f32> {
+    (0..n).map(|i| (i as f32 * 0.37).sin() * 1e30).collect()
+}
+
+#[test]
+fn finite_check_matches_the_host_on_odd_lengths_and_every_edge() {
+    let lens = [1usize, 3, 7, 33, 257, 70_001];
+    for gpu in common::gpus() {
+        let clean: Vec<(Vec<f32>, usize, usize)> = lens
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| (ramp(n), n, 2 * k + 1))
+            .collect();
+        assert_eq!(run(gpu, &clean), [0; 4], "all finite on {}", gpu.info());
+        // One bad value per case: each segment, at its first, middle and last element, as
+        // NaN, +inf and -inf; the 70,001-element segment is longer than one stride of the
+        // capped dispatch, so its later values are reached by the loop.
+        let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+        for (k, &n) in lens.iter().enumerate() {
+            for (j, at) in [0, n / 2, n - 1].into_iter().enumerate() {
+                let mut case = clean.clone();
+                case[k].0[at] = specials[j];
+                let got = run(gpu, &case);
+                assert_eq!(
+                    got,
+                    expected(&case),
+                    "segment {k} index {at} on {}",
+                    gpu.info()
+                );
+                assert_ne!(got[0], 0);
+            }
+        }
+        // Several bad segments at once: the lowest parameter is reported, whichever
+        // segment it sits in (parameters here run backwards through the segments).
+        let mut many: Vec<(Vec<f32>, usize, usize)> = lens
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| (ramp(n), n, 100 - k))
+            .collect();
+        for k in [0, 2, 5] {
+            let n = many[k].1;
+            many[k].0[n - 1] = f32::NAN;
+        }
+        let got = run(gpu, &many);
+        assert_eq!(got, expected(&many));
+        assert_eq!(
+            got[1],
+            u32::MAX - 1 - 95,
+            "parameter 95 (segment 5) is the lowest"
+        );
+    }
+}
+
+#[test]
+fn finite_check_ignores_values_past_the_counted_length() {
+    for gpu in common::gpus() {
+        // Counted lengths 3 and 5 of 4- and 8-element tensors: the NaNs sit in the padding
+        // lanes of the last counted vec4 and in a whole vec4 past it.
+        let padded = vec![
+            (vec![1.0, 2.0, 3.0, f32::NAN], 3, 0),
+            (
+                vec![1.0, 2.0, 3.0, 4.0, 5.0, f32::NAN, f32::INFINITY, f32::NAN],
+                5,
+                1,
+            ),
+        ];
+        assert_eq!(
+            run(gpu, &padded),
+            [0; 4],
+            "padding counted on {}",
+            gpu.info()
+        );
+        // The same values counted in full are caught.
+        let full: Vec<(Vec<f32>, usize, usize)> = padded
+            .iter()
+            .map(|(d, _, p)| (d.clone(), d.len(), *p))
+            .collect();
+        assert_eq!(run(gpu, &full), expected(&full));
+        assert_eq!(run(gpu, &full)[1], u32::MAX - 1);
+    }
+}
+
+#[test]
+fn finite_check_rejects_bad_arguments() {
+    let gpu = common::gpu();
+    let t = Tensor::from_slice(gpu, &[1.0, 2.0], &[2]).unwrap();
+    let e = ops::check_finite(&[(&t, 3, 0)]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "check_finite: count 3 is over the tensor's 2 elements"
+    );
+    let seven = vec![(&t, 2, 0); 7];
+    let e = ops::check_finite(&seven).unwrap_err();
+    assert_eq!(e.to_string(), "check_finite: 7 segments, at most 6");
+    assert!(ops::check_finite(&[]).is_err());
+}
