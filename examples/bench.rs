@@ -341,10 +341,6 @@ fn cycled(base: &Dataset, count: usize) -> Dataset {
 /// Times training steps: per epoch of `steps` steps, the wall clock from the first step to
 /// the GPU going idle; and the host's part, `Trainer::step` called with the queue idle.
 /// Reports the median epoch's ms per step and the median host time over it.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "each measurement's settings, named"
-)]
 fn step_rows(
     r: &mut Report,
     gpu: &Gpu,
@@ -353,10 +349,8 @@ fn step_rows(
     data: &Dataset,
     batch: usize,
     epochs: usize,
-    checks: bool,
 ) -> wgnn::Result<()> {
     model.compile(gpu, Optimizer::sgd(0.01, 0.9), 7)?;
-    model.set_finite_checks(checks)?;
     let mut t = model.trainer(data, batch)?;
     t.shuffle = false;
     let steps = t.steps_per_epoch();
@@ -428,6 +422,64 @@ fn step_rows(
         "data set, weights, optimizer state, activations",
     );
     Ok(())
+}
+
+/// Times `on` (gradient checks on) and `off` (checks off) in alternation, one epoch of
+/// `data` each per pair; returns the median ms per step of each and the median over pairs
+/// of on / off - 1.
+fn check_cost(
+    gpu: &Gpu,
+    on: &mut Sequential,
+    off: &mut Sequential,
+    data: &Dataset,
+    batch: usize,
+    pairs: usize,
+) -> wgnn::Result<(f64, f64, f64)> {
+    on.compile(gpu, Optimizer::sgd(0.01, 0.9), 7)?;
+    off.compile(gpu, Optimizer::sgd(0.01, 0.9), 7)?;
+    off.set_finite_checks(false)?;
+    let mut ton = on.trainer(data, batch)?;
+    let mut toff = off.trainer(data, batch)?;
+    ton.shuffle = false;
+    toff.shuffle = false;
+    let idle = |gpu: &Gpu| {
+        let _ = gpu.device().poll(wgnn::wgpu::PollType::wait_indefinitely());
+    };
+    let epoch = |t: &mut wgnn::nn::Trainer<'_>, e: usize| -> wgnn::Result<f64> {
+        t.begin_epoch();
+        idle(gpu);
+        let start = Instant::now();
+        let steps = t.steps_per_epoch();
+        for _ in 0..steps {
+            t.step()?;
+        }
+        idle(gpu);
+        let ms = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
+        t.end_epoch(e)?;
+        Ok(ms)
+    };
+    // Warm-up: every pipeline and buffer made.
+    epoch(&mut ton, 0)?;
+    epoch(&mut toff, 0)?;
+    let (mut a, mut b, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for e in 1..=pairs {
+        // Alternate which goes first, so neither always follows the other.
+        let (x, y) = if e % 2 == 0 {
+            let x = epoch(&mut ton, e)?;
+            (x, epoch(&mut toff, e)?)
+        } else {
+            let y = epoch(&mut toff, e)?;
+            (epoch(&mut ton, e)?, y)
+        };
+        a.push(x);
+        b.push(y);
+        ratio.push(x / y - 1.0);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok((median(a), median(b), median(ratio)))
 }
 
 /// Resident set size in bytes (Linux), from /proc/self/statm.
@@ -720,31 +772,30 @@ fn run() -> wgnn::Result<()> {
         &cycled(&train, mlp_batch * steps),
         mlp_batch,
         5,
-        true,
     )?;
-    // The cost of checking every gradient for non-finite values before the updates.
-    step_rows(
-        &mut r,
-        &gpu,
-        "mlp_nocheck",
-        &mut mlp,
-        &cycled(&train, mlp_batch * steps),
-        mlp_batch,
-        5,
-        false,
-    )?;
-    let value = |r: &Report, name: &str| {
-        r.rows
-            .iter()
-            .find(|row| row.name == name)
-            .map_or(f64::NAN, |row| row.value)
+    // The cost of checking every gradient for non-finite values before the updates: two
+    // copies of the MLP, one with the checks and one without, timed in alternation so
+    // that load drifts hit both alike; the median of the per-pair ratios.
+    let data = cycled(&train, mlp_batch * steps);
+    let build = || -> wgnn::Result<Sequential> {
+        Ok(Sequential::new(&[784])
+            .with(Dense::new(256)?.activation(Activation::Relu))
+            .with(Dropout::new(0.5)?)
+            .with(Dense::new(256)?.activation(Activation::Relu))
+            .with(Dropout::new(0.5)?)
+            .with(Dense::new(10)?))
     };
-    let cost = value(&r, "mlp_step_ms") / value(&r, "mlp_nocheck_step_ms") - 1.0;
+    let (mut on, mut off) = (build()?, build()?);
+    let pairs = if a.quick { 3 } else { 25 };
+    let (on_ms, off_ms, cost) = check_cost(&gpu, &mut on, &mut off, &data, mlp_batch, pairs)?;
+    let note = format!("batch {mlp_batch}, median of {pairs} alternating runs");
+    r.add("mlp_check_step_ms", on_ms, "ms", note.clone());
+    r.add("mlp_nocheck_step_ms", off_ms, "ms", note);
     r.add(
         "nan_check_cost",
         cost,
         "ratio",
-        "mlp_step_ms with the gradient checks / without, minus 1",
+        "median over pairs of (step with the gradient checks / without) - 1",
     );
     let device_bytes = r
         .rows
@@ -780,7 +831,6 @@ fn run() -> wgnn::Result<()> {
         &cycled(&train, cnn_batch * steps),
         cnn_batch,
         5,
-        true,
     )?;
     if let Some(l) = load_average() {
         r.add(
