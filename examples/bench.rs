@@ -248,7 +248,7 @@ fn matmul_row(
     )?;
     let flops = 2.0 * (m * n * k) as f64;
     let g = flops / t / 1e9;
-    let tile = matmul_tile_for(gpu, m, n)?;
+    let tile = matmul_tile_for(gpu, (ta, tb), m, n, k)?;
     let shape = format!(
         "{m}x{k}x{n}{}{}, tile {}x{}{}",
         if ta { " A^T" } else { "" },

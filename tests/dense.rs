@@ -91,6 +91,18 @@ fn matmul_every_variant_matches_reference_odd_and_vec4_shapes() {
     for gpu in gpus() {
         let tiles = matmul_tiles(gpu).unwrap();
         assert!(!tiles.is_empty(), "{}: no matmul variant", gpu.info().name);
+        // Every variant sums each output over k in the same order, so the autotuner's
+        // choice never changes a result: the first variant's outputs, bit for bit.
+        let mut first: std::collections::HashMap<String, Vec<u32>> = Default::default();
+        let mut same = |key: String, v: Vec<f32>| {
+            let bits: Vec<u32> = v.iter().map(|x| x.to_bits()).collect();
+            let want = first.entry(key.clone()).or_insert_with(|| bits.clone());
+            assert!(
+                *want == bits,
+                "{}: {key} differs between variants",
+                gpu.info().name
+            );
+        };
         for tile in tiles {
             for (s, &(m, k, n)) in shapes.iter().enumerate() {
                 for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
@@ -106,7 +118,9 @@ fn matmul_every_variant_matches_reference_odd_and_vec4_shapes() {
                         "{}: {tile:?} matmul m={m} k={k} n={n} ta={ta} tb={tb}",
                         gpu.info().name
                     );
-                    assert_close(&what, &c.to_vec().unwrap(), &want, MATMUL_REL, 0.0);
+                    let got = c.to_vec().unwrap();
+                    assert_close(&what, &got, &want, MATMUL_REL, 0.0);
+                    same(format!("matmul m={m} k={k} n={n} ta={ta} tb={tb}"), got);
                 }
                 // The epilogue (bias, ReLU, dropout) on the same variant, no transposes.
                 let x = rand_vec(m * k, 60 + s as u64);
@@ -119,7 +133,9 @@ fn matmul_every_variant_matches_reference_odd_and_vec4_shapes() {
                     .unwrap();
                 let want = dense_reference(&x, &w, &bias, m, k, n, true, Some(d));
                 let what = format!("{}: {tile:?} dense m={m} k={k} n={n}", gpu.info().name);
-                assert_close(&what, &y.to_vec().unwrap(), &want, MATMUL_REL, 0.0);
+                let got = y.to_vec().unwrap();
+                assert_close(&what, &got, &want, MATMUL_REL, 0.0);
+                same(format!("dense m={m} k={k} n={n}"), got);
             }
         }
     }

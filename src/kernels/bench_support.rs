@@ -25,12 +25,20 @@ pub fn matmul_tiles(gpu: &Gpu) -> Result<Vec<MatmulTile>> {
     Ok(Matmul::get(gpu)?.tiles().to_vec())
 }
 
-/// The variant wgnn picks for an `[m, n]` output on `gpu`.
+/// The variant a model's plan uses for `op(a) op(b)` of `[m, k] x [k, n]` on `gpu`: the
+/// autotuner's (timed now if this shape is new), or the static choice for shapes too large
+/// to time.
 ///
 /// # Errors
-/// When the kernel does not compile.
-pub fn matmul_tile_for(gpu: &Gpu, m: usize, n: usize) -> Result<MatmulTile> {
-    Ok(Matmul::get(gpu)?.choose(m as u32, n as u32))
+/// When the kernel does not compile, or the device is lost.
+pub fn matmul_tile_for(
+    gpu: &Gpu,
+    trans: (bool, bool),
+    m: usize,
+    n: usize,
+    k: usize,
+) -> Result<MatmulTile> {
+    Matmul::get(gpu)?.autotune(gpu, trans, (m as u32, n as u32, k as u32))
 }
 
 /// [`crate::ops::matmul`] and [`crate::ops::dense`] in one, with the register-tile variant
@@ -224,7 +232,10 @@ impl Timed {
         let gpu = a.gpu();
         let kern = Matmul::get(gpu)?;
         let (m, n, k) = (m as u32, n as u32, k as u32);
-        let tile = tile.unwrap_or_else(|| kern.choose(m, n));
+        let tile = match tile {
+            Some(t) => t,
+            None => kern.autotune(gpu, trans, (m, n, k))?,
+        };
         if !kern.tiles().contains(&tile) {
             return Err(Error::arg(op, format!("tile {tile:?} is not available")));
         }

@@ -1,7 +1,10 @@
 //! Entry points of shaders/matmul.wgsl: GEMM with transposes and a fused dense epilogue.
 
 use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use crate::kernels::dropout::{DropoutSpec, check_rate, mode};
 use crate::kernels::{Bind, Family, get, run, uniform, words, zero_step};
@@ -138,7 +141,24 @@ pub(crate) struct Matmul {
     cache: Mutex<HashMap<Key, wgpu::ComputePipeline>>,
     /// Workgroups a dispatch should have at least, when a smaller tile can give them.
     min_groups: u32,
+    /// The autotuner's choices by (transposes, m, n, k), for this adapter.
+    tuned: Mutex<HashMap<TuneKey, MatmulTile>>,
+    /// Whether [`Matmul::prepare`] times the variants (off with `WGNN_AUTOTUNE=0`).
+    autotune: bool,
+    /// Where choices persist between processes (`WGNN_TUNE_CACHE`), if anywhere.
+    disk: Option<PathBuf>,
 }
+
+/// A shape the autotuner has timed.
+type TuneKey = (bool, bool, u32, u32, u32);
+
+/// Shapes up to this many multiply-adds are timed; larger ones take the static choice (at
+/// about 50 GFLOP/s on lavapipe, timing 2^32 costs a few seconds once).
+const TUNE_MAX_MACS: u64 = 1 << 32;
+/// Nor are shapes whose three scratch matrices would take more than this.
+const TUNE_MAX_BYTES: u64 = 256 << 20;
+/// Timed runs per variant (after one warm-up); the median counts.
+const TUNE_RUNS: usize = 3;
 
 impl Matmul {
     pub fn new(gpu: &Gpu) -> Result<Matmul> {
@@ -181,11 +201,19 @@ impl Matmul {
         } else {
             256
         };
+        let disk = std::env::var_os("WGNN_TUNE_CACHE").map(PathBuf::from);
+        let tuned = disk
+            .as_ref()
+            .map(|path| load_tuning(path, &tune_id(gpu), tiles_for(subgroup.is_some())))
+            .unwrap_or_default();
         Ok(Matmul {
             family,
             subgroup,
             cache: Mutex::new(HashMap::new()),
             min_groups,
+            tuned: Mutex::new(tuned),
+            autotune: std::env::var("WGNN_AUTOTUNE").map_or(true, |v| v != "0"),
+            disk,
         })
     }
 
@@ -195,11 +223,107 @@ impl Matmul {
 
     /// The variants this adapter can run, largest first.
     pub fn tiles(&self) -> &'static [MatmulTile] {
-        if self.subgroup.is_some() {
-            &MatmulTile::SUBGROUP
-        } else {
-            &MatmulTile::PLAIN
+        tiles_for(self.subgroup.is_some())
+    }
+
+    /// The variant for this product: the autotuner's choice when it has timed the shape,
+    /// else [`Matmul::choose`]. Every variant gives the same bits (tests/dense.rs), so the
+    /// choice changes speed only, never a result.
+    pub fn pick(&self, trans: (bool, bool), m: u32, n: u32, k: u32) -> MatmulTile {
+        self.tuned
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&(trans.0, trans.1, m, n, k)).copied())
+            .unwrap_or_else(|| self.choose(m, n))
+    }
+
+    /// Times every variant on scratch matrices of this shape (once per shape and adapter,
+    /// in memory and in `WGNN_TUNE_CACHE` if set) and keeps the fastest. Shapes too large
+    /// to time cheaply, `WGNN_AUTOTUNE=0`, or any failure while timing leave the static
+    /// choice; only a lost device is an error.
+    pub fn autotune(
+        &self,
+        gpu: &Gpu,
+        trans: (bool, bool),
+        (m, n, k): (u32, u32, u32),
+    ) -> Result<MatmulTile> {
+        let key = (trans.0, trans.1, m, n, k);
+        let fallback = self.choose(m, n);
+        if let Some(t) = self.tuned.lock().ok().and_then(|t| t.get(&key).copied()) {
+            return Ok(t);
         }
+        let (m64, n64, k64) = (u64::from(m), u64::from(n), u64::from(k));
+        let bytes = 4 * (m64 * k64 + k64 * n64 + m64 * n64);
+        if !self.autotune
+            || self.tiles().len() < 2
+            || m64 * n64 * k64 > TUNE_MAX_MACS
+            || bytes > TUNE_MAX_BYTES
+        {
+            return Ok(fallback);
+        }
+        let best = match self.time_tiles(gpu, trans, (m, n, k)) {
+            Ok(best) => best,
+            Err(e @ Error::DeviceLost { .. }) => return Err(e),
+            Err(_) => return Ok(fallback),
+        };
+        if let Ok(mut t) = self.tuned.lock() {
+            t.insert(key, best);
+        }
+        if let Some(path) = &self.disk {
+            save_tuning(path, &tune_id(gpu), key, best);
+        }
+        Ok(best)
+    }
+
+    /// The fastest variant for this shape by wall clock: one warm-up and [`TUNE_RUNS`]
+    /// timed runs each, on zero matrices, the median counting.
+    fn time_tiles(
+        &self,
+        gpu: &Gpu,
+        trans: (bool, bool),
+        (m, n, k): (u32, u32, u32),
+    ) -> Result<MatmulTile> {
+        let op = "matmul autotune";
+        let (mu, nu, ku) = (m as usize, n as usize, k as usize);
+        let a = Tensor::zeros(gpu, &[mu, ku])?;
+        let b = Tensor::zeros(gpu, &[ku, nu])?;
+        let c = Tensor::zeros(gpu, &[mu, nu])?;
+        let params = uniform(gpu, op, &MatmulParams::new(m, n, k, Epilogue::default()));
+        let io = self.family.bind(
+            gpu,
+            &[
+                &params,
+                zero_step(gpu),
+                a.buffer(),
+                b.buffer(),
+                a.buffer(),
+                c.buffer(),
+            ],
+        );
+        let mut best: Option<(f64, MatmulTile)> = None;
+        for &tile in self.tiles() {
+            self.prepare_tile(gpu, trans, (m, n, k), tile)?;
+            let mut times = Vec::with_capacity(TUNE_RUNS);
+            for run_index in 0..=TUNE_RUNS {
+                let start = Instant::now();
+                let mut recorded = Ok(());
+                run(gpu, op, |pass| {
+                    recorded = self.record_tile(gpu, pass, &io, trans, (m, n, k), tile);
+                })?;
+                recorded?;
+                gpu.wait_idle(op)?;
+                if run_index > 0 {
+                    times.push(start.elapsed().as_secs_f64());
+                }
+            }
+            times.sort_by(f64::total_cmp);
+            let t = times[times.len() / 2];
+            if best.is_none_or(|(b, _)| t < b) {
+                best = Some((t, tile));
+            }
+        }
+        best.map(|(_, t)| t)
+            .ok_or_else(|| Error::arg(op, "no variant to time"))
     }
 
     /// The variant for an `[m, n]` output: the largest tile that still gives `min_groups`
@@ -280,7 +404,8 @@ impl Matmul {
     /// Compiles the variant [`Matmul::record_forward`] will record for these sizes, so that
     /// recording creates nothing.
     pub fn prepare(&self, gpu: &Gpu, trans: (bool, bool), m: u32, n: u32, k: u32) -> Result<()> {
-        self.prepare_tile(gpu, trans, (m, n, k), self.choose(m, n))
+        let tile = self.autotune(gpu, trans, (m, n, k))?;
+        self.prepare_tile(gpu, trans, (m, n, k), tile)
     }
 
     /// As [`Matmul::prepare`] for a given variant.
@@ -309,7 +434,7 @@ impl Matmul {
         n: u32,
         k: u32,
     ) -> Result<()> {
-        self.record_tile(gpu, pass, io, trans, (m, n, k), self.choose(m, n))
+        self.record_tile(gpu, pass, io, trans, (m, n, k), self.pick(trans, m, n, k))
     }
 
     /// As [`Matmul::record_forward`] with a given variant.
@@ -328,6 +453,84 @@ impl Matmul {
         pass.set_bind_group(0, io, &[]);
         pass.dispatch_workgroups(gx, gy, 1);
         Ok(())
+    }
+}
+
+fn tiles_for(subgroup: bool) -> &'static [MatmulTile] {
+    if subgroup {
+        &MatmulTile::SUBGROUP
+    } else {
+        &MatmulTile::PLAIN
+    }
+}
+
+/// What a tuning-cache line is valid for: adapter, backend and driver (tabs removed).
+fn tune_id(gpu: &Gpu) -> String {
+    let i = gpu.info();
+    format!("{}|{:?}|{}", i.name, i.backend, i.driver).replace(['\t', '\n'], " ")
+}
+
+/// Reads the choices for adapter `id` from a tuning cache: one line per shape,
+/// `id \t ta tb m n k \t subgroup tm tn4`. Lines for other adapters, malformed lines and
+/// variants this adapter lacks are ignored (the cache is a hint, never trusted blindly).
+fn load_tuning(
+    path: &std::path::Path,
+    id: &str,
+    tiles: &[MatmulTile],
+) -> HashMap<TuneKey, MatmulTile> {
+    let mut out = HashMap::new();
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return out;
+    };
+    for line in text.lines() {
+        let mut parts = line.split('\t');
+        let (Some(who), Some(shape), Some(tile), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if who != id {
+            continue;
+        }
+        let nums = |s: &str| -> Option<Vec<u32>> { s.split(' ').map(|v| v.parse().ok()).collect() };
+        let (Some(sh), Some(t)) = (nums(shape), nums(tile)) else {
+            continue;
+        };
+        if let ([ta, tb, m, n, k], [sg, tm, tn4]) = (sh.as_slice(), t.as_slice()) {
+            let tile = MatmulTile {
+                subgroup: *sg == 1,
+                tm: *tm,
+                tn4: *tn4,
+            };
+            if *ta < 2 && *tb < 2 && tiles.contains(&tile) {
+                out.insert((*ta == 1, *tb == 1, *m, *n, *k), tile);
+            }
+        }
+    }
+    out
+}
+
+/// Appends one choice to the tuning cache; a failure to write only loses the hint.
+fn save_tuning(path: &std::path::Path, id: &str, key: TuneKey, tile: MatmulTile) {
+    let (ta, tb, m, n, k) = key;
+    let line = format!(
+        "{id}\t{} {} {m} {n} {k}\t{} {} {}\n",
+        u8::from(ta),
+        u8::from(tb),
+        u8::from(tile.subgroup),
+        tile.tm,
+        tile.tn4
+    );
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        eprintln!(
+            "wgnn: could not record a matmul tuning in {}: {e}",
+            path.display()
+        );
     }
 }
 
@@ -408,7 +611,7 @@ pub(crate) fn eager(
             ));
         }
         Some(t) => t,
-        None => kern.choose(mu, nu),
+        None => kern.pick(trans, mu, nu, ku),
     };
     kern.pipeline(gpu, Matmul::key(trans, mu, nu, ku, tile))?;
     let c = Tensor::empty(gpu, op, &[m, n], DType::F32)?;
@@ -479,6 +682,51 @@ pub fn dense(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    #[test]
+    fn tuning_cache_round_trips_and_ignores_what_it_cannot_trust() {
+        let dir = std::env::temp_dir().join(format!("wgnn-tune-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tune.tsv");
+        let _ = std::fs::remove_file(&path);
+        let tiles = tiles_for(true);
+        save_tuning(
+            &path,
+            "lavapipe|Vulkan|Mesa",
+            (false, true, 256, 784, 256),
+            tiles[1],
+        );
+        save_tuning(
+            &path,
+            "lavapipe|Vulkan|Mesa",
+            (true, false, 7, 33, 3),
+            tiles[0],
+        );
+        save_tuning(&path, "other|Vulkan|x", (false, false, 1, 1, 1), tiles[0]);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        // Malformed lines, and a variant this adapter does not have.
+        text.push_str("garbage\nlavapipe|Vulkan|Mesa\t0 0 1 2\t1 32 2\n");
+        text.push_str("lavapipe|Vulkan|Mesa\t0 0 5 5 5\t0 8 2\n");
+        text.push_str("lavapipe|Vulkan|Mesa\t0 0 9 9 9\t1 x 2\n");
+        std::fs::write(&path, text).unwrap();
+        let got = load_tuning(&path, "lavapipe|Vulkan|Mesa", tiles);
+        let want: HashMap<TuneKey, MatmulTile> = [
+            ((false, true, 256, 784, 256), tiles[1]),
+            ((true, false, 7, 33, 3), tiles[0]),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(got, want);
+        // An adapter without subgroups keeps only the plain variant's line.
+        let plain = load_tuning(&path, "lavapipe|Vulkan|Mesa", tiles_for(false));
+        assert_eq!(
+            plain.into_iter().collect::<Vec<_>>(),
+            [((false, false, 5, 5, 5), MatmulTile::PLAIN[0])]
+        );
+        assert!(load_tuning(&dir.join("missing"), "x", tiles).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     use wgpu::naga;
 
     /// The subgroup sources (matmul's and conv2d's) parse and validate with subgroups on;
