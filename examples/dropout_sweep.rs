@@ -99,7 +99,7 @@ fn run() -> AnyResult {
     let seed: u64 = cli.value("--seed")?.unwrap_or(42);
     let plot: PathBuf = cli
         .value("--plot")?
-        .unwrap_or_else(|| PathBuf::from("docs/dropout_sweep.png"));
+        .unwrap_or_else(|| support::default_plot("dropout_sweep", data.quick));
     cli.finish()?;
     if let Some(bad) = rates.iter().find(|p| !(0.0..1.0).contains(*p)) {
         return Err(format!("--rates: {bad} is outside [0, 1)").into());

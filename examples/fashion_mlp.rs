@@ -6,10 +6,18 @@
 //! cargo run --release --example fashion_mlp -- --data DIR --epochs 10 --save mlp.safetensors
 //! cargo run --release --example fashion_mlp -- --quick      # a few hundred images, one epoch (CI)
 //! ```
+//!
+//! Adam (learning rate 1e-3) rather than the seed's SGD: it reaches the 88% test accuracy
+//! target on the full set within the 10 epochs. Prints a line per epoch and the final test
+//! accuracy, and draws loss and accuracy curves to docs/fashion_mlp.png (`--plot FILE`).
+
+#[path = "support/mod.rs"]
+mod support;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use support::{AnyResult, Legend, Panel, Series, pct, per_epoch};
 use wgnn::nn::{Activation, Dense, Dropout, Fit, Optimizer, Sequential};
 
 struct Args {
@@ -17,6 +25,7 @@ struct Args {
     epochs: usize,
     quick: bool,
     save: Option<PathBuf>,
+    plot: Option<PathBuf>,
 }
 
 fn args() -> Result<Args, String> {
@@ -25,6 +34,7 @@ fn args() -> Result<Args, String> {
         epochs: 10,
         quick: false,
         save: None,
+        plot: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -38,10 +48,11 @@ fn args() -> Result<Args, String> {
                     .ok_or("--epochs needs a number")?
             }
             "--save" => a.save = Some(it.next().ok_or("--save needs a file")?.into()),
+            "--plot" => a.plot = Some(it.next().ok_or("--plot needs a file")?.into()),
             "--quick" => a.quick = true,
             "-h" | "--help" => {
                 return Err(
-                    "usage: fashion_mlp [--full | --data DIR] [--epochs N] [--save FILE] [--quick]"
+                    "usage: fashion_mlp [--full | --data DIR] [--epochs N] [--save FILE] [--plot FILE] [--quick]"
                         .into(),
                 );
             }
@@ -51,11 +62,8 @@ fn args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn run() -> wgnn::Result<()> {
-    let a = args().map_err(|m| wgnn::Error::Argument {
-        op: "fashion_mlp",
-        msg: m,
-    })?;
+fn run() -> AnyResult {
+    let a = args()?;
     let gpu = wgnn::Gpu::new()?;
     println!("adapter: {}", gpu.info());
     let (mut train, mut test) = match &a.data {
@@ -102,15 +110,46 @@ fn run() -> wgnn::Result<()> {
         model.save_weights(path)?;
         println!("weights written to {}", path.display());
     }
+
+    let ep = &history.epochs;
+    let val = |f: fn(&wgnn::nn::Evaluation) -> f64| {
+        per_epoch(
+            ep.iter()
+                .map(move |e| e.validation.as_ref().map_or(f64::NAN, f)),
+        )
+    };
+    let mut loss = Panel::new("loss", "epoch", "cross-entropy")
+        .with(Series::new(
+            "train (dropout on)",
+            per_epoch(ep.iter().map(|e| e.loss)),
+            0,
+        ))
+        .with(Series::new("test", val(|v| v.loss), 1).dashed());
+    loss.legend = Legend::UpperRight;
+    let acc = Panel::new("accuracy", "epoch", "accuracy")
+        .with(Series::new(
+            "train (dropout on)",
+            per_epoch(ep.iter().map(|e| e.accuracy)),
+            0,
+        ))
+        .with(Series::new("test", val(|v| v.accuracy), 1).dashed());
+    let plot = a
+        .plot
+        .unwrap_or_else(|| support::default_plot("fashion_mlp", a.quick));
+    support::save_chart(
+        &plot,
+        &format!(
+            "MLP 784-256-256-10, dropout 0.2/0.5, Adam 1e-3 - {} training images, test {}",
+            train.count,
+            pct(eval.accuracy)
+        ),
+        &[loss, acc],
+        2,
+    )?;
+    println!("plot written to {}", plot.display());
     Ok(())
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("fashion_mlp: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    support::main_with("fashion_mlp", run)
 }

@@ -235,7 +235,7 @@ fn run() -> AnyResult {
     let seed: u64 = cli.value("--seed")?.unwrap_or(42);
     let plot: PathBuf = cli
         .value("--plot")?
-        .unwrap_or_else(|| PathBuf::from("docs/frozen_base_sweep.png"));
+        .unwrap_or_else(|| support::default_plot("frozen_base_sweep", quick));
     cli.finish()?;
     let pick = |given: Option<usize>, default: usize, what: &str| -> Result<usize, String> {
         match (quick, given) {

@@ -65,7 +65,7 @@ fn run() -> AnyResult {
     let seed: u64 = cli.value("--seed")?.unwrap_or(42);
     let plot: PathBuf = cli
         .value("--plot")?
-        .unwrap_or_else(|| PathBuf::from("docs/l2_dropout_cnn.png"));
+        .unwrap_or_else(|| support::default_plot("l2_dropout_cnn", data.quick));
     let save: Option<PathBuf> = cli.value("--save")?;
     cli.finish()?;
 

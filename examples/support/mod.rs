@@ -484,6 +484,17 @@ fn span(values: impl Iterator<Item = f64>, pad_frac: f64) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// Where an example draws its chart when `--plot` is not given: `docs/NAME.png`, the
+/// picture the README shows; in `--quick` mode a file in the temporary folder instead, so a
+/// CI run never overwrites the real one with a one-epoch curve.
+pub fn default_plot(name: &str, quick: bool) -> PathBuf {
+    if quick {
+        std::env::temp_dir().join(format!("wgnn-{name}-quick.png"))
+    } else {
+        PathBuf::from(format!("docs/{name}.png"))
+    }
+}
+
 /// Draws `panels` in a grid `cols` wide under `title` and writes a PNG to `path`
 /// (creating its folder).
 pub fn save_chart(path: &Path, title: &str, panels: &[Panel], cols: usize) -> AnyResult {
