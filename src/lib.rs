@@ -1,7 +1,7 @@
 //! wgnn: neural-network compute kernels and a training executor on wgpu.
 //!
 //! Tensors live on the GPU; every kernel is a WGSL compute shader under `shaders/`, checked
-//! against plain f64 CPU references in [`reference`]. Dropout uses a counter-based
+//! against plain f64 CPU references in [`reference`](mod@reference). Dropout uses a counter-based
 //! Philox-4x32-10 generator, so its mask is a pure function of (seed, offset, element index)
 //! that the host reproduces bit for bit ([`philox`]) and that is never stored.
 //!
