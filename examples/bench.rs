@@ -482,6 +482,16 @@ fn check_cost(
     Ok((median(a), median(b), median(ratio)))
 }
 
+/// The main demo's MLP 784-256-256-10 with dropout `p1` and `p2` after the hidden layers.
+fn mlp(p1: f32, p2: f32) -> wgnn::Result<Sequential> {
+    Ok(Sequential::new(&[784])
+        .with(Dense::new(256)?.activation(Activation::Relu))
+        .with(Dropout::new(p1)?)
+        .with(Dense::new(256)?.activation(Activation::Relu))
+        .with(Dropout::new(p2)?)
+        .with(Dense::new(10)?))
+}
+
 /// Resident set size in bytes (Linux), from /proc/self/statm.
 fn rss() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -501,12 +511,7 @@ fn soak(quick: bool) -> wgnn::Result<()> {
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.info());
     let (train, test) = wgnn::data::shipped_fashion_mnist()?;
-    let mut model = Sequential::new(&[784])
-        .with(Dense::new(256)?.activation(Activation::Relu))
-        .with(Dropout::new(0.2)?)
-        .with(Dense::new(256)?.activation(Activation::Relu))
-        .with(Dropout::new(0.5)?)
-        .with(Dense::new(10)?);
+    let mut model = mlp(0.2, 0.5)?;
     model.compile(&gpu, Optimizer::adam(1e-3), 42)?;
     let dir = std::env::temp_dir().join(format!("wgnn-bench-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| wgnn::Error::Io {
@@ -757,18 +762,12 @@ fn run() -> wgnn::Result<()> {
     // Training steps through the public API.
     let (train, _) = wgnn::data::shipped_fashion_mnist()?;
     let mlp_batch = if a.quick { 64 } else { 256 };
-    let mut mlp = Sequential::new(&[784])
-        .with(Dense::new(256)?.activation(Activation::Relu))
-        .with(Dropout::new(0.5)?)
-        .with(Dense::new(256)?.activation(Activation::Relu))
-        .with(Dropout::new(0.5)?)
-        .with(Dense::new(10)?);
     let steps = if a.quick { 2 } else { 8 };
     step_rows(
         &mut r,
         &gpu,
         "mlp",
-        &mut mlp,
+        &mut mlp(0.5, 0.5)?,
         &cycled(&train, mlp_batch * steps),
         mlp_batch,
         5,
@@ -777,15 +776,7 @@ fn run() -> wgnn::Result<()> {
     // copies of the MLP, one with the checks and one without, timed in alternation so
     // that load drifts hit both alike; the median of the per-pair ratios.
     let data = cycled(&train, mlp_batch * steps);
-    let build = || -> wgnn::Result<Sequential> {
-        Ok(Sequential::new(&[784])
-            .with(Dense::new(256)?.activation(Activation::Relu))
-            .with(Dropout::new(0.5)?)
-            .with(Dense::new(256)?.activation(Activation::Relu))
-            .with(Dropout::new(0.5)?)
-            .with(Dense::new(10)?))
-    };
-    let (mut on, mut off) = (build()?, build()?);
+    let (mut on, mut off) = (mlp(0.5, 0.5)?, mlp(0.5, 0.5)?);
     let pairs = if a.quick { 3 } else { 25 };
     let (on_ms, off_ms, cost) = check_cost(&gpu, &mut on, &mut off, &data, mlp_batch, pairs)?;
     let note = format!("batch {mlp_batch}, median of {pairs} alternating runs");

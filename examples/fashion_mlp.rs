@@ -17,7 +17,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use support::{AnyResult, Legend, Panel, Series, pct, per_epoch};
+use support::{AnyResult, pct};
 use wgnn::nn::{Activation, Dense, Dropout, Fit, Optimizer, Sequential};
 
 struct Args {
@@ -111,28 +111,6 @@ fn run() -> AnyResult {
         println!("weights written to {}", path.display());
     }
 
-    let ep = &history.epochs;
-    let val = |f: fn(&wgnn::nn::Evaluation) -> f64| {
-        per_epoch(
-            ep.iter()
-                .map(move |e| e.validation.as_ref().map_or(f64::NAN, f)),
-        )
-    };
-    let mut loss = Panel::new("loss", "epoch", "cross-entropy")
-        .with(Series::new(
-            "train (dropout on)",
-            per_epoch(ep.iter().map(|e| e.loss)),
-            0,
-        ))
-        .with(Series::new("test", val(|v| v.loss), 1).dashed());
-    loss.legend = Legend::UpperRight;
-    let acc = Panel::new("accuracy", "epoch", "accuracy")
-        .with(Series::new(
-            "train (dropout on)",
-            per_epoch(ep.iter().map(|e| e.accuracy)),
-            0,
-        ))
-        .with(Series::new("test", val(|v| v.accuracy), 1).dashed());
     let plot = a
         .plot
         .unwrap_or_else(|| support::default_plot("fashion_mlp", a.quick));
@@ -143,7 +121,7 @@ fn run() -> AnyResult {
             train.count,
             pct(eval.accuracy)
         ),
-        &[loss, acc],
+        &support::history_panels(&history),
         2,
     )?;
     println!("plot written to {}", plot.display());

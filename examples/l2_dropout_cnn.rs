@@ -20,7 +20,7 @@ mod support;
 
 use std::path::PathBuf;
 
-use support::{AnyResult, Cli, DATA_USAGE, DataArgs, Legend, Panel, Series, pct, per_epoch};
+use support::{AnyResult, Cli, DATA_USAGE, DataArgs, pct};
 use wgnn::nn::{Activation, BatchNorm, Conv2d, Dense, Dropout, MaxPool2d, Optimizer, Sequential};
 use wgnn::ops::Padding;
 
@@ -109,28 +109,6 @@ fn run() -> AnyResult {
         println!("weights written to {}", path.display());
     }
 
-    let ep = &history.epochs;
-    let val = |f: fn(&wgnn::nn::Evaluation) -> f64| {
-        per_epoch(
-            ep.iter()
-                .map(move |e| e.validation.as_ref().map_or(f64::NAN, f)),
-        )
-    };
-    let mut loss = Panel::new("loss", "epoch", "cross-entropy")
-        .with(Series::new(
-            "train (dropout on)",
-            per_epoch(ep.iter().map(|e| e.loss)),
-            0,
-        ))
-        .with(Series::new("test", val(|v| v.loss), 1).dashed());
-    loss.legend = Legend::UpperRight;
-    let acc = Panel::new("accuracy", "epoch", "accuracy")
-        .with(Series::new(
-            "train (dropout on)",
-            per_epoch(ep.iter().map(|e| e.accuracy)),
-            0,
-        ))
-        .with(Series::new("test", val(|v| v.accuracy), 1).dashed());
     support::save_chart(
         &plot,
         &format!(
@@ -138,7 +116,7 @@ fn run() -> AnyResult {
             train.count,
             pct(eval.accuracy)
         ),
-        &[loss, acc],
+        &support::history_panels(&history),
         2,
     )?;
     println!("plot written to {}", plot.display());

@@ -530,13 +530,7 @@ fn fit_stops_on_non_finite_loss_naming_the_step_and_keeps_the_last_good_weights(
     let gpu = common::gpu();
     let (train, _) = wgnn::data::shipped_fashion_mnist().unwrap();
     let data = train.subset(0..320).unwrap();
-    let opts = Fit {
-        epochs: 2,
-        batch_size: 32,
-        shuffle: false,
-        verbose: false,
-        ..Fit::default()
-    };
+    let opts = quiet_fit(2);
     // Clean: 13 steps (epoch 1 has 10, then 3 of epoch 2).
     let (_, want) = weights_after_13_steps(gpu, &data, || mlp(0.5).unwrap());
 
@@ -573,13 +567,7 @@ fn fit_stop_keeps_batch_norm_moving_statistics_of_the_step_before() {
     let mut bad = build();
     bad.compile(gpu, Optimizer::adam(1e-3), SEED).unwrap();
     bad.inject_non_finite(Some(13), false).unwrap();
-    let opts = Fit {
-        epochs: 2,
-        batch_size: 32,
-        shuffle: false,
-        verbose: false,
-        ..Fit::default()
-    };
+    let opts = quiet_fit(2);
     let e = bad.fit(&data, &opts).unwrap_err();
     assert!(
         matches!(
@@ -611,13 +599,7 @@ fn fit_names_the_first_trainable_parameter_when_several_gradients_go_bad_at_once
     m.compile(gpu, Optimizer::sgd(0.01, 0.0), SEED).unwrap();
     let before = m.weights().unwrap();
     m.inject_non_finite(Some(1), true).unwrap();
-    let opts = Fit {
-        epochs: 1,
-        batch_size: 32,
-        shuffle: false,
-        verbose: false,
-        ..Fit::default()
-    };
+    let opts = quiet_fit(1);
     let e = m.fit(&data, &opts).unwrap_err();
     assert_eq!(
         e.to_string(),
@@ -641,6 +623,17 @@ fn fit_names_the_first_trainable_parameter_when_several_gradients_go_bad_at_once
         "weights differ from one clean step"
     );
     assert!(got != before, "step 0 did not train");
+}
+
+/// `fit` options for the tests: batch 32, no shuffling, no output.
+fn quiet_fit(epochs: usize) -> Fit<'static> {
+    Fit {
+        epochs,
+        batch_size: 32,
+        shuffle: false,
+        verbose: false,
+        ..Fit::default()
+    }
 }
 
 /// Steps 0..10 of epoch 1 then 0..3 of epoch 2, with the trainer, as `fit` without shuffling.
@@ -682,13 +675,9 @@ fn fit_stops_on_non_finite_gradient_keeps_weights_and_best_checkpoint_at_no_extr
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("best.safetensors");
     let opts = |checkpoint| Fit {
-        epochs: 2,
-        batch_size: 32,
-        shuffle: false,
-        verbose: false,
         validation: Some(&val),
         checkpoint,
-        ..Fit::default()
+        ..quiet_fit(2)
     };
     let (epoch1, want) = weights_after_13_steps(gpu, &data, || mlp(0.5).unwrap());
 
@@ -767,12 +756,8 @@ fn fit_skips_a_step_with_a_non_finite_gradient_when_asked_and_counts_it() {
     let (train, _) = wgnn::data::shipped_fashion_mnist().unwrap();
     let data = train.subset(0..320).unwrap();
     let opts = Fit {
-        epochs: 2,
-        batch_size: 32,
-        shuffle: false,
-        verbose: false,
         on_non_finite: OnNonFinite::Skip,
-        ..Fit::default()
+        ..quiet_fit(2)
     };
     // No dropout and plain SGD: the step counter then changes nothing but which batch is
     // next, so skipping step 3 of epoch 2 must equal, bit for bit, training epoch 2 on the

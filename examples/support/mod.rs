@@ -484,6 +484,34 @@ fn span(values: impl Iterator<Item = f64>, pad_frac: f64) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// The two panels of a single training run: loss and accuracy per epoch, training (dropout
+/// on) solid and test dashed.
+pub fn history_panels(history: &wgnn::nn::History) -> [Panel; 2] {
+    let ep = &history.epochs;
+    let val = |f: fn(&wgnn::nn::Evaluation) -> f64| {
+        per_epoch(
+            ep.iter()
+                .map(move |e| e.validation.as_ref().map_or(f64::NAN, f)),
+        )
+    };
+    let mut loss = Panel::new("loss", "epoch", "cross-entropy")
+        .with(Series::new(
+            "train (dropout on)",
+            per_epoch(ep.iter().map(|e| e.loss)),
+            0,
+        ))
+        .with(Series::new("test", val(|v| v.loss), 1).dashed());
+    loss.legend = Legend::UpperRight;
+    let acc = Panel::new("accuracy", "epoch", "accuracy")
+        .with(Series::new(
+            "train (dropout on)",
+            per_epoch(ep.iter().map(|e| e.accuracy)),
+            0,
+        ))
+        .with(Series::new("test", val(|v| v.accuracy), 1).dashed());
+    [loss, acc]
+}
+
 /// Where an example draws its chart when `--plot` is not given: `docs/NAME.png`, the
 /// picture the README shows; in `--quick` mode a file in the temporary folder instead, so a
 /// CI run never overwrites the real one with a one-epoch curve.
