@@ -1,8 +1,8 @@
 // data.wgsl: the training data path on the GPU: batch gather from the resident u8 data set,
 // and the per-epoch metric accumulators.
 // Entry points: gather_forward (one invocation per 4 batch elements), metrics_accumulate
-// (a single invocation), check_finite (one invocation per 4 gradient elements of up to
-// FINITE_SEGMENTS gradients at once; bindings 0 as FiniteParams, 1, 10 as atomics, 14-19).
+// (a single invocation), check_finite (up to 6 gradients at once, by at most 4,096
+// invocations that stride over them; bindings 0 as FiniteParams, 1, 10 as atomics, 14-19).
 // Bindings: 0 params: DataParams (uniform), 1 step: Step (uniform), 2 pixels (read; u8 packed
 // four per u32, little-endian; the first chunk of samples, 11-13 the others), 3 labels (read; u8 packed), 4 perm (read; u32 sample indices),
 // 5 x (write; f32 [rows, image_len]), 6 y (write; u32 [rows]), 7 loss (read; f32 [1]),
@@ -111,7 +111,7 @@ fn finite(v: f32) -> bool {
 }
 
 // acc += (loss * rows, correct, rows); status records the first step with a non-finite loss
-// (status[1] = 0: the loss).
+// (status[1] = 0xFFFFFFFF: the loss).
 @compute @workgroup_size(1)
 fn metrics_accumulate() {
     // The test hook replaces the step's loss by NaN (a NaN input would not do: ReLU's max

@@ -29,7 +29,7 @@ fn run(gpu: &wgnn::Gpu, segments: &[(Vec<f32>, usize, usize)]) -> [u32; 4] {
         .zip(segments)
         .map(|(t, &(_, n, p))| (t, n, p))
         .collect();
-    ops::check_finite(&args).unwrap()
+    ops::check_finite(&args, [0; 4]).unwrap()
 }
 
 fn ramp(n: usize) -> Vec<f32> {
@@ -88,16 +88,11 @@ fn finite_check_matches_the_host_on_odd_lengths_and_every_edge() {
 #[test]
 fn finite_check_ignores_values_past_the_counted_length() {
     for gpu in common::gpus() {
-        // Counted lengths 3 and 5 of 4- and 8-element tensors: the NaNs sit in the padding
-        // lanes of the last counted vec4 and in a whole vec4 past it.
-        let padded = vec![
-            (vec![1.0, 2.0, 3.0, f32::NAN], 3, 0),
-            (
-                vec![1.0, 2.0, 3.0, 4.0, 5.0, f32::NAN, f32::INFINITY, f32::NAN],
-                5,
-                1,
-            ),
-        ];
+        // Counted lengths 3 and 5 of 4- and 12-element tensors: the NaNs sit in the padding
+        // lanes of the last counted vec4, and in the whole vec4 past it.
+        let mut twelve = vec![1.0, 2.0, 3.0, 4.0, 5.0, f32::NAN, f32::INFINITY, f32::NAN];
+        twelve.extend([f32::NAN; 4]);
+        let padded = vec![(vec![1.0, 2.0, 3.0, f32::NAN], 3, 0), (twelve, 5, 1)];
         assert_eq!(
             run(gpu, &padded),
             [0; 4],
@@ -118,13 +113,34 @@ fn finite_check_ignores_values_past_the_counted_length() {
 fn finite_check_rejects_bad_arguments() {
     let gpu = common::gpu();
     let t = Tensor::from_slice(gpu, &[1.0, 2.0], &[2]).unwrap();
-    let e = ops::check_finite(&[(&t, 3, 0)]).unwrap_err();
+    let e = ops::check_finite(&[(&t, 3, 0)], [0; 4]).unwrap_err();
     assert_eq!(
         e.to_string(),
         "check_finite: count 3 is over the tensor's 2 elements"
     );
     let seven = vec![(&t, 2, 0); 7];
-    let e = ops::check_finite(&seven).unwrap_err();
+    let e = ops::check_finite(&seven, [0; 4]).unwrap_err();
     assert_eq!(e.to_string(), "check_finite: 7 segments, at most 6");
-    assert!(ops::check_finite(&[]).is_err());
+    assert!(ops::check_finite(&[], [0; 4]).is_err());
+    let labels = Tensor::from_u32(gpu, &[1, 2], &[2]).unwrap();
+    assert!(ops::check_finite(&[(&labels, 2, 0)], [0; 4]).is_err());
+}
+
+#[test]
+fn finite_check_keeps_an_earlier_bad_step_and_its_cause() {
+    for gpu in common::gpus() {
+        let bad = Tensor::from_slice(gpu, &[1.0, f32::NAN, 3.0], &[3]).unwrap();
+        // Step 4 went bad before (its loss: code u32::MAX); this is step 0 with a NaN
+        // gradient of parameter 0: the first bad step and its cause stay, the last bad step
+        // becomes this one.
+        let earlier = [5, u32::MAX, 0, 5];
+        let got = ops::check_finite(&[(&bad, 3, 0)], earlier).unwrap();
+        assert_eq!(got, [5, u32::MAX, 0, 1], "on {}", gpu.info());
+        // The same step's loss already bad: the loss stays the cause (its code is the max).
+        let got = ops::check_finite(&[(&bad, 3, 0)], [1, u32::MAX, 0, 1]).unwrap();
+        assert_eq!(got, [1, u32::MAX, 0, 1], "on {}", gpu.info());
+        // The skip policy word is left alone.
+        let got = ops::check_finite(&[(&bad, 3, 7)], [0, 0, 1, 0]).unwrap();
+        assert_eq!(got, [1, u32::MAX - 1 - 7, 1, 1], "on {}", gpu.info());
+    }
 }

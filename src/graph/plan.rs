@@ -423,7 +423,9 @@ pub(crate) struct Reading {
 pub(crate) struct Metrics {
     /// f32 [4]: loss sum, correct count, samples, unused.
     pub acc: Tensor,
-    /// u32 [4]: first step + 1 with a non-finite loss.
+    /// u32 [4]: the first step + 1 with a non-finite loss or gradient, what it was
+    /// (`LOSS_CODE` or `finite_code(parameter)`), the policy (1 = skip), the last bad
+    /// step + 1 (shaders/data.wgsl).
     pub status: Tensor,
     /// Skip steps with non-finite values (and count them) rather than stop updating.
     pub skip: bool,

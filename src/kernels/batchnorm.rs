@@ -207,7 +207,7 @@ impl BatchNorm {
     }
 
     /// Records the moving-average update; `io` (moving layout) binds
-    /// (params, mean, inv_std, moving_mean, moving_var).
+    /// (params, mean, inv_std, moving_mean, moving_var, step, status).
     pub fn record_update_moving(
         &self,
         pass: &mut wgpu::ComputePass<'_>,

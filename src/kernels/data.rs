@@ -203,14 +203,18 @@ impl Data {
 
 /// The training step's non-finite check run on its own: checks `segments` (each a tensor,
 /// how many of its elements count, and the parameter index it stands for; at most
-/// [`FINITE_SEGMENTS`]) as step 0 and returns the status word (`[first bad step + 1, code,
-/// policy, last bad step + 1]`, code `u32::MAX - 1 - parameter`). For the tests.
+/// [`FINITE_SEGMENTS`]) as step 0, on a status word that starts as `initial`, and returns
+/// it (`[first bad step + 1, code, policy, last bad step + 1]`, code `u32::MAX - 1 -
+/// parameter`). For the tests.
 ///
 /// # Errors
-/// On more than [`FINITE_SEGMENTS`] segments, none, a count over a tensor's length, or
-/// device errors.
+/// On more than [`FINITE_SEGMENTS`] segments, none, a tensor not f32 or on another `Gpu`, a
+/// count over a tensor's length, or device errors.
 #[doc(hidden)]
-pub fn check_finite(segments: &[(&crate::Tensor, usize, usize)]) -> Result<[u32; 4]> {
+pub fn check_finite(
+    segments: &[(&crate::Tensor, usize, usize)],
+    initial: [u32; 4],
+) -> Result<[u32; 4]> {
     let op = "check_finite";
     let Some(&(first, _, _)) = segments.first() else {
         return Err(crate::Error::arg(op, "no segments"));
@@ -221,18 +225,22 @@ pub fn check_finite(segments: &[(&crate::Tensor, usize, usize)]) -> Result<[u32;
             format!("{} segments, at most {FINITE_SEGMENTS}", segments.len()),
         ));
     }
-    if let Some((t, n, _)) = segments.iter().find(|(t, n, _)| *n > t.len()) {
-        return Err(crate::Error::arg(
-            op,
-            format!("count {n} is over the tensor's {} elements", t.len()),
-        ));
+    for &(t, n, _) in segments {
+        t.expect(crate::DType::F32, op)?;
+        first.same_gpu(t, op)?;
+        if n > t.len() {
+            return Err(crate::Error::arg(
+                op,
+                format!("count {n} is over the tensor's {} elements", t.len()),
+            ));
+        }
     }
     let gpu = first.gpu();
     let k = Data::get(gpu)?;
     let lens: Vec<(u32, usize)> = segments.iter().map(|&(_, n, p)| (n as u32, p)).collect();
     let (params, vec4s) = FiniteParams::new(&lens);
     let params = crate::kernels::uniform(gpu, op, &params);
-    let status = crate::Tensor::from_u32(gpu, &[0; 4], &[4])?;
+    let status = crate::Tensor::from_u32(gpu, &initial, &[4])?;
     let mut buffers = vec![&params, crate::kernels::zero_step(gpu), status.buffer()];
     for i in 0..FINITE_SEGMENTS {
         buffers.push(segments.get(i).unwrap_or(&segments[0]).0.buffer());

@@ -253,26 +253,37 @@ impl Matmul {
             return Ok(t);
         }
         let (m64, n64, k64) = (u64::from(m), u64::from(n), u64::from(k));
-        let bytes = 4 * (m64 * k64 + k64 * n64 + m64 * n64);
+        let macs = m64.saturating_mul(n64).saturating_mul(k64);
+        let bytes = (m64 * k64)
+            .saturating_add(k64 * n64)
+            .saturating_add(m64 * n64)
+            .saturating_mul(4);
         if !self.autotune
             || self.tiles().len() < 2
-            || m64 * n64 * k64 > TUNE_MAX_MACS
+            || macs > TUNE_MAX_MACS
             || bytes > TUNE_MAX_BYTES
         {
             return Ok(fallback);
         }
-        let best = match self.time_tiles(gpu, trans, (m, n, k)) {
-            Ok(best) => best,
+        // Timed with `wait_idle`: on a Gpu other threads use at the same time, their work
+        // is timed too, which can only make the choice worse, never a result different.
+        let (best, timed) = match self.time_tiles(gpu, trans, (m, n, k)) {
+            Ok(best) => (best, true),
             Err(e @ Error::DeviceLost { .. }) => return Err(e),
-            Err(_) => return Ok(fallback),
+            // Remembered, so that a shape that cannot be timed (a memory budget too small
+            // for the scratch matrices, a timeout) is not tried again.
+            Err(_) => (fallback, false),
         };
-        if let Ok(mut t) = self.tuned.lock() {
-            t.insert(key, best);
-        }
-        if let Some(path) = &self.disk {
+        // The first choice stored wins: two threads tuning one shape at once, or a plan
+        // prepared before and recorded after, all see the same variant.
+        let chosen = match self.tuned.lock() {
+            Ok(mut t) => *t.entry(key).or_insert(best),
+            Err(_) => best,
+        };
+        if let (Some(path), true) = (&self.disk, timed && chosen == best) {
             save_tuning(path, &tune_id(gpu), key, best);
         }
-        Ok(best)
+        Ok(chosen)
     }
 
     /// The fastest variant for this shape by wall clock: one warm-up and [`TUNE_RUNS`]

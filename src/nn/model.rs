@@ -866,12 +866,14 @@ impl Sequential {
     }
 
     /// Trains for `opts.epochs` epochs. Each step is one submission; metrics are read back
-    /// once per epoch. On a non-finite loss training stops with [`Error::NonFinite`] naming
-    /// the epoch and step, and the weights are those of the step before.
+    /// at each epoch's end, and once a second while a progress bar shows (`verbose`). On a
+    /// non-finite loss or gradient ([`OnNonFinite::Stop`], the default) training stops with
+    /// [`Error::NonFinite`] naming the epoch, the step and what went bad, and the weights
+    /// (BatchNorm moving statistics included) are those of the step before.
     ///
     /// # Errors
     /// Zero epochs or batch size, an empty or mismatched data set (naming the sample),
-    /// labels out of range, a non-finite loss, device errors.
+    /// labels out of range, a non-finite loss or gradient, device errors.
     pub fn fit(&mut self, train: &Dataset, opts: &Fit<'_>) -> Result<History> {
         let op = "fit";
         if opts.epochs == 0 {
@@ -1493,8 +1495,16 @@ impl Trainer<'_> {
             .compiled
             .as_mut()
             .ok_or_else(|| Error::arg(op, "the model is not compiled; call compile first"))?;
-        let step =
-            u32::try_from(c.step).map_err(|_| Error::arg(op, "more than 2^32 training steps"))?;
+        // The status word records step + 1, so the last step is u32::MAX - 1.
+        let step = u32::try_from(c.step)
+            .ok()
+            .filter(|&s| s < u32::MAX)
+            .ok_or_else(|| {
+                Error::arg(
+                    op,
+                    format!("step {} is past the last one, 2^32 - 2", c.step),
+                )
+            })?;
         let poison = if c.poison_step == Some(c.step) {
             c.poison_kind
         } else {
