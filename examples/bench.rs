@@ -777,7 +777,7 @@ fn run() -> wgnn::Result<()> {
     // that load drifts hit both alike; the median of the per-pair ratios.
     let data = cycled(&train, mlp_batch * steps);
     let (mut on, mut off) = (mlp(0.5, 0.5)?, mlp(0.5, 0.5)?);
-    let pairs = if a.quick { 3 } else { 25 };
+    let pairs = if a.quick { 3 } else { 41 };
     let (on_ms, off_ms, cost) = check_cost(&gpu, &mut on, &mut off, &data, mlp_batch, pairs)?;
     let note = format!("batch {mlp_batch}, median of {pairs} alternating runs");
     r.add("mlp_check_step_ms", on_ms, "ms", note.clone());
