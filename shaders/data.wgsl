@@ -46,10 +46,8 @@ struct DataParams {
 
 // check_finite's view of bindings 0 and 10 (no entry point uses both views).
 // Up to 6 gradients (bindings 14-19), segment k being binding 14 + k; unused segments have
-// length 0 and bind segment 0's buffer again. `ends` (cumulative vec4 ends) sizes the
-// dispatch on the host.
+// length 0 and bind segment 0's buffer again.
 struct FiniteParams {
-    ends: array<vec4<u32>, 2>,
     // Elements in each segment (masks the padding of its last vec4).
     lens: array<vec4<u32>, 2>,
     // What status[1] records for a non-finite value in each segment: 0xFFFFFFFE - p for

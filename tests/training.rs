@@ -528,8 +528,7 @@ fn weights_round_trip_bit_exactly_and_bad_files_are_rejected() {
 #[test]
 fn fit_stops_on_non_finite_loss_naming_the_step_and_keeps_the_last_good_weights() {
     let gpu = common::gpu();
-    let (train, _) = wgnn::data::shipped_fashion_mnist().unwrap();
-    let data = train.subset(0..320).unwrap();
+    let data = ten_batches();
     let opts = quiet_fit(2);
     // Clean: 13 steps (epoch 1 has 10, then 3 of epoch 2).
     let (_, want) = weights_after_13_steps(gpu, &data, || mlp(0.5).unwrap());
@@ -552,8 +551,7 @@ fn fit_stops_on_non_finite_loss_naming_the_step_and_keeps_the_last_good_weights(
 #[test]
 fn fit_stop_keeps_batch_norm_moving_statistics_of_the_step_before() {
     let gpu = common::gpu();
-    let (train, _) = wgnn::data::shipped_fashion_mnist().unwrap();
-    let data = train.subset(0..320).unwrap();
+    let data = ten_batches();
     let build = || {
         Sequential::new(&[784])
             .with(Dense::new(16).unwrap())
@@ -623,6 +621,12 @@ fn fit_names_the_first_trainable_parameter_when_several_gradients_go_bad_at_once
         "weights differ from one clean step"
     );
     assert!(got != before, "step 0 did not train");
+}
+
+/// The first 320 training images of the shipped subset: ten batches of 32.
+fn ten_batches() -> Dataset {
+    let (train, _) = wgnn::data::shipped_fashion_mnist().unwrap();
+    train.subset(0..320).unwrap()
 }
 
 /// `fit` options for the tests: batch 32, no shuffling, no output.
@@ -764,8 +768,7 @@ fn fit_stops_on_non_finite_gradient_keeps_weights_and_best_checkpoint_at_no_extr
 #[test]
 fn fit_skips_a_step_with_a_non_finite_gradient_when_asked_and_counts_it() {
     let gpu = common::gpu();
-    let (train, _) = wgnn::data::shipped_fashion_mnist().unwrap();
-    let data = train.subset(0..320).unwrap();
+    let data = ten_batches();
     let opts = Fit {
         on_non_finite: OnNonFinite::Skip,
         ..quiet_fit(2)

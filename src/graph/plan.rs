@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::graph::{Graph, Op, ParamId};
+use crate::graph::{DropoutOp, Graph, Op, ParamId};
 use crate::kernels::batchnorm::{BatchNorm, BatchNormParams};
 use crate::kernels::conv2d::{Conv2d, Conv2dDims, Conv2dPass};
 use crate::kernels::data::{
@@ -11,7 +11,7 @@ use crate::kernels::data::{
 };
 use crate::kernels::dropout::{Dropout, DropoutParams, DropoutSpec};
 use crate::kernels::elementwise::{Elementwise, ElementwiseParams, Pointwise};
-use crate::kernels::matmul::{Epilogue, Matmul, MatmulParams};
+use crate::kernels::matmul::{Epilogue, Matmul, MatmulParams, MatmulTile};
 use crate::kernels::optim::{Adam, Optim, OptimParams, Sgd};
 use crate::kernels::pool::{Pool, PoolParams};
 use crate::kernels::reduce::{Reduce, ReduceParams};
@@ -217,19 +217,42 @@ enum Res {
 /// What an instruction dispatches: one variant per kernel entry point family.
 #[derive(Clone, Copy, Debug)]
 enum Rec {
-    Gather { elements: u32 },
+    Gather {
+        elements: u32,
+    },
     Metrics,
     Tally,
-    CheckFinite { vec4s: u32 },
-    Matmul { trans: (bool, bool), mnk: [u32; 3] },
-    Pointwise { which: Pointwise, len: u32 },
-    Dropout { backward: bool, len: u32 },
-    BiasGrad { cols: u32 },
-    SoftmaxLoss { rows: u32 },
+    CheckFinite {
+        vec4s: u32,
+    },
+    /// `tile` is chosen (autotuned) when the plan is materialized, recorded as is after.
+    Matmul {
+        trans: (bool, bool),
+        mnk: [u32; 3],
+        tile: Option<MatmulTile>,
+    },
+    Pointwise {
+        which: Pointwise,
+        len: u32,
+    },
+    Dropout {
+        backward: bool,
+        len: u32,
+    },
+    BiasGrad {
+        cols: u32,
+    },
+    SoftmaxLoss {
+        rows: u32,
+    },
     PoolForward(PoolParams),
     PoolBackward(PoolParams),
-    Sgd { len: u32 },
-    Adam { len: u32 },
+    Sgd {
+        len: u32,
+    },
+    Adam {
+        len: u32,
+    },
     Conv(Conv2dPass, Conv2dDims),
     ConvWeightReduce(Conv2dDims), // the second pass of a weight gradient split over the batch
     Bn(BnPass, BatchNormParams),
@@ -254,14 +277,7 @@ impl Rec {
             Rec::Gather { .. } => &Data::get(gpu)?.gather_family,
             Rec::Metrics | Rec::Tally => &Data::get(gpu)?.metrics_family,
             Rec::CheckFinite { .. } => &Data::get(gpu)?.finite_family,
-            Rec::Matmul {
-                trans,
-                mnk: [m, n, k],
-            } => {
-                let mm = Matmul::get(gpu)?;
-                mm.prepare(gpu, trans, m, n, k)?;
-                &mm.family
-            }
+            Rec::Matmul { .. } => &Matmul::get(gpu)?.family,
             Rec::Pointwise { .. } => &Elementwise::get(gpu)?.family,
             Rec::Dropout { .. } => &Dropout::get(gpu)?.family,
             Rec::BiasGrad { .. } => &Reduce::get(gpu)?.family,
@@ -296,7 +312,11 @@ impl Rec {
             Rec::Matmul {
                 trans,
                 mnk: [m, n, k],
-            } => Matmul::get(gpu)?.record_forward(gpu, pass, io, trans, m, n, k)?,
+                tile,
+            } => {
+                let tile = tile.ok_or_else(|| Error::arg("plan", "matmul tile not chosen"))?;
+                Matmul::get(gpu)?.record_tile(gpu, pass, io, trans, (m, n, k), tile)?;
+            }
             Rec::Pointwise { which, len } => Elementwise::get(gpu)?.record(pass, which, io, len),
             Rec::Dropout {
                 backward: false,
@@ -360,6 +380,30 @@ impl Builder {
 
     fn push(&mut self, rec: Rec, binds: Vec<Res>) {
         self.instrs.push(Instr { rec, binds });
+    }
+
+    /// Dropout of `len` elements of `input` (forward, or the backward of `dy`, which
+    /// regenerates the same mask): returns the output buffer.
+    fn dropout(&mut self, d: &DropoutOp, seed: u64, len: usize, backward: bool, input: Res) -> Res {
+        let y = self.vbuf(len);
+        let spec = DropoutSpec {
+            rate: d.rate,
+            seed,
+            offset: d.stream,
+        };
+        self.push(
+            Rec::Dropout {
+                backward,
+                len: len as u32,
+            },
+            vec![
+                bytes(&DropoutParams::new(len as u32, spec)),
+                Res::Step,
+                input,
+                Res::V(y),
+            ],
+        );
+        Res::V(y)
     }
 }
 
@@ -589,6 +633,7 @@ impl Plan {
                         Rec::Matmul {
                             trans: (false, false),
                             mnk: [m, n, kk],
+                            tile: None,
                         },
                         vec![
                             bytes(&MatmulParams::new(m, n, kk, epi)),
@@ -620,25 +665,7 @@ impl Plan {
                 }
                 Op::Dropout(d) => {
                     if train {
-                        let y = b.vbuf(out);
-                        let spec = DropoutSpec {
-                            rate: d.rate,
-                            seed: params.seed,
-                            offset: d.stream,
-                        };
-                        b.push(
-                            Rec::Dropout {
-                                backward: false,
-                                len: out as u32,
-                            },
-                            vec![
-                                bytes(&DropoutParams::new(out as u32, spec)),
-                                Res::Step,
-                                x,
-                                Res::V(y),
-                            ],
-                        );
-                        Res::V(y)
+                        b.dropout(d, params.seed, out, false, x)
                     } else {
                         x
                     }
@@ -967,7 +994,20 @@ fn materialize(gpu: &Gpu, b: Builder) -> Result<Materialized> {
     let step = uniform(gpu, "wgnn step", &StepUniform::default());
     let mut cmds = Vec::with_capacity(b.instrs.len());
     for ins in &b.instrs {
-        let fam = ins.rec.family(gpu)?;
+        let mut rec = ins.rec;
+        // The matmul variant is chosen once, here (autotuned and compiled), not per step.
+        if let Rec::Matmul {
+            trans,
+            mnk: [m, n, k],
+            tile,
+        } = &mut rec
+        {
+            let mm = Matmul::get(gpu)?;
+            let t = mm.autotune(gpu, *trans, (*m, *n, *k))?;
+            mm.prepare_tile(gpu, *trans, (*m, *n, *k), t)?;
+            *tile = Some(t);
+        }
+        let fam = rec.family(gpu)?;
         let mut uniforms = Vec::new();
         for r in &ins.binds {
             if let Res::Uniform(bytes) = r {
@@ -999,7 +1039,7 @@ fn materialize(gpu: &Gpu, b: Builder) -> Result<Materialized> {
                 }
             });
         }
-        cmds.push((ins.rec, gpu.scoped("plan", || fam.bind(gpu, &refs))?));
+        cmds.push((rec, gpu.scoped("plan", || fam.bind(gpu, &refs))?));
     }
     let physical = (0..n)
         .map(|v| {
@@ -1088,6 +1128,7 @@ fn backward(
                         Rec::Matmul {
                             trans: (true, false),
                             mnk: [fi, fo, bt],
+                            tile: None,
                         },
                         vec![
                             bytes(&p),
@@ -1119,6 +1160,7 @@ fn backward(
                         Rec::Matmul {
                             trans: (false, true),
                             mnk: [bt, fi, fo],
+                            tile: None,
                         },
                         vec![
                             bytes(&p),
@@ -1151,27 +1193,7 @@ fn backward(
                 );
                 Res::V(dx)
             }
-            Op::Dropout(d) => {
-                let dx = b.vbuf(out);
-                let spec = DropoutSpec {
-                    rate: d.rate,
-                    seed: params.seed,
-                    offset: d.stream,
-                };
-                b.push(
-                    Rec::Dropout {
-                        backward: true,
-                        len: out as u32,
-                    },
-                    vec![
-                        bytes(&DropoutParams::new(out as u32, spec)),
-                        Res::Step,
-                        g,
-                        Res::V(dx),
-                    ],
-                );
-                Res::V(dx)
-            }
+            Op::Dropout(d) => b.dropout(d, params.seed, out, true, g),
             Op::Conv2d {
                 w,
                 b: bias,

@@ -28,8 +28,6 @@ const FINITE_INVOCATIONS: u32 = 64 * 64;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct FiniteParams {
-    /// Cumulative end, in vec4s, of each segment; unused ones repeat the total.
-    pub ends: [u32; 8],
     /// Elements in each segment.
     pub lens: [u32; 8],
     /// status[1]'s code for each segment: `finite_code(parameter)`.
@@ -47,20 +45,17 @@ pub(crate) fn finite_code(p: usize) -> u32 {
 
 impl FiniteParams {
     /// The check of `segments`, each (elements, parameter index), at most
-    /// [`FINITE_SEGMENTS`]; returns the params and the total vec4 count.
+    /// [`FINITE_SEGMENTS`]; returns the params and the largest segment's vec4 count (each
+    /// invocation strides over every segment, so more would find nothing to do).
     pub fn new(segments: &[(u32, usize)]) -> (FiniteParams, u32) {
         let mut f = FiniteParams::default();
-        let mut end = 0u32;
+        let mut most = 0u32;
         for (k, &(len, p)) in segments.iter().take(FINITE_SEGMENTS).enumerate() {
-            end += len.div_ceil(4);
-            f.ends[k] = end;
+            most = most.max(len.div_ceil(4));
             f.lens[k] = len;
             f.codes[k] = finite_code(p);
         }
-        for e in f.ends.iter_mut().skip(segments.len().min(FINITE_SEGMENTS)) {
-            *e = end;
-        }
-        (f, end)
+        (f, most)
     }
 }
 
@@ -183,7 +178,8 @@ impl Data {
         pass.dispatch_workgroups(groups, 1, 1);
     }
 
-    /// Records the finiteness check of up to [`FINITE_SEGMENTS`] gradients, `vec4s` in all.
+    /// Records the finiteness check of up to [`FINITE_SEGMENTS`] gradients, the largest
+    /// `vec4s` long.
     pub fn record_check_finite(
         &self,
         pass: &mut wgpu::ComputePass<'_>,

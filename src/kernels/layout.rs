@@ -123,7 +123,7 @@ mod tests {
             data::SOURCE,
             "FiniteParams",
             data::FiniteParams,
-            [ends, lens, codes]
+            [lens, codes]
         );
     }
 }

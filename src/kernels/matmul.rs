@@ -132,7 +132,7 @@ struct Key {
     tile: MatmulTile,
 }
 
-/// The matmul pipelines: compiled per variant on first use ([`Matmul::prepare`]) and kept.
+/// The matmul pipelines: compiled per variant on first use ([`Matmul::prepare_tile`]) and kept.
 pub(crate) struct Matmul {
     pub family: Family,
     /// The module with the subgroup entry point and a pipeline layout over `family.layout`
@@ -143,7 +143,7 @@ pub(crate) struct Matmul {
     min_groups: u32,
     /// The autotuner's choices by (transposes, m, n, k), for this adapter.
     tuned: Mutex<HashMap<TuneKey, MatmulTile>>,
-    /// Whether [`Matmul::prepare`] times the variants (off with `WGNN_AUTOTUNE=0`).
+    /// Whether [`Matmul::autotune`] times the variants (off with `WGNN_AUTOTUNE=0`).
     autotune: bool,
     /// Where choices persist between processes (`WGNN_TUNE_CACHE`), if anywhere.
     disk: Option<PathBuf>,
@@ -412,14 +412,8 @@ impl Matmul {
         Ok(p)
     }
 
-    /// Compiles the variant [`Matmul::record_forward`] will record for these sizes, so that
-    /// recording creates nothing.
-    pub fn prepare(&self, gpu: &Gpu, trans: (bool, bool), m: u32, n: u32, k: u32) -> Result<()> {
-        let tile = self.autotune(gpu, trans, (m, n, k))?;
-        self.prepare_tile(gpu, trans, (m, n, k), tile)
-    }
-
-    /// As [`Matmul::prepare`] for a given variant.
+    /// Compiles (once) the pipeline of `tile` for these sizes, so that recording creates
+    /// nothing.
     pub fn prepare_tile(
         &self,
         gpu: &Gpu,
@@ -431,24 +425,9 @@ impl Matmul {
             .map(|_| ())
     }
 
-    /// Records `c = epilogue(op(a) op(b))` for an `[m, n]` output with inner size `k`; `io`
-    /// binds (params, step, a, b, bias, c). The variant must have been prepared
-    /// ([`Matmul::prepare`]); it is compiled here otherwise.
-    #[allow(clippy::too_many_arguments)]
-    pub fn record_forward(
-        &self,
-        gpu: &Gpu,
-        pass: &mut wgpu::ComputePass<'_>,
-        io: &wgpu::BindGroup,
-        trans: (bool, bool),
-        m: u32,
-        n: u32,
-        k: u32,
-    ) -> Result<()> {
-        self.record_tile(gpu, pass, io, trans, (m, n, k), self.pick(trans, m, n, k))
-    }
-
-    /// As [`Matmul::record_forward`] with a given variant.
+    /// Records `c = epilogue(op(a) op(b))` for an `[m, n]` output with inner size `k` with
+    /// the variant `tile`; `io` binds (params, step, a, b, bias, c). The variant should have
+    /// been prepared ([`Matmul::prepare_tile`]); it is compiled here otherwise.
     pub fn record_tile(
         &self,
         gpu: &Gpu,

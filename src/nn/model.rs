@@ -1195,17 +1195,7 @@ impl Sequential {
     /// When the model is not compiled, or on device errors.
     pub fn weights(&self) -> Result<Vec<NamedTensor>> {
         let c = self.compiled("weights")?;
-        c.infos
-            .iter()
-            .zip(&c.values)
-            .map(|(p, t)| {
-                Ok(NamedTensor {
-                    name: p.name.clone(),
-                    shape: p.shape.clone(),
-                    data: t.to_vec()?,
-                })
-            })
-            .collect()
+        read_named(&c.infos, &c.values)
     }
 
     /// Writes the weights to `path` as safetensors (F32, Keras-style names such as
@@ -1401,17 +1391,7 @@ impl Sequential {
     #[doc(hidden)]
     pub fn gradients(&self) -> Result<Vec<NamedTensor>> {
         let c = self.compiled("gradients")?;
-        c.infos
-            .iter()
-            .zip(&c.grads)
-            .map(|(p, t)| {
-                Ok(NamedTensor {
-                    name: p.name.clone(),
-                    shape: p.shape.clone(),
-                    data: t.to_vec()?,
-                })
-            })
-            .collect()
+        read_named(&c.infos, &c.grads)
     }
 
     /// Training steps taken so far (the dropout streams move with it).
@@ -1576,6 +1556,21 @@ impl Trainer<'_> {
         }
         Ok(r)
     }
+}
+
+/// Reads `tensors` back, each named and shaped as its parameter.
+fn read_named(infos: &[ParamInfo], tensors: &[Tensor]) -> Result<Vec<NamedTensor>> {
+    infos
+        .iter()
+        .zip(tensors)
+        .map(|(p, t)| {
+            Ok(NamedTensor {
+                name: p.name.clone(),
+                shape: p.shape.clone(),
+                data: t.to_vec()?,
+            })
+        })
+        .collect()
 }
 
 /// Names the epoch and step in a device loss during `fit`.
