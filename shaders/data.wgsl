@@ -12,7 +12,7 @@
 // parameter p; [2] the policy, 1 = skip bad steps; [3] the last bad step + 1).
 // gather_forward uses bindings 0-6 and 11-13 (8 storage buffers), metrics_accumulate 0, 1
 // and 7-10: two layouts.
-// Rust module: src/kernels/data.rs. Needs philox.wgsl prepended (for Step).
+// Rust module: src/kernels/data.rs. Needs philox.wgsl (for Step) and finite.wgsl prepended.
 
 struct DataParams {
     rows: u32,
@@ -127,25 +127,10 @@ fn metrics_accumulate() {
     acc[2] += f32(params.rows);
 }
 
-// Checks up to 6 gradients before any update of the step. A non-finite value makes this
-// step the first bad one unless an earlier step (or this step's loss) already is, and then
-// status[1] keeps the largest code seen, the lowest parameter's: with atomics, so the order
-// in which invocations find bad values changes nothing. With step.poison == 2 (a test hook)
-// element 0 of every segment counts as non-finite.
+// Checks up to 6 gradients, those no gradient kernel checked as it stored them, before any
+// update of the step (report_non_finite and the test hook: shaders/finite.wgsl).
 fn seg_len(k: u32) -> u32 {
     return fparams.lens[k >> 2u][k & 3u];
-}
-
-fn all_finite(v: vec4<f32>) -> bool {
-    return all((bitcast<vec4<u32>>(v) & vec4<u32>(0x7F800000u)) != vec4<u32>(0x7F800000u));
-}
-
-// Lanes at or past n % 4 (when n % 4 != 0) are padding and not checked.
-fn tail_finite(v: vec4<f32>, n: u32) -> bool {
-    let used = select(n & 3u, 4u, (n & 3u) == 0u);
-    let lane = vec4<u32>(0u, 1u, 2u, 3u);
-    let ok = (bitcast<vec4<u32>>(v) & vec4<u32>(0x7F800000u)) != vec4<u32>(0x7F800000u);
-    return all(ok | (lane >= vec4<u32>(used)));
 }
 
 // Segment 0 (grad): whether any of its values this invocation strides over is not finite.
@@ -158,7 +143,7 @@ fn scan0(t: u32, threads: u32) -> bool {
     }
     // The last vec4, whose lanes past n are padding.
     if (last > 0u && (last - 1u) % threads == t) {
-        bad = bad || !tail_finite(grad[last - 1u], n);
+        bad = bad || !lanes_finite(grad[last - 1u], n - 4u * (last - 1u));
     }
     return bad || (step.poison == 2u && t == 0u && n > 0u);
 }
@@ -173,7 +158,7 @@ fn scan1(t: u32, threads: u32) -> bool {
     }
     // The last vec4, whose lanes past n are padding.
     if (last > 0u && (last - 1u) % threads == t) {
-        bad = bad || !tail_finite(grad1[last - 1u], n);
+        bad = bad || !lanes_finite(grad1[last - 1u], n - 4u * (last - 1u));
     }
     return bad || (step.poison == 2u && t == 0u && n > 0u);
 }
@@ -188,7 +173,7 @@ fn scan2(t: u32, threads: u32) -> bool {
     }
     // The last vec4, whose lanes past n are padding.
     if (last > 0u && (last - 1u) % threads == t) {
-        bad = bad || !tail_finite(grad2[last - 1u], n);
+        bad = bad || !lanes_finite(grad2[last - 1u], n - 4u * (last - 1u));
     }
     return bad || (step.poison == 2u && t == 0u && n > 0u);
 }
@@ -203,7 +188,7 @@ fn scan3(t: u32, threads: u32) -> bool {
     }
     // The last vec4, whose lanes past n are padding.
     if (last > 0u && (last - 1u) % threads == t) {
-        bad = bad || !tail_finite(grad3[last - 1u], n);
+        bad = bad || !lanes_finite(grad3[last - 1u], n - 4u * (last - 1u));
     }
     return bad || (step.poison == 2u && t == 0u && n > 0u);
 }
@@ -218,7 +203,7 @@ fn scan4(t: u32, threads: u32) -> bool {
     }
     // The last vec4, whose lanes past n are padding.
     if (last > 0u && (last - 1u) % threads == t) {
-        bad = bad || !tail_finite(grad4[last - 1u], n);
+        bad = bad || !lanes_finite(grad4[last - 1u], n - 4u * (last - 1u));
     }
     return bad || (step.poison == 2u && t == 0u && n > 0u);
 }
@@ -233,7 +218,7 @@ fn scan5(t: u32, threads: u32) -> bool {
     }
     // The last vec4, whose lanes past n are padding.
     if (last > 0u && (last - 1u) % threads == t) {
-        bad = bad || !tail_finite(grad5[last - 1u], n);
+        bad = bad || !lanes_finite(grad5[last - 1u], n - 4u * (last - 1u));
     }
     return bad || (step.poison == 2u && t == 0u && n > 0u);
 }
@@ -262,20 +247,7 @@ fn check_finite(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         }
     }
     if (any_bad) {
-        let now = step.step + 1u;
-        var first = atomicLoad(&astatus[0]);
-        while (first == 0u) {
-            let r = atomicCompareExchangeWeak(&astatus[0], 0u, now);
-            if (r.exchanged) {
-                first = now;
-            } else {
-                first = r.old_value;
-            }
-        }
-        if (first == now) {
-            atomicMax(&astatus[1], code);
-        }
-        atomicStore(&astatus[3], now);
+        report_non_finite(code);
     }
 }
 

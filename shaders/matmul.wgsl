@@ -24,10 +24,14 @@
 // as aligned vec4s (the host sets them only when the contiguous axis is a multiple of 4:
 // A: k, or m with TRANS_A; B: n, or k with TRANS_B; C: n). Otherwise elements are gathered
 // one by one, and indices past the edge are clamped and their values zeroed.
+// With params.check != 0 (a weight gradient in a training step), every value stored is
+// checked for NaN and infinity and a non-finite one reported with that code to the training
+// status (shaders/finite.wgsl), so the gradient need not be read again to be checked.
 // Bindings: 0 params: MatmulParams (uniform), 1 step: Step (uniform), 2 a (read),
-// 3 b (read), 4 bias (read, [n]; any buffer when unused), 5 c (write). a, b and c are
-// declared as vec4 arrays (every tensor buffer is padded to 16 bytes).
-// Rust module: src/kernels/matmul.rs. Needs philox.wgsl prepended.
+// 3 b (read), 4 bias (read, [n]; any buffer when unused), 5 c (write), 6 status (atomic u32
+// [4]; written only with params.check != 0). a, b and c are declared as vec4 arrays (every
+// tensor buffer is padded to 16 bytes).
+// Rust module: src/kernels/matmul.rs. Needs philox.wgsl and finite.wgsl prepended.
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -50,7 +54,8 @@ struct MatmulParams {
     // DROP_NONE, DROP_THRESHOLD or DROP_ALL.
     mode: u32,
     scale: f32,
-    _pad: u32,
+    // 0, or the status code (finite.wgsl) a non-finite output reports.
+    check: u32,
     seed: vec2<u32>,
     offset: vec2<u32>,
 }
@@ -61,6 +66,7 @@ struct MatmulParams {
 @group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> astatus: array<atomic<u32>>;
 
 const LANES = vec4<u32>(0u, 1u, 2u, 3u);
 
@@ -157,11 +163,11 @@ fn b_block(kk: u32, j0: u32) -> mat4x4<f32> {
 }
 
 // Bias, ReLU and dropout of one output row segment (4 columns from col0), then the guarded
-// store.
-fn store_row(row: u32, col0: u32, acc: vec4<f32>) {
+// store. Returns whether a stored value is not finite (checked only with params.check != 0).
+fn store_row(row: u32, col0: u32, acc: vec4<f32>) -> bool {
     let p = params;
     if (row >= p.m || col0 >= p.n) {
-        return;
+        return false;
     }
     let n = p.n;
     var v = acc;
@@ -187,10 +193,11 @@ fn store_row(row: u32, col0: u32, acc: vec4<f32>) {
         }
         v = select(vec4<f32>(0.0), v * p.scale, keep);
     }
+    let bad = p.check != 0u && !lanes_finite(v, n - col0);
     if (VEC_C) {
         // n % 4 == 0, so base is aligned and all four columns are inside the row.
         c[base >> 2u] = v;
-        return;
+        return bad;
     }
     c[base >> 2u][base & 3u] = v.x;
     if (col0 + 1u < n) {
@@ -202,18 +209,25 @@ fn store_row(row: u32, col0: u32, acc: vec4<f32>) {
     if (col0 + 3u < n) {
         c[(base + 3u) >> 2u][(base + 3u) & 3u] = v.w;
     }
+    return bad;
 }
 
 // Stores the tile rows row0.. (at most TM, none past m): row r, column group g is
-// tile[2 * r + g].
+// tile[2 * r + g]. With params.check != 0, one report per invocation that stored a
+// non-finite value (or holds element 0 under the test hook).
 fn store_tile(row0: u32, col0: u32, tile: ptr<function, array<vec4<f32>, 64>>) {
     // A trip count known only at run time keeps the loop (and the epilogue) rolled.
     let rows = select(0u, min(TM, params.m - row0), row0 < params.m);
+    var bad = false;
     for (var r = 0u; r < rows; r++) {
-        store_row(row0 + r, col0, (*tile)[2u * r]);
+        bad = store_row(row0 + r, col0, (*tile)[2u * r]) || bad;
         if (TN4 > 1u) {
-            store_row(row0 + r, col0 + 4u, (*tile)[2u * r + 1u]);
+            bad = store_row(row0 + r, col0 + 4u, (*tile)[2u * r + 1u]) || bad;
         }
+    }
+    let poisoned = step.poison == 2u && row0 == 0u && col0 == 0u;
+    if (params.check != 0u && (bad || poisoned)) {
+        report_non_finite(params.check);
     }
 }
 

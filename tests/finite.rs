@@ -144,3 +144,162 @@ fn finite_check_keeps_an_earlier_bad_step_and_its_cause() {
         assert_eq!(got, [1, u32::MAX - 1 - 7, 1, 1], "on {}", gpu.info());
     }
 }
+
+/// Whether any output of `op(a) op(b)` (`[m, k] x [k, n]`), computed in f64 and rounded to
+/// f32 as the kernel stores it, is not finite: what the fused check must report.
+fn product_has_non_finite(
+    a: &[f32],
+    b: &[f32],
+    (m, n, k): (usize, usize, usize),
+    (ta, tb): (bool, bool),
+) -> bool {
+    (0..m).any(|i| {
+        (0..n).any(|j| {
+            let s: f64 = (0..k)
+                .map(|q| {
+                    let x = if ta { a[q * m + i] } else { a[i * k + q] };
+                    let y = if tb { b[j * k + q] } else { b[q * n + j] };
+                    f64::from(x) * f64::from(y)
+                })
+                .sum();
+            !(s as f32).is_finite()
+        })
+    })
+}
+
+#[test]
+fn matmul_check_reports_every_non_finite_output_on_every_variant() {
+    use wgnn::bench_support::{matmul_checked, matmul_tiles, matmul_with_tile};
+    let code = u32::MAX - 1 - 4;
+    for gpu in common::gpus() {
+        for tile in matmul_tiles(gpu).unwrap() {
+            for trans in [(false, false), (true, false), (false, true)] {
+                for (m, n, k) in [(1, 1, 1), (3, 7, 5), (33, 257, 7), (7, 33, 257)] {
+                    let a_shape = if trans.0 { [k, m] } else { [m, k] };
+                    let b_shape = if trans.1 { [n, k] } else { [k, n] };
+                    let a = common::rand_vec(m * k, 1);
+                    let b = common::rand_vec(k * n, 2);
+                    let what = format!(
+                        "{tile:?} trans {trans:?} m {m} n {n} k {k} on {}",
+                        gpu.info()
+                    );
+                    let ga = Tensor::from_slice(gpu, &a, &a_shape).unwrap();
+                    let gb = Tensor::from_slice(gpu, &b, &b_shape).unwrap();
+                    // Clean: nothing reported, and the product is the unchecked one's bits.
+                    let (c, status) = matmul_checked(&ga, &gb, trans, tile, code, [0; 4]).unwrap();
+                    assert_eq!(status, [0; 4], "clean, {what}");
+                    let plain =
+                        matmul_with_tile(&ga, &gb, trans.0, trans.1, None, false, None, tile)
+                            .unwrap();
+                    let bits = |t: &Tensor| -> Vec<u32> {
+                        t.to_vec().unwrap().iter().map(|v| v.to_bits()).collect()
+                    };
+                    assert_eq!(bits(&c), bits(&plain), "checked product's bits, {what}");
+                    // One bad input value (last of A as NaN, first of B as -inf, the middle
+                    // of A as +inf): every output it reaches is reported.
+                    let cases = [
+                        (true, m * k - 1, f32::NAN),
+                        (false, 0, f32::NEG_INFINITY),
+                        (true, m * k / 2, f32::INFINITY),
+                    ];
+                    for (in_a, at, v) in cases {
+                        let (mut a2, mut b2) = (a.clone(), b.clone());
+                        if in_a {
+                            a2[at] = v;
+                        } else {
+                            b2[at] = v;
+                        }
+                        assert!(product_has_non_finite(&a2, &b2, (m, n, k), trans));
+                        let ga = Tensor::from_slice(gpu, &a2, &a_shape).unwrap();
+                        let gb = Tensor::from_slice(gpu, &b2, &b_shape).unwrap();
+                        let (_, status) =
+                            matmul_checked(&ga, &gb, trans, tile, code, [0; 4]).unwrap();
+                        assert_eq!(
+                            status,
+                            [1, code, 0, 1],
+                            "{v} in {} at {at}, {what}",
+                            if in_a { "a" } else { "b" }
+                        );
+                    }
+                }
+            }
+            // Finite inputs whose products overflow f32: caught as stored.
+            let (m, n, k) = (3, 5, 2);
+            let big = Tensor::from_slice(gpu, &vec![1e25f32; m * k], &[m, k]).unwrap();
+            let big_b = Tensor::from_slice(gpu, &vec![1e25f32; k * n], &[k, n]).unwrap();
+            assert!(product_has_non_finite(
+                &[1e25; 6],
+                &[1e25; 10],
+                (m, n, k),
+                (false, false)
+            ));
+            let (_, status) =
+                matmul_checked(&big, &big_b, (false, false), tile, code, [0; 4]).unwrap();
+            assert_eq!(
+                status,
+                [1, code, 0, 1],
+                "overflow, {tile:?} on {}",
+                gpu.info()
+            );
+            // An earlier bad step and its cause stay; the last bad step becomes this one.
+            let (_, status) = matmul_checked(
+                &big,
+                &big_b,
+                (false, false),
+                tile,
+                code,
+                [5, u32::MAX, 0, 5],
+            )
+            .unwrap();
+            assert_eq!(
+                status,
+                [5, u32::MAX, 0, 1],
+                "earlier step, {tile:?} on {}",
+                gpu.info()
+            );
+        }
+    }
+}
+
+#[test]
+fn bias_grad_check_reports_every_non_finite_sum() {
+    use wgnn::bench_support::bias_grad_checked;
+    let code = u32::MAX - 1 - 9;
+    for gpu in common::gpus() {
+        // Odd column counts take the scalar kernel, multiples of 4 the vec4 one.
+        for cols in [1usize, 3, 4, 7, 33, 256, 257] {
+            for rows in [1usize, 5] {
+                let what = format!("rows {rows} cols {cols} on {}", gpu.info());
+                let dy = common::rand_vec(rows * cols, 3);
+                let t = Tensor::from_slice(gpu, &dy, &[rows, cols]).unwrap();
+                let (sum, status) = bias_grad_checked(&t, code, [0; 4]).unwrap();
+                assert_eq!(status, [0; 4], "clean, {what}");
+                assert_eq!(
+                    sum.to_vec().unwrap(),
+                    ops::bias_grad(&t).unwrap().to_vec().unwrap(),
+                    "{what}"
+                );
+                for (at, v) in [
+                    (rows * cols - 1, f32::NAN),
+                    (0, f32::INFINITY),
+                    (cols / 2, f32::NEG_INFINITY),
+                ] {
+                    let mut bad = dy.clone();
+                    bad[at] = v;
+                    let t = Tensor::from_slice(gpu, &bad, &[rows, cols]).unwrap();
+                    let (_, status) = bias_grad_checked(&t, code, [0; 4]).unwrap();
+                    assert_eq!(status, [1, code, 0, 1], "{v} at {at}, {what}");
+                }
+            }
+            // Finite values whose column sum overflows: caught.
+            let huge = Tensor::from_slice(gpu, &vec![3e38f32; 2 * cols], &[2, cols]).unwrap();
+            let (_, status) = bias_grad_checked(&huge, code, [0; 4]).unwrap();
+            assert_eq!(
+                status,
+                [1, code, 0, 1],
+                "overflow, cols {cols} on {}",
+                gpu.info()
+            );
+        }
+    }
+}

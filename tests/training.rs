@@ -584,43 +584,50 @@ fn fit_stop_keeps_batch_norm_moving_statistics_of_the_step_before() {
 
 #[test]
 fn fit_names_the_first_trainable_parameter_when_several_gradients_go_bad_at_once() {
-    // Twelve trainable tensors after a frozen first layer: two check dispatches (six gradients
-    // each at most), every gradient poisoned at once; the report must name the lowest.
+    // A frozen first layer, then dense layers whose gradients their own kernels check as
+    // they store them, and a BatchNorm whose gradients the separate check reads: every
+    // gradient poisoned at once, the report must name the lowest parameter, whichever of
+    // the two checks it falls to.
     let gpu = common::gpu();
     let (train, _) = wgnn::data::shipped_fashion_mnist().unwrap();
     let data = train.subset(0..64).unwrap();
-    let mut m = Sequential::new(&[784]).with(Dense::new(8).unwrap().trainable(false));
-    for _ in 0..5 {
-        m.add(Dense::new(8).unwrap().activation(Activation::Relu));
+    let build = |bn_at: usize| {
+        let mut m = Sequential::new(&[784]).with(Dense::new(8).unwrap().trainable(false));
+        for k in 0..5 {
+            if k == bn_at {
+                m.add(BatchNorm::new());
+            }
+            m.add(Dense::new(8).unwrap().activation(Activation::Relu));
+        }
+        m.add(Dense::new(10).unwrap());
+        m.compile(gpu, Optimizer::sgd(0.01, 0.0), SEED).unwrap();
+        m
+    };
+    for (bn_at, first) in [(0, "batch_normalization/gamma"), (2, "dense_1/kernel")] {
+        let mut m = build(bn_at);
+        let before = m.weights().unwrap();
+        m.inject_non_finite(Some(1), true).unwrap();
+        let e = m.fit(&data, &quiet_fit(1)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "fit: non-finite gradient of {first} at epoch 1, step 1; the weights of the step before are kept"
+            )
+        );
+        // Step 0 trained; step 1 changed nothing: compare with one clean step.
+        let mut one = build(bn_at);
+        let mut t = one.trainer(&data, 32).unwrap();
+        t.shuffle = false;
+        t.begin_epoch();
+        t.step().unwrap();
+        drop(t);
+        let got = m.weights().unwrap();
+        assert!(
+            got == one.weights().unwrap(),
+            "weights differ from one clean step (BatchNorm at {bn_at})"
+        );
+        assert!(got != before, "step 0 did not train (BatchNorm at {bn_at})");
     }
-    m.add(Dense::new(10).unwrap());
-    m.compile(gpu, Optimizer::sgd(0.01, 0.0), SEED).unwrap();
-    let before = m.weights().unwrap();
-    m.inject_non_finite(Some(1), true).unwrap();
-    let opts = quiet_fit(1);
-    let e = m.fit(&data, &opts).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "fit: non-finite gradient of dense_1/kernel at epoch 1, step 1; the weights of the step before are kept"
-    );
-    // Step 0 trained; step 1 changed nothing: compare with one clean step.
-    let mut one = Sequential::new(&[784]).with(Dense::new(8).unwrap().trainable(false));
-    for _ in 0..5 {
-        one.add(Dense::new(8).unwrap().activation(Activation::Relu));
-    }
-    one.add(Dense::new(10).unwrap());
-    one.compile(gpu, Optimizer::sgd(0.01, 0.0), SEED).unwrap();
-    let mut t = one.trainer(&data, 32).unwrap();
-    t.shuffle = false;
-    t.begin_epoch();
-    t.step().unwrap();
-    drop(t);
-    let got = m.weights().unwrap();
-    assert!(
-        got == one.weights().unwrap(),
-        "weights differ from one clean step"
-    );
-    assert!(got != before, "step 0 did not train");
 }
 
 /// The first 320 training images of the shipped subset: ten batches of 32.

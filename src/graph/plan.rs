@@ -7,7 +7,7 @@ use crate::graph::{DropoutOp, Graph, Op, ParamId};
 use crate::kernels::batchnorm::{BatchNorm, BatchNormParams};
 use crate::kernels::conv2d::{Conv2d, Conv2dDims, Conv2dPass};
 use crate::kernels::data::{
-    Data, DataParams, FINITE_SEGMENTS, FiniteParams, LOSS_CODE, StepUniform,
+    Data, DataParams, FINITE_SEGMENTS, FiniteParams, LOSS_CODE, StepUniform, finite_code,
 };
 use crate::kernels::dropout::{Dropout, DropoutParams, DropoutSpec};
 use crate::kernels::elementwise::{Elementwise, ElementwiseParams, Pointwise};
@@ -212,6 +212,8 @@ enum Res {
     B(Arc<Buf>),
     /// A uniform with these bytes, made once at plan time.
     Uniform(Vec<u8>),
+    /// The zero status word of kernels that check nothing (never written).
+    ZeroStatus,
 }
 
 /// What an instruction dispatches: one variant per kernel entry point family.
@@ -642,6 +644,7 @@ impl Plan {
                             Res::T(params.values[*w].clone()),
                             bias_res,
                             Res::V(y),
+                            Res::ZeroStatus,
                         ],
                     );
                     Res::V(y)
@@ -1032,6 +1035,7 @@ fn materialize(gpu: &Gpu, b: Builder) -> Result<Materialized> {
                 }
                 Res::T(t) => t.buffer(),
                 Res::Step => &step,
+                Res::ZeroStatus => crate::kernels::zero_status(gpu),
                 Res::B(buf) => &buf.buffer,
                 Res::Uniform(_) => {
                     ui += 1;
@@ -1087,6 +1091,18 @@ fn backward(
     };
     let mut g = dlogits;
     let mut updated: Vec<ParamId> = Vec::new();
+    // With the checks on, the kernels that produce a dense layer's weight gradient (matmul)
+    // and any bias gradient (reduce) check each value as they store it, reporting to the
+    // status word; the other gradients are read again by check_finite below.
+    let mut checked_here: Vec<ParamId> = Vec::new();
+    let code = |p: ParamId| if params.checks { finite_code(p) } else { 0 };
+    let status = || {
+        if params.checks {
+            Res::T(metrics.status.clone())
+        } else {
+            Res::ZeroStatus
+        }
+    };
     for k in (first..graph.nodes.len()).rev() {
         let node = &graph.nodes[k];
         let (x, y) = (acts[k].clone(), acts[k + 1].clone());
@@ -1123,7 +1139,7 @@ fn backward(
                 };
                 let (fi, fo, bt) = (node.in_len() as u32, node.out_len() as u32, batch as u32);
                 if trainable(w) {
-                    let p = MatmulParams::new(fi, fo, bt, Epilogue::default());
+                    let p = MatmulParams::new(fi, fo, bt, Epilogue::default()).checked(code(*w));
                     b.push(
                         Rec::Matmul {
                             trans: (true, false),
@@ -1137,21 +1153,31 @@ fn backward(
                             dz.clone(),
                             x.clone(),
                             Res::T(params.grads[*w].clone()),
+                            status(),
                         ],
                     );
                     updated.push(*w);
+                    checked_here.push(*w);
                 }
                 if let Some(bp) = bias.filter(|p| trainable(p)) {
                     let p = ReduceParams {
                         rows: bt,
                         cols: fo,
-                        _pad: [0; 2],
+                        check: code(bp),
+                        _pad: 0,
                     };
                     b.push(
                         Rec::BiasGrad { cols: fo },
-                        vec![bytes(&p), dz.clone(), Res::T(params.grads[bp].clone())],
+                        vec![
+                            bytes(&p),
+                            dz.clone(),
+                            Res::T(params.grads[bp].clone()),
+                            Res::Step,
+                            status(),
+                        ],
                     );
                     updated.push(bp);
+                    checked_here.push(bp);
                 }
                 if need_dx {
                     let dx = b.vbuf(inp);
@@ -1169,6 +1195,7 @@ fn backward(
                             Res::T(params.values[*w].clone()),
                             dz,
                             Res::V(dx),
+                            Res::ZeroStatus,
                         ],
                     );
                     Res::V(dx)
@@ -1234,13 +1261,21 @@ fn backward(
                     let p = ReduceParams {
                         rows: (out / d.cout) as u32,
                         cols,
-                        _pad: [0; 2],
+                        check: code(bp),
+                        _pad: 0,
                     };
                     b.push(
                         Rec::BiasGrad { cols },
-                        vec![bytes(&p), g.clone(), Res::T(params.grads[bp].clone())],
+                        vec![
+                            bytes(&p),
+                            g.clone(),
+                            Res::T(params.grads[bp].clone()),
+                            Res::Step,
+                            status(),
+                        ],
                     );
                     updated.push(bp);
+                    checked_here.push(bp);
                 }
                 if need_dx {
                     let dx = b.vbuf(inp);
@@ -1333,10 +1368,19 @@ fn backward(
     }
     updated.sort_unstable();
     // Every gradient is checked before any parameter moves: a non-finite one stops all
-    // updates from this step on (the optimizer kernels read the status word).
-    // Up to FINITE_SEGMENTS gradients per dispatch: one dispatch for the demo MLP.
-    let checked: &[ParamId] = if params.checks { &updated } else { &[] };
-    for group in checked.chunks(FINITE_SEGMENTS) {
+    // updates from this step on (the optimizer kernels read the status word). Those not
+    // checked by the kernel that produced them are read again here, up to FINITE_SEGMENTS
+    // per dispatch (none for an MLP).
+    let rest: Vec<ParamId> = if params.checks {
+        updated
+            .iter()
+            .copied()
+            .filter(|p| !checked_here.contains(p))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for group in rest.chunks(FINITE_SEGMENTS) {
         let segments: Vec<(u32, usize)> = group
             .iter()
             .map(|&p| (params.values[p].len() as u32, p))

@@ -10,7 +10,7 @@ use crate::kernels::conv2d::{Conv2d, Conv2dDims, Conv2dPass};
 use crate::kernels::dropout::{Dropout, DropoutParams, check_rate};
 use crate::kernels::elementwise::{Elementwise, ElementwiseParams, Pointwise};
 use crate::kernels::matmul::{Epilogue, Matmul, MatmulParams};
-use crate::kernels::{uniform, zero_step};
+use crate::kernels::{uniform, zero_status, zero_step};
 use crate::ops::{DropoutSpec, Padding};
 use crate::tensor::DType;
 use crate::{Error, Gpu, Result, Tensor};
@@ -62,7 +62,58 @@ pub fn matmul_with_tile(
         relu,
         dropout,
     };
-    crate::kernels::matmul::eager("matmul", a, b, (trans_a, trans_b), bias, epi, Some(tile))
+    crate::kernels::matmul::eager(
+        "matmul",
+        a,
+        b,
+        (trans_a, trans_b),
+        bias,
+        epi,
+        Some(tile),
+        None,
+    )
+}
+
+/// `op(a) op(b)` with variant `tile` and the training step's non-finite check of every output
+/// as it is stored (a weight gradient's), reporting `code` as step 0 to a status word that
+/// starts as `initial`; returns the product and the status (`[first bad step + 1, code,
+/// policy, last bad step + 1]`). For the tests.
+///
+/// # Errors
+/// As [`crate::ops::matmul`], and when `tile` is not one of [`matmul_tiles`].
+pub fn matmul_checked(
+    a: &Tensor,
+    b: &Tensor,
+    trans: (bool, bool),
+    tile: MatmulTile,
+    code: u32,
+    initial: [u32; 4],
+) -> Result<(Tensor, [u32; 4])> {
+    let status = Tensor::from_u32(a.gpu(), &initial, &[4])?;
+    let c = crate::kernels::matmul::eager(
+        "matmul",
+        a,
+        b,
+        trans,
+        None,
+        Epilogue::default(),
+        Some(tile),
+        Some((&status, code)),
+    )?;
+    let s = status.to_vec_u32()?;
+    Ok((c, [s[0], s[1], s[2], s[3]]))
+}
+
+/// The bias gradient of `dy` with the training step's non-finite check of every sum, as
+/// [`matmul_checked`]. For the tests.
+///
+/// # Errors
+/// As [`crate::ops::bias_grad`].
+pub fn bias_grad_checked(dy: &Tensor, code: u32, initial: [u32; 4]) -> Result<(Tensor, [u32; 4])> {
+    let status = Tensor::from_u32(dy.gpu(), &initial, &[4])?;
+    let out = crate::kernels::reduce::eager(dy, Some((&status, code)))?;
+    let s = status.to_vec_u32()?;
+    Ok((out, [s[0], s[1], s[2], s[3]]))
 }
 
 /// Which convolution pass [`Timed::conv2d`] records.
@@ -256,6 +307,7 @@ impl Timed {
                 b.buffer(),
                 bias.buffer(),
                 c.buffer(),
+                zero_status(gpu),
             ],
         );
         let cmd = Cmd::Matmul {

@@ -5,6 +5,7 @@ use crate::{Gpu, Result};
 
 pub(crate) const SOURCE: &str = concat!(
     include_str!("../../shaders/philox.wgsl"),
+    include_str!("../../shaders/finite.wgsl"),
     include_str!("../../shaders/data.wgsl")
 );
 

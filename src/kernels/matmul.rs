@@ -7,12 +7,15 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::kernels::dropout::{DropoutSpec, check_rate, mode};
-use crate::kernels::{Bind, Family, get, run, uniform, words, zero_step};
+use crate::kernels::{
+    Bind, Family, expect_status, get, run, uniform, words, zero_status, zero_step,
+};
 use crate::tensor::DType;
 use crate::{Error, Gpu, Result, Tensor};
 
 pub(crate) const SOURCE: &str = concat!(
     include_str!("../../shaders/philox.wgsl"),
+    include_str!("../../shaders/finite.wgsl"),
     include_str!("../../shaders/matmul.wgsl")
 );
 
@@ -20,6 +23,7 @@ pub(crate) const SOURCE: &str = concat!(
 /// subgroups of exactly 8 lanes).
 pub(crate) const SUBGROUP_SOURCE: &str = concat!(
     include_str!("../../shaders/philox.wgsl"),
+    include_str!("../../shaders/finite.wgsl"),
     include_str!("../../shaders/matmul.wgsl"),
     include_str!("../../shaders/matmul_subgroup.wgsl")
 );
@@ -38,7 +42,8 @@ pub(crate) struct MatmulParams {
     pub threshold: u32,
     pub mode: u32,
     pub scale: f32,
-    pub _pad: u32,
+    /// 0, or the status code a non-finite output reports (a checked weight gradient).
+    pub check: u32,
     pub seed: [u32; 2],
     pub offset: [u32; 2],
 }
@@ -72,9 +77,18 @@ impl MatmulParams {
             threshold,
             mode,
             scale,
-            _pad: 0,
+            check: 0,
             seed,
             offset,
+        }
+    }
+
+    /// The same product, its every output checked for NaN and infinity as it is stored: a
+    /// non-finite one reports `code` to the training status bound at binding 6.
+    pub fn checked(self, code: u32) -> MatmulParams {
+        MatmulParams {
+            check: code,
+            ..self
         }
     }
 }
@@ -172,6 +186,7 @@ impl Matmul {
                 Bind::Read,
                 Bind::Read,
                 Bind::Read,
+                Bind::Write,
                 Bind::Write,
             ],
         )?;
@@ -309,6 +324,7 @@ impl Matmul {
                 b.buffer(),
                 a.buffer(),
                 c.buffer(),
+                zero_status(gpu),
             ],
         );
         let mut best: Option<(f64, MatmulTile)> = None;
@@ -561,6 +577,13 @@ pub(crate) fn dims(
     Ok((m, ka, n))
 }
 
+/// One product on its own: `tile` (else the autotuner's or the static choice), and with
+/// `check` = (status, code) every output checked as in a training step, reporting to that
+/// status tensor (u32 [4]).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the product's parts, named; ops::matmul and ops::dense fix most of them"
+)]
 pub(crate) fn eager(
     op: &'static str,
     a: &Tensor,
@@ -569,6 +592,7 @@ pub(crate) fn eager(
     bias: Option<&Tensor>,
     epi: Epilogue,
     tile: Option<MatmulTile>,
+    check: Option<(&Tensor, u32)>,
 ) -> Result<Tensor> {
     a.expect(DType::F32, op)?;
     b.expect(DType::F32, op)?;
@@ -603,12 +627,16 @@ pub(crate) fn eager(
         Some(t) => t,
         None => kern.pick(trans, mu, nu, ku),
     };
+    if let Some((status, _)) = check {
+        expect_status(op, status, a)?;
+    }
     kern.pipeline(gpu, Matmul::key(trans, mu, nu, ku, tile))?;
     let c = Tensor::empty(gpu, op, &[m, n], DType::F32)?;
+    let code = check.map_or(0, |(_, code)| code);
     let params = uniform(
         gpu,
         op,
-        &MatmulParams::new(m as u32, n as u32, k as u32, epi),
+        &MatmulParams::new(m as u32, n as u32, k as u32, epi).checked(code),
     );
     let bias_buf = bias.map_or(a.buffer(), |t| t.buffer());
     let io = kern.family.bind(
@@ -620,6 +648,7 @@ pub(crate) fn eager(
             b.buffer(),
             bias_buf,
             c.buffer(),
+            check.map_or(zero_status(gpu), |(status, _)| status.buffer()),
         ],
     );
     let mut recorded = Ok(());
@@ -645,6 +674,7 @@ pub fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Te
         None,
         Epilogue::default(),
         None,
+        None,
     )
 }
 
@@ -667,7 +697,7 @@ pub fn dense(
         relu,
         dropout,
     };
-    eager("dense", x, w, (false, false), bias, epi, None)
+    eager("dense", x, w, (false, false), bias, epi, None, None)
 }
 
 #[cfg(test)]

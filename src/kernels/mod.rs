@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 
-use crate::{Gpu, Result};
+use crate::{Error, Gpu, Result, Tensor};
 
 pub(crate) mod batchnorm;
 #[doc(hidden)]
@@ -222,6 +222,19 @@ pub(crate) fn zero_step(gpu: &Gpu) -> &wgpu::Buffer {
     gpu.kernels()
         .zero_step
         .get_or_init(|| uniform(gpu, "wgnn zero step", &data::StepUniform::default()))
+}
+
+/// Checks that `status` is a training status word (u32 [4]) on `like`'s `Gpu`.
+pub(crate) fn expect_status(op: &'static str, status: &Tensor, like: &Tensor) -> Result<()> {
+    status.expect(crate::DType::U32, op)?;
+    like.same_gpu(status, op)?;
+    if status.len() != 4 {
+        return Err(Error::shape(
+            op,
+            format!("status has shape {:?}, expected [4]", status.shape()),
+        ));
+    }
+    Ok(())
 }
 
 /// A 16-byte zero storage buffer: the status eager optimizer calls bind (never set).
