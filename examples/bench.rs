@@ -224,17 +224,16 @@ fn commit() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// matmul GFLOP/s of `op(a) op(b)` (`[m, k] x [k, n]`) on the GPU and with the CPU sgemm.
-#[allow(clippy::too_many_arguments)]
+/// matmul GFLOP/s of `op(a) op(b)` (`[m, k] x [k, n]`) on the GPU and with the CPU sgemm,
+/// and their ratio.
 fn matmul_row(
     r: &mut Report,
     gpu: &Gpu,
     name: &str,
     (m, k, n): (usize, usize, usize),
     (ta, tb): (bool, bool),
-    cpu: bool,
     target: f64,
-) -> wgnn::Result<f64> {
+) -> wgnn::Result<()> {
     let sa = if ta { [k, m] } else { [m, k] };
     let sb = if tb { [n, k] } else { [k, n] };
     let av = rand_vec(m * k, 1);
@@ -258,19 +257,17 @@ fn matmul_row(
         if tile.subgroup { " subgroup" } else { "" }
     );
     r.add(&format!("matmul_{name}_gflops"), g, "GFLOP/s", shape);
-    if cpu {
-        let mut cv = vec![0.0f32; m * n];
-        let ct = cpu_seconds(|| sgemm(&av, &bv, &mut cv, m, k, n, ta, tb));
-        let cg = flops / ct / 1e9;
-        r.add(
-            &format!("cpu_sgemm_{name}_gflops"),
-            cg,
-            "GFLOP/s",
-            "matrixmultiply, threading",
-        );
-        r.add(&format!("matmul_{name}_over_cpu"), g / cg, "ratio", "");
-    }
-    Ok(g)
+    let mut cv = vec![0.0f32; m * n];
+    let ct = cpu_seconds(|| sgemm(&av, &bv, &mut cv, m, k, n, ta, tb));
+    let cg = flops / ct / 1e9;
+    r.add(
+        &format!("cpu_sgemm_{name}_gflops"),
+        cg,
+        "GFLOP/s",
+        "matrixmultiply, threading",
+    );
+    r.add(&format!("matmul_{name}_over_cpu"), g / cg, "ratio", "");
+    Ok(())
 }
 
 fn conv_rows(
@@ -640,38 +637,17 @@ fn run() -> wgnn::Result<()> {
             &s.to_string(),
             (s, s, s),
             (false, false),
-            true,
             target,
         )?;
     }
     let b = if a.quick { 64 } else { 256 };
-    matmul_row(
-        &mut r,
-        &gpu,
-        "mlp_fwd",
-        (b, 784, 256),
-        (false, false),
-        true,
-        target,
-    )?;
-    matmul_row(
-        &mut r,
-        &gpu,
-        "mlp_dw",
-        (784, b, 256),
-        (true, false),
-        true,
-        target,
-    )?;
-    matmul_row(
-        &mut r,
-        &gpu,
-        "mlp_dx",
-        (b, 256, 784),
-        (false, true),
-        true,
-        target,
-    )?;
+    for (name, mkn, trans) in [
+        ("mlp_fwd", (b, 784, 256), (false, false)),
+        ("mlp_dw", (784, b, 256), (true, false)),
+        ("mlp_dx", (b, 256, 784), (false, true)),
+    ] {
+        matmul_row(&mut r, &gpu, name, mkn, trans, target)?;
+    }
 
     // Bandwidth: copy, dropout forward and backward over 16M f32 (8 bytes moved each).
     let len = if a.quick { 1 << 20 } else { 16 << 20 };

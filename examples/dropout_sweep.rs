@@ -199,7 +199,6 @@ fn run() -> AnyResult {
         loaded.name, train.count, test.count
     );
     draw(&plot, &outcomes, &title, epochs)?;
-    println!("plot written to {}", plot.display());
     Ok(())
 }
 

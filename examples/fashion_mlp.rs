@@ -124,7 +124,6 @@ fn run() -> AnyResult {
         &support::history_panels(&history),
         2,
     )?;
-    println!("plot written to {}", plot.display());
     Ok(())
 }
 

@@ -406,7 +406,6 @@ fn run() -> AnyResult {
         &[train, val],
         2,
     )?;
-    println!("plot written to {}", plot.display());
     Ok(())
 }
 

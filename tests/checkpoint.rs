@@ -8,11 +8,11 @@
 
 mod common;
 
+use common::TempDir;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
@@ -21,45 +21,12 @@ use wgnn::nn::{
     Activation, BatchNorm, Dense, Fit, ModelCheckpoint, Monitor, Optimizer, Sequential,
 };
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "wgnn-ckpt-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Versions A and B of an 8 MB model
 
 /// Four tensors, 2,049,000 values (8,196,000 bytes).
 fn big_specs() -> Vec<WeightSpec> {
-    let spec = |name: &str, shape: &[usize], layer: &str| WeightSpec {
-        name: name.into(),
-        shape: shape.to_vec(),
-        layer: layer.into(),
-    };
-    vec![
-        spec("dense/kernel", &[1024, 1024], "layer 0 (Dense)"),
-        spec("dense/bias", &[1024], "layer 0 (Dense)"),
-        spec("dense_1/kernel", &[1024, 976], "layer 1 (Dense)"),
-        spec("dense_1/bias", &[976], "layer 1 (Dense)"),
-    ]
+    common::two_dense_specs(1024, 1024, 976)
 }
 
 /// Version `v` (0 for A, 1 for B) as the library writes it; B differs from A in every value

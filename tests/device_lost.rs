@@ -35,8 +35,8 @@ fn device_lost_every_public_operation_returns_device_lost() {
 
     gpu.device().destroy();
 
-    let dir = std::env::temp_dir().join(format!("wgnn-lost-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = common::TempDir::new("lost");
+    let dir = tmp.path();
     let results: Vec<(&str, wgnn::Result<()>)> = vec![
         (
             "Tensor::from_slice",
@@ -115,7 +115,6 @@ fn device_lost_every_public_operation_returns_device_lost() {
     // Saving still works, from the host copy of the last completed epoch.
     model.save_weights(dir.join("w.safetensors")).unwrap();
     assert!(dir.join("w.safetensors").exists());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -171,8 +170,8 @@ fn device_lost_during_training_keeps_the_last_epoch_on_the_host_and_moves_to_a_n
     let e = model.fit(&data, &opts).unwrap_err();
     assert!(matches!(e, Error::DeviceLost { .. }), "{e}");
     // save_weights works from the host copy: epoch 1's weights, bit for bit.
-    let dir = std::env::temp_dir().join(format!("wgnn-lost-save-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = common::TempDir::new("lost-save");
+    let dir = tmp.path();
     let path = dir.join("after-loss.safetensors");
     model.save_weights(&path).unwrap();
     let mut reloaded = build(&clean_gpu);
@@ -185,7 +184,6 @@ fn device_lost_during_training_keeps_the_last_epoch_on_the_host_and_moves_to_a_n
     let eval = model.evaluate(&test, 100).unwrap();
     assert_eq!(eval.loss.to_bits(), want_eval.loss.to_bits());
     model.fit(&data, &opts).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

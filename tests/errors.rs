@@ -46,8 +46,8 @@ type Case = (&'static str, Box<dyn Fn() -> wgnn::Result<()>>, String);
 
 #[test]
 fn errors_every_layer_api_mistake_has_a_message_naming_layer_or_argument() {
-    let dir = std::env::temp_dir().join(format!("wgnn-errors-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = common::TempDir::new("errors");
+    let dir = tmp.path();
     let other = dir.join("other.safetensors");
     let wide = compiled(
         Sequential::new(&[784])
@@ -274,7 +274,6 @@ fn errors_every_layer_api_mistake_has_a_message_naming_layer_or_argument() {
             Err(_) => {}
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     drop(train);
     assert!(
         wrong.is_empty(),

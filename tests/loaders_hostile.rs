@@ -12,11 +12,14 @@
 //! (`WGNN_BLESS_CORPUS=1` rewrites them) and every input that ever failed is kept under
 //! `fuzz/regressions/<target>/`; both are replayed by `fuzz_corpus_and_regressions_replay`.
 
+mod common;
+
+use common::{TempDir, png_declaring};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use flate2::Compression;
@@ -161,21 +164,6 @@ impl Target {
             Target::SafetensorsWeights => "safetensors_weights",
         }
     }
-}
-
-/// The model the safetensors target loads into: two Dense layers, 4 -> 3 -> 2.
-fn specs() -> Vec<WeightSpec> {
-    let spec = |name: &str, shape: &[usize], layer: &str| WeightSpec {
-        name: name.into(),
-        shape: shape.to_vec(),
-        layer: layer.into(),
-    };
-    vec![
-        spec("dense/kernel", &[4, 3], "layer 0 (Dense)"),
-        spec("dense/bias", &[3], "layer 0 (Dense)"),
-        spec("dense_1/kernel", &[3, 2], "layer 1 (Dense)"),
-        spec("dense_1/bias", &[2], "layer 1 (Dense)"),
-    ]
 }
 
 /// Runs `target` on `input`; panics if a loader panics, an `Ok` breaks its invariants, or a
@@ -351,32 +339,6 @@ fn weights_file(with_meta: bool) -> Vec<u8> {
             .collect()
     });
     weights::to_safetensors(&tensors, meta).unwrap()
-}
-
-/// A PNG whose header declares `w` x `h` 8-bit RGB pixels, followed by a tiny IDAT and IEND.
-fn png_declaring(w: u32, h: u32) -> Vec<u8> {
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        let mut crc = flate2::Crc::new();
-        crc.update(kind);
-        crc.update(data);
-        out.extend_from_slice(&crc.sum().to_be_bytes());
-    }
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&w.to_be_bytes());
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    chunk(&mut out, b"IHDR", &ihdr);
-    chunk(
-        &mut out,
-        b"IDAT",
-        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-    );
-    chunk(&mut out, b"IEND", &[]);
-    out
 }
 
 /// The seed inputs of `target`, generated here (and written under `fuzz/corpus/`).
@@ -1023,35 +985,6 @@ fn image_flat_colour_png_within_the_ratio_loads() {
     eprintln!("flat PNG: {} bytes, ratio {ratio}:1", png.len());
 }
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "wgnn-hostile-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.0.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, bytes).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[cfg(unix)]
 #[test]
 fn image_folder_follows_no_symlink() {
@@ -1314,4 +1247,9 @@ fn safetensors_file_length_is_checked_before_the_data_is_read() {
     let (meta, peak) = peak_of(|| weights::read_metadata_file(&path, &opts).unwrap());
     assert_eq!(meta["monitor"], "val_loss");
     assert!(peak <= 64 * KIB, "peak heap {peak}");
+}
+
+/// The model the safetensors target loads into: two Dense layers, 4 -> 3 -> 2.
+fn specs() -> Vec<WeightSpec> {
+    common::two_dense_specs(4, 3, 2)
 }

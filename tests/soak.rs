@@ -25,8 +25,8 @@ fn soak_10000_steps_keep_device_bytes_objects_and_rss_flat() {
         .with(Dropout::new(0.5).unwrap())
         .with(Dense::new(10).unwrap());
     model.compile(&gpu, Optimizer::adam(1e-3), 3).unwrap();
-    let dir = std::env::temp_dir().join(format!("wgnn-soak-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = common::TempDir::new("soak");
+    let dir = tmp.path();
     let ckpt = dir.join("soak.safetensors");
     let mut t = model.trainer(&train, 64).unwrap();
     let (mut step, mut epoch) = (0usize, 0usize);
@@ -84,5 +84,4 @@ fn soak_10000_steps_keep_device_bytes_objects_and_rss_flat() {
         "RSS grew by {} KiB between steps 1,000 and 10,000",
         growth / 1024
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

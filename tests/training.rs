@@ -476,8 +476,8 @@ fn fit_on_shipped_subset_reaches_70_percent_in_two_epochs() {
 #[test]
 fn weights_round_trip_bit_exactly_and_bad_files_are_rejected() {
     let gpu = common::gpu();
-    let dir = std::env::temp_dir().join(format!("wgnn-weights-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = common::TempDir::new("weights");
+    let dir = tmp.path();
     let path = dir.join("model.safetensors");
     let mut a = small_cnn(false).unwrap();
     a.compile(gpu, Optimizer::sgd(0.1, 0.0), 1).unwrap();
@@ -505,10 +505,9 @@ fn weights_round_trip_bit_exactly_and_bad_files_are_rejected() {
         c.load_weights_bytes(&flipped, "flipped"),
         Err(Error::Data { .. })
     ));
-    let other = Sequential::new(&[6, 6, 2])
+    let mut other = Sequential::new(&[6, 6, 2])
         .with(Layer::Flatten)
         .with(Dense::new(3).unwrap());
-    let mut other = other;
     other.compile(gpu, Optimizer::sgd(0.1, 0.0), 3).unwrap();
     let e = other.load_weights(&path).unwrap_err().to_string();
     assert!(
@@ -522,7 +521,6 @@ fn weights_round_trip_bit_exactly_and_bad_files_are_rejected() {
         c_before,
         "a failed load changed the weights"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -682,8 +680,8 @@ fn fit_stops_on_non_finite_gradient_keeps_weights_and_best_checkpoint_at_no_extr
     let (train, test) = wgnn::data::shipped_fashion_mnist().unwrap();
     let data = train.subset(0..320).unwrap();
     let val = test.subset(0..64).unwrap();
-    let dir = std::env::temp_dir().join(format!("wgnn-nan-grad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = common::TempDir::new("nan-grad");
+    let dir = tmp.path();
     let path = dir.join("best.safetensors");
     let opts = |checkpoint| Fit {
         validation: Some(&val),
@@ -769,7 +767,6 @@ fn fit_stops_on_non_finite_gradient_keeps_weights_and_best_checkpoint_at_no_extr
         counts[0], counts[1],
         "(submissions, bytes read back) with the gradient checks, then without"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -523,8 +523,8 @@ pub fn default_plot(name: &str, quick: bool) -> PathBuf {
     }
 }
 
-/// Draws `panels` in a grid `cols` wide under `title` and writes a PNG to `path`
-/// (creating its folder).
+/// Draws `panels` in a grid `cols` wide under `title`, writes a PNG to `path` (creating its
+/// folder) and says where.
 pub fn save_chart(path: &Path, title: &str, panels: &[Panel], cols: usize) -> AnyResult {
     // Registering twice is harmless; the map keeps one font per (family, style).
     plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
@@ -555,6 +555,7 @@ pub fn save_chart(path: &Path, title: &str, panels: &[Panel], cols: usize) -> An
     }
     image::save_buffer(path, &buf, w, h, image::ExtendedColorType::Rgb8)
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("plot written to {}", path.display());
     Ok(())
 }
 

@@ -52,28 +52,10 @@ pub fn read_cifar_batch(bytes: &[u8], name: &str) -> Result<Dataset> {
         .zip(images.chunks_exact_mut(IMAGE))
         .enumerate()
     {
-        let label = record[0];
-        if label > 9 {
-            return Err(data_err(
-                name,
-                format!(
-                    "CIFAR record {i} at byte {}: label {label} is above 9",
-                    i * RECORD
-                ),
-            ));
-        }
-        labels.push(label);
+        labels.push(record_label(record, i, (i * RECORD) as u64, name)?);
         planes_to_hwc(&record[1..], out);
     }
-    Ok(Dataset {
-        images,
-        labels,
-        count,
-        height: SIDE,
-        width: SIDE,
-        channels: 3,
-        classes: 10,
-    })
+    Ok(cifar_dataset(images, labels))
 }
 
 /// Parses one CIFAR-10 binary batch from a reader, record by record: the pixels are
@@ -141,17 +123,7 @@ pub fn read_cifar_reader(
                 ),
             ));
         }
-        let label = record[0];
-        if label > 9 {
-            return Err(data_err(
-                name,
-                format!(
-                    "CIFAR record {} at byte {at}: label {label} is above 9",
-                    labels.len()
-                ),
-            ));
-        }
-        labels.push(label);
+        labels.push(record_label(&record, labels.len(), at, name)?);
         let start = images.len();
         if start + IMAGE > images.capacity() {
             // Doubling, but never past what max_bytes admits.
@@ -168,16 +140,31 @@ pub fn read_cifar_reader(
         images.resize(start + IMAGE, 0);
         planes_to_hwc(&record[1..], &mut images[start..]);
     }
-    let count = labels.len();
-    Ok(Dataset {
+    Ok(cifar_dataset(images, labels))
+}
+
+/// The label of record `index` (starting at byte `at`), which must be at most 9.
+fn record_label(record: &[u8], index: usize, at: u64, name: &str) -> Result<u8> {
+    match record[0] {
+        label @ 0..=9 => Ok(label),
+        label => Err(data_err(
+            name,
+            format!("CIFAR record {index} at byte {at}: label {label} is above 9"),
+        )),
+    }
+}
+
+/// A CIFAR-10 data set of 32x32 RGB images (HWC) and their labels.
+fn cifar_dataset(images: Vec<u8>, labels: Vec<u8>) -> Dataset {
+    Dataset {
+        count: labels.len(),
         images,
         labels,
-        count,
         height: SIDE,
         width: SIDE,
         channels: 3,
         classes: 10,
-    })
+    }
 }
 
 /// Converts one record's three planes (`IMAGE` bytes) to interleaved HWC pixels.

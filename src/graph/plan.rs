@@ -218,7 +218,7 @@ enum Res {
 
 /// What an instruction dispatches: one variant per kernel entry point family.
 #[derive(Clone, Copy, Debug)]
-enum Rec {
+pub(crate) enum Rec {
     Gather {
         elements: u32,
     },
@@ -262,7 +262,7 @@ enum Rec {
 
 /// The entry points of shaders/batchnorm.wgsl the executor records.
 #[derive(Clone, Copy, Debug)]
-enum BnPass {
+pub(crate) enum BnPass {
     PartialMoments,
     ReduceMoments,
     Forward,
@@ -300,7 +300,9 @@ impl Rec {
         })
     }
 
-    fn record(
+    /// Records the dispatch with bind group `io` (made with [`Rec::family`]'s layout); a
+    /// matmul's tile must be chosen by then. The bench's timed kernels record through it too.
+    pub(crate) fn record(
         self,
         gpu: &Gpu,
         pass: &mut wgpu::ComputePass<'_>,
@@ -382,6 +384,34 @@ impl Builder {
 
     fn push(&mut self, rec: Rec, binds: Vec<Res>) {
         self.instrs.push(Instr { rec, binds });
+    }
+
+    /// One elementwise kernel over `len` elements, bound as (a, b, bias, out) with `cols` and
+    /// `scale` as the kernel reads them: returns the output buffer.
+    fn pointwise(
+        &mut self,
+        which: Pointwise,
+        len: usize,
+        cols: u32,
+        scale: f32,
+        ins: [Res; 3],
+    ) -> Res {
+        let out = self.vbuf(len);
+        let p = ElementwiseParams {
+            len: len as u32,
+            cols,
+            scale,
+            _pad: 0,
+        };
+        let [a, b, bias] = ins;
+        self.push(
+            Rec::Pointwise {
+                which,
+                len: len as u32,
+            },
+            vec![bytes(&p), a, b, bias, Res::V(out)],
+        );
+        Res::V(out)
     }
 
     /// Dropout of `len` elements of `input` (forward, or the backward of `dy`, which
@@ -649,23 +679,13 @@ impl Plan {
                     );
                     Res::V(y)
                 }
-                Op::Relu => {
-                    let y = b.vbuf(out);
-                    let p = ElementwiseParams {
-                        len: out as u32,
-                        cols: 1,
-                        scale: 1.0,
-                        _pad: 0,
-                    };
-                    b.push(
-                        Rec::Pointwise {
-                            which: Pointwise::ReluForward,
-                            len: out as u32,
-                        },
-                        vec![bytes(&p), x.clone(), x.clone(), x, Res::V(y)],
-                    );
-                    Res::V(y)
-                }
+                Op::Relu => b.pointwise(
+                    Pointwise::ReluForward,
+                    out,
+                    1,
+                    1.0,
+                    [x.clone(), x.clone(), x],
+                ),
                 Op::Dropout(d) => {
                     if train {
                         b.dropout(d, params.seed, out, false, x)
@@ -698,23 +718,15 @@ impl Plan {
                     );
                     match bias {
                         Some(bp) => {
-                            let y = b.vbuf(out);
                             let cols = *node.output.last().unwrap_or(&1) as u32;
-                            let p = ElementwiseParams {
-                                len: out as u32,
-                                cols,
-                                scale: 1.0,
-                                _pad: 0,
-                            };
                             let bt = Res::T(params.values[*bp].clone());
-                            b.push(
-                                Rec::Pointwise {
-                                    which: Pointwise::BiasAdd,
-                                    len: out as u32,
-                                },
-                                vec![bytes(&p), Res::V(z), Res::V(z), bt, Res::V(y)],
-                            );
-                            Res::V(y)
+                            b.pointwise(
+                                Pointwise::BiasAdd,
+                                out,
+                                cols,
+                                1.0,
+                                [Res::V(z), Res::V(z), bt],
+                            )
                         }
                         None => Res::V(z),
                     }
@@ -1103,6 +1115,24 @@ fn backward(
             Res::ZeroStatus
         }
     };
+    // The bias gradient of parameter `bp`: the sum of `dy` ([rows, cols]) over its rows,
+    // each sum checked as it is stored.
+    let bias_grad = |b: &mut Builder, rows: u32, cols: u32, dy: Res, bp: ParamId| {
+        let p = ReduceParams {
+            rows,
+            cols,
+            check: code(bp),
+            _pad: 0,
+        };
+        let binds = vec![
+            bytes(&p),
+            dy,
+            Res::T(params.grads[bp].clone()),
+            Res::Step,
+            status(),
+        ];
+        b.push(Rec::BiasGrad { cols }, binds);
+    };
     for k in (first..graph.nodes.len()).rev() {
         let node = &graph.nodes[k];
         let (x, y) = (acts[k].clone(), acts[k + 1].clone());
@@ -1118,22 +1148,15 @@ fn backward(
                 dropout,
             } => {
                 let dz = if *relu {
-                    let dz = b.vbuf(out);
+                    // The backward from the fused layer's output (y > 0 where kept and active).
                     let scale = dropout.map_or(1.0, |d| crate::philox::scale(d.rate));
-                    let p = ElementwiseParams {
-                        len: out as u32,
-                        cols: 1,
+                    b.pointwise(
+                        Pointwise::ReluDropoutBackward,
+                        out,
+                        1,
                         scale,
-                        _pad: 0,
-                    };
-                    b.push(
-                        Rec::Pointwise {
-                            which: Pointwise::ReluDropoutBackward,
-                            len: out as u32,
-                        },
-                        vec![bytes(&p), y.clone(), g, y, Res::V(dz)],
-                    );
-                    Res::V(dz)
+                        [y.clone(), g, y],
+                    )
                 } else {
                     g
                 };
@@ -1160,22 +1183,7 @@ fn backward(
                     checked_here.push(*w);
                 }
                 if let Some(bp) = bias.filter(|p| trainable(p)) {
-                    let p = ReduceParams {
-                        rows: bt,
-                        cols: fo,
-                        check: code(bp),
-                        _pad: 0,
-                    };
-                    b.push(
-                        Rec::BiasGrad { cols: fo },
-                        vec![
-                            bytes(&p),
-                            dz.clone(),
-                            Res::T(params.grads[bp].clone()),
-                            Res::Step,
-                            status(),
-                        ],
-                    );
+                    bias_grad(b, bt, fo, dz.clone(), bp);
                     updated.push(bp);
                     checked_here.push(bp);
                 }
@@ -1203,23 +1211,13 @@ fn backward(
                     dz
                 }
             }
-            Op::Relu => {
-                let dx = b.vbuf(out);
-                let p = ElementwiseParams {
-                    len: out as u32,
-                    cols: 1,
-                    scale: 1.0,
-                    _pad: 0,
-                };
-                b.push(
-                    Rec::Pointwise {
-                        which: Pointwise::ReluDropoutBackward,
-                        len: out as u32,
-                    },
-                    vec![bytes(&p), y.clone(), g, y, Res::V(dx)],
-                );
-                Res::V(dx)
-            }
+            Op::Relu => b.pointwise(
+                Pointwise::ReluDropoutBackward,
+                out,
+                1,
+                1.0,
+                [y.clone(), g, y],
+            ),
             Op::Dropout(d) => b.dropout(d, params.seed, out, true, g),
             Op::Conv2d {
                 w,
@@ -1257,23 +1255,7 @@ fn backward(
                     updated.push(*w);
                 }
                 if let Some(bp) = bias.filter(|p| trainable(p)) {
-                    let cols = d.cout as u32;
-                    let p = ReduceParams {
-                        rows: (out / d.cout) as u32,
-                        cols,
-                        check: code(bp),
-                        _pad: 0,
-                    };
-                    b.push(
-                        Rec::BiasGrad { cols },
-                        vec![
-                            bytes(&p),
-                            g.clone(),
-                            Res::T(params.grads[bp].clone()),
-                            Res::Step,
-                            status(),
-                        ],
-                    );
+                    bias_grad(b, (out / d.cout) as u32, d.cout as u32, g.clone(), bp);
                     updated.push(bp);
                     checked_here.push(bp);
                 }

@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use crate::graph::plan::Rec;
 use crate::kernels::conv2d::{Conv2d, Conv2dDims, Conv2dPass};
 use crate::kernels::dropout::{Dropout, DropoutParams, check_rate};
 use crate::kernels::elementwise::{Elementwise, ElementwiseParams, Pointwise};
@@ -191,29 +192,10 @@ pub fn conv2d_with_kernel(
     crate::kernels::conv2d::eager(op, pass.pass(), &d, a, b, out, subgroup)
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Cmd {
-    Matmul {
-        trans: (bool, bool),
-        mnk: (u32, u32, u32),
-        tile: MatmulTile,
-    },
-    Pointwise {
-        which: Pointwise,
-        len: u32,
-    },
-    Dropout {
-        backward: bool,
-        len: u32,
-    },
-    Conv(Conv2dPass, Conv2dDims),
-    ConvReduce(Conv2dDims),
-}
-
 /// Kernels recorded with prepared bind groups, timed as one compute pass.
 pub struct Timed {
     gpu: Gpu,
-    cmds: Vec<(Cmd, wgpu::BindGroup)>,
+    cmds: Vec<(Rec, wgpu::BindGroup)>,
     /// Uniforms the bind groups use (kept alive).
     _uniforms: Vec<wgpu::Buffer>,
     /// Scratch buffers the bind groups use.
@@ -243,7 +225,7 @@ fn same_len(op: &'static str, x: &Tensor, y: &Tensor) -> Result<u32> {
 }
 
 impl Timed {
-    fn one(gpu: &Gpu, cmd: Cmd, bind: wgpu::BindGroup, u: wgpu::Buffer) -> Timed {
+    fn one(gpu: &Gpu, cmd: Rec, bind: wgpu::BindGroup, u: wgpu::Buffer) -> Timed {
         Timed {
             gpu: gpu.clone(),
             cmds: vec![(cmd, bind)],
@@ -310,10 +292,10 @@ impl Timed {
                 zero_status(gpu),
             ],
         );
-        let cmd = Cmd::Matmul {
+        let cmd = Rec::Matmul {
             trans,
-            mnk: (m, n, k),
-            tile,
+            mnk: [m, n, k],
+            tile: Some(tile),
         };
         Ok(Timed::one(gpu, cmd, bind, u))
     }
@@ -344,7 +326,7 @@ impl Timed {
             gpu,
             &[&u, a.buffer(), a.buffer(), bias.buffer(), y.buffer()],
         );
-        Ok(Timed::one(gpu, Cmd::Pointwise { which, len }, bind, u))
+        Ok(Timed::one(gpu, Rec::Pointwise { which, len }, bind, u))
     }
 
     /// `y = x` (same length), the bandwidth yardstick.
@@ -393,7 +375,7 @@ impl Timed {
         let bind = k
             .family
             .bind(gpu, &[&u, zero_step(gpu), x.buffer(), y.buffer()]);
-        Ok(Timed::one(gpu, Cmd::Dropout { backward, len }, bind, u))
+        Ok(Timed::one(gpu, Rec::Dropout { backward, len }, bind, u))
     }
 
     /// One convolution pass of an NHWC input of `input_shape` and an HWIO kernel of
@@ -444,15 +426,15 @@ impl Timed {
             let second = k
                 .family
                 .bind(gpu, &[&u, scratch.buffer(), scratch.buffer(), out.buffer()]);
-            let mut t = Timed::one(gpu, Cmd::Conv(which, d), first, u);
-            t.cmds.push((Cmd::ConvReduce(d), second));
+            let mut t = Timed::one(gpu, Rec::Conv(which, d), first, u);
+            t.cmds.push((Rec::ConvWeightReduce(d), second));
             t.scratch.push(scratch);
             return Ok(t);
         }
         let bind = k
             .family
             .bind(gpu, &[&u, a.buffer(), b.buffer(), out.buffer()]);
-        Ok(Timed::one(gpu, Cmd::Conv(which, d), bind, u))
+        Ok(Timed::one(gpu, Rec::Conv(which, d), bind, u))
     }
 
     /// These kernels followed by `next`'s, in one pass.
@@ -466,30 +448,7 @@ impl Timed {
     fn record(&self, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
         let gpu = &self.gpu;
         for (cmd, io) in &self.cmds {
-            match *cmd {
-                Cmd::Matmul { trans, mnk, tile } => {
-                    Matmul::get(gpu)?.record_tile(gpu, pass, io, trans, mnk, tile)?
-                }
-                Cmd::Pointwise { which, len } => {
-                    Elementwise::get(gpu)?.record(pass, which, io, len)
-                }
-                Cmd::Dropout {
-                    backward: false,
-                    len,
-                } => Dropout::get(gpu)?.record_forward(pass, io, len),
-                Cmd::Dropout {
-                    backward: true,
-                    len,
-                } => Dropout::get(gpu)?.record_backward(pass, io, len),
-                Cmd::Conv(Conv2dPass::Forward, d) => Conv2d::get(gpu)?.record_forward(pass, io, &d),
-                Cmd::Conv(Conv2dPass::BackwardInput, d) => {
-                    Conv2d::get(gpu)?.record_backward_input(pass, io, &d)
-                }
-                Cmd::Conv(Conv2dPass::BackwardWeight, d) => {
-                    Conv2d::get(gpu)?.record_backward_weight(pass, io, &d)
-                }
-                Cmd::ConvReduce(d) => Conv2d::get(gpu)?.record_backward_weight_reduce(pass, io, &d),
-            }
+            cmd.record(gpu, pass, io)?;
         }
         Ok(())
     }

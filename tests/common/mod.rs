@@ -1,10 +1,13 @@
 //! Shared test support: one set of software `Gpu`s per test binary, data and tolerances.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::{RngExt, SeedableRng};
 use wgnn::Gpu;
+use wgnn::nn::weights::WeightSpec;
 
 /// Every software adapter there is (lavapipe through Vulkan; llvmpipe through GL when EGL
 /// is installed), opened once per test binary.
@@ -67,4 +70,81 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], rel: f64, abs: f64) -
         want[i]
     );
     if scale > 0.0 { err / scale } else { err }
+}
+
+/// A fresh directory under the system temp dir (`wgnn-<tag>-<pid>-<n>`), removed on drop, so a
+/// failing test leaves nothing behind.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "wgnn-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// `path()/rel` (parent folders made) with `bytes` in it.
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.0.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A PNG whose header declares `w` x `h` 8-bit RGB pixels, followed by a tiny IDAT and IEND.
+pub fn png_declaring(w: u32, h: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
+    chunk(&mut out, b"IHDR", &ihdr);
+    chunk(
+        &mut out,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+/// The weight specs of two Dense layers `a -> b -> c` (kernels and biases, Keras names).
+pub fn two_dense_specs(a: usize, b: usize, c: usize) -> Vec<WeightSpec> {
+    let spec = |name: &str, shape: &[usize], layer: &str| WeightSpec {
+        name: name.into(),
+        shape: shape.to_vec(),
+        layer: layer.into(),
+    };
+    vec![
+        spec("dense/kernel", &[a, b], "layer 0 (Dense)"),
+        spec("dense/bias", &[b], "layer 0 (Dense)"),
+        spec("dense_1/kernel", &[b, c], "layer 1 (Dense)"),
+        spec("dense_1/bias", &[c], "layer 1 (Dense)"),
+    ]
 }
