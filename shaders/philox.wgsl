@@ -8,7 +8,11 @@ const PHILOX_M1: u32 = 0xCD9E8D57u;
 const PHILOX_W0: u32 = 0x9E3779B9u;
 const PHILOX_W1: u32 = 0xBB67AE85u;
 
-// The full 64-bit product a * b as (lo, hi), from 16-bit halves: WGSL has no u64.
+// The full 64-bit product a * b as (lo, hi). WGSL has no u64, so this portable version builds
+// it from 16-bit halves. On devices with 64-bit integers (wgpu's SHADER_INT64) the host swaps
+// the text between the BEGIN and END lines for shaders/philox_mulhilo64.wgsl, one widening
+// multiply, before compiling (src/kernels/mod.rs, `specialize`); both give the same bits.
+// BEGIN mulhilo
 fn mulhilo(a: u32, b: u32) -> vec2<u32> {
     let a0 = a & 0xFFFFu;
     let a1 = a >> 16u;
@@ -23,6 +27,7 @@ fn mulhilo(a: u32, b: u32) -> vec2<u32> {
     let hi = p11 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u);
     return vec2<u32>(a * b, hi);
 }
+// END mulhilo
 
 fn philox_round(c: vec4<u32>, k: vec2<u32>) -> vec4<u32> {
     let p0 = mulhilo(PHILOX_M0, c.x);

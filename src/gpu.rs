@@ -238,8 +238,13 @@ impl Gpu {
     fn open_in(instance: Option<wgpu::Instance>, adapter: &wgpu::Adapter) -> Result<Gpu> {
         let ai = adapter.get_info();
         let mut features = wgpu::Features::empty();
-        // Timestamps time the bench; subgroups enable matmul's broadcast variant.
-        for f in [wgpu::Features::TIMESTAMP_QUERY, wgpu::Features::SUBGROUP] {
+        // Timestamps time the bench; subgroups enable matmul's broadcast variant; 64-bit
+        // integers give Philox a single widening multiply (kernels::specialize).
+        for f in [
+            wgpu::Features::TIMESTAMP_QUERY,
+            wgpu::Features::SUBGROUP,
+            wgpu::Features::SHADER_INT64,
+        ] {
             if adapter.features().contains(f) {
                 features |= f;
             }

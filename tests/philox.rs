@@ -54,10 +54,17 @@ fn edge_items() -> Vec<([u32; 4], [u32; 2])> {
     items
 }
 
+/// Every adapter, and on lavapipe both versions of `mulhilo` (the 64-bit one `Gpu::open` uses
+/// where the device has 64-bit integers, and the portable one).
 #[test]
 fn philox_gpu_words_equal_host_words_on_edge_counters() {
     let items = edge_items();
-    for gpu in common::gpus() {
+    let all = common::gpus_and_portable();
+    let wide = |g: &wgnn::Gpu| g.device().features().contains(wgpu::Features::SHADER_INT64);
+    if common::portable_gpu().is_some() {
+        assert!(all.iter().any(|g| wide(g)) && all.iter().any(|g| !wide(g)));
+    }
+    for gpu in all {
         let got = wgnn::ops::philox_words(gpu, &items).unwrap();
         for ((c, k), g) in items.iter().zip(&got) {
             assert_eq!(

@@ -353,10 +353,7 @@ impl Conv2d {
             && gpu.inner.subgroup_sizes == (8, 8)
         {
             Some(gpu.scoped("conv2d", || {
-                let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some("conv2d_subgroup"),
-                    source: wgpu::ShaderSource::Wgsl(SUBGROUP_SOURCE.into()),
-                });
+                let module = crate::kernels::shader_module(gpu, "conv2d_subgroup", SUBGROUP_SOURCE);
                 // A layout over the family's own bind group layout, so its bind groups fit.
                 let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                     label: Some("conv2d_subgroup"),

@@ -75,6 +75,41 @@ mod tests {
         }
     }
 
+    /// Every source that draws Philox carries the portable `mulhilo` between the markers
+    /// `specialize` looks for, and its 64-bit specialisation validates with naga. (That the
+    /// two give the same bits is tested on a device in tests/philox.rs.)
+    #[test]
+    fn philox_sources_specialise_to_64_bit_mulhilo() {
+        let mut all = sources();
+        all.push(("optim", optim::SOURCE));
+        all.push(("matmul_subgroup", matmul::SUBGROUP_SOURCE));
+        let mut specialised = 0;
+        for (name, src) in all {
+            let plain = specialize(src, wgpu::Features::empty());
+            assert_eq!(plain, src, "{name}: changed without SHADER_INT64");
+            let wide = specialize(src, wgpu::Features::SHADER_INT64);
+            if !src.contains("fn philox4x32_10") {
+                assert_eq!(wide, src, "{name}: no Philox, yet changed");
+                continue;
+            }
+            specialised += 1;
+            assert!(
+                !wide.contains("a0 * b0"),
+                "{name}: portable mulhilo left in"
+            );
+            assert_eq!(wide.matches("fn mulhilo(").count(), 1, "{name}");
+            assert!(wide.contains("u64(a) * u64(b)"), "{name}");
+            let module = parse(name, &wide);
+            let caps =
+                naga::valid::Capabilities::SHADER_INT64 | naga::valid::Capabilities::SUBGROUP;
+            let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
+            if let Err(e) = v.validate(&module) {
+                panic!("{name}: {}", e.emit_to_string(&wide));
+            }
+        }
+        assert_eq!(specialised, 7, "sources with Philox");
+    }
+
     #[test]
     fn params_structs_match_wgsl_layout() {
         assert_layout!(

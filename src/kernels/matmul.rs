@@ -195,10 +195,7 @@ impl Matmul {
             && gpu.inner.subgroup_sizes == (8, 8)
         {
             Some(gpu.scoped("matmul", || {
-                let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some("matmul_subgroup"),
-                    source: wgpu::ShaderSource::Wgsl(SUBGROUP_SOURCE.into()),
-                });
+                let module = crate::kernels::shader_module(gpu, "matmul_subgroup", SUBGROUP_SOURCE);
                 let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                     label: Some("matmul_subgroup"),
                     bind_group_layouts: &[Some(&family.layout)],

@@ -60,6 +60,40 @@ pub(crate) fn get<'a, K>(
     Ok(slot.get().expect("slot was just filled"))
 }
 
+/// The 64-bit `mulhilo` spliced into Philox on devices with `SHADER_INT64`.
+const MULHILO64: &str = include_str!("../../shaders/philox_mulhilo64.wgsl");
+const MULHILO_BEGIN: &str = "// BEGIN mulhilo\n";
+const MULHILO_END: &str = "// END mulhilo\n";
+
+/// `source` as compiled for a device with `features`: where the device has 64-bit integers,
+/// Philox's portable `mulhilo` (between the BEGIN and END lines of shaders/philox.wgsl) is
+/// replaced by the single widening multiply of shaders/philox_mulhilo64.wgsl. The two give
+/// the same bits (tests/philox.rs runs both against the host Philox); sources without
+/// Philox come back unchanged.
+pub(crate) fn specialize(source: &str, features: wgpu::Features) -> std::borrow::Cow<'_, str> {
+    if !features.contains(wgpu::Features::SHADER_INT64) {
+        return source.into();
+    }
+    let Some(begin) = source.find(MULHILO_BEGIN) else {
+        return source.into();
+    };
+    let Some(len) = source[begin..].find(MULHILO_END) else {
+        return source.into();
+    };
+    let end = begin + len + MULHILO_END.len();
+    format!("{}{MULHILO64}{}", &source[..begin], &source[end..]).into()
+}
+
+/// Compiles WGSL `source`, specialised for the device (see [`specialize`]). Call inside
+/// [`Gpu::scoped`] so a compile error becomes an `Err`.
+pub(crate) fn shader_module(gpu: &Gpu, label: &'static str, source: &str) -> wgpu::ShaderModule {
+    let d = gpu.device();
+    d.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(specialize(source, d.features())),
+    })
+}
+
 /// The kind of each binding of a kernel's bind group, in binding order.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Bind {
@@ -102,10 +136,7 @@ impl Family {
     ) -> Result<Family> {
         let d = gpu.device();
         gpu.scoped(label, || {
-            let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(label),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
+            let module = shader_module(gpu, label, source);
             let entries: Vec<_> = binds
                 .iter()
                 .map(|(i, b)| wgpu::BindGroupLayoutEntry {

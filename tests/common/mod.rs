@@ -24,6 +24,37 @@ pub fn gpus() -> &'static [Gpu] {
     })
 }
 
+/// The first software adapter with 64-bit integers, opened a second time without them (as an
+/// application's own device might be), so its kernels compile Philox's portable multiply
+/// rather than the 64-bit one `Gpu::open` picks there. `None` when no software adapter has
+/// 64-bit integers: then `gpus()` already runs the portable version.
+pub fn portable_gpu() -> Option<&'static Gpu> {
+    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| {
+        gpus();
+        let inst = wgpu::Instance::default();
+        let adapters = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
+        let adapter = adapters.into_iter().find(|a| {
+            a.get_info().device_type == wgpu::DeviceType::Cpu
+                && a.features().contains(wgpu::Features::SHADER_INT64)
+        })?;
+        let desc = wgpu::DeviceDescriptor {
+            required_limits: adapter.limits(),
+            ..Default::default()
+        };
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&desc)).expect("a device without features");
+        assert!(!device.features().contains(wgpu::Features::SHADER_INT64));
+        Some(Gpu::from_wgpu(device, queue))
+    })
+    .as_ref()
+}
+
+/// `gpus()` and `portable_gpu()`: every adapter, and every version of Philox's multiply.
+pub fn gpus_and_portable() -> Vec<&'static Gpu> {
+    gpus().iter().chain(portable_gpu()).collect()
+}
+
 /// The first software adapter (lavapipe where present).
 pub fn gpu() -> &'static Gpu {
     &gpus()[0]
