@@ -122,18 +122,23 @@ fn seconds_interleaved(ts: &[&Timed], target: f64) -> wgnn::Result<Vec<f64>> {
         .collect())
 }
 
-/// The median of 5 runs of `f` after one warm-up run, in seconds.
-fn cpu_seconds(mut f: impl FnMut()) -> f64 {
-    f();
-    let mut t: Vec<f64> = (0..5)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[2]
+/// Seconds per run of `t` on the device and of `cpu` on the host, measured in turns (one
+/// of each per round, 7 rounds after a warm-up of both), medians: the ratio of the two then
+/// compares them under the same load, as the VM's other tenants come and go.
+fn seconds_beside_cpu(t: &Timed, target: f64, mut cpu: impl FnMut()) -> wgnn::Result<(f64, f64)> {
+    let first = t.time(1)?.max(1e-6);
+    let reps = (target / first).ceil().clamp(1.0, 64.0) as u32;
+    cpu();
+    let (mut dev, mut host) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        dev.push(t.time(reps)?);
+        let s = Instant::now();
+        cpu();
+        host.push(s.elapsed().as_secs_f64());
+    }
+    dev.sort_by(f64::total_cmp);
+    host.sort_by(f64::total_cmp);
+    Ok((dev[3], host[3]))
 }
 
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
@@ -241,10 +246,9 @@ fn matmul_row(
     let a = Tensor::from_slice(gpu, &av, &sa)?;
     let b = Tensor::from_slice(gpu, &bv, &sb)?;
     let c = Tensor::zeros(gpu, &[m, n])?;
-    let t = seconds(
-        &Timed::matmul(&a, &b, (ta, tb), None, false, None, &c, None)?,
-        target,
-    )?;
+    let timed = Timed::matmul(&a, &b, (ta, tb), None, false, None, &c, None)?;
+    let mut cv = vec![0.0f32; m * n];
+    let (t, ct) = seconds_beside_cpu(&timed, target, || sgemm(&av, &bv, &mut cv, m, k, n, ta, tb))?;
     let flops = 2.0 * (m * n * k) as f64;
     let g = flops / t / 1e9;
     let tile = matmul_tile_for(gpu, (ta, tb), m, n, k)?;
@@ -257,8 +261,6 @@ fn matmul_row(
         if tile.subgroup { " subgroup" } else { "" }
     );
     r.add(&format!("matmul_{name}_gflops"), g, "GFLOP/s", shape);
-    let mut cv = vec![0.0f32; m * n];
-    let ct = cpu_seconds(|| sgemm(&av, &bv, &mut cv, m, k, n, ta, tb));
     let cg = flops / ct / 1e9;
     r.add(
         &format!("cpu_sgemm_{name}_gflops"),
