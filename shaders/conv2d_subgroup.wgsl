@@ -1,8 +1,10 @@
 // conv2d_subgroup.wgsl: the forward pass and (stride 1) the input gradient as implicit GEMMs on
 // matmul's subgroup tiling (see matmul_subgroup.wgsl), appended to conv2d.wgsl only when the
-// adapter has subgroups of exactly 8 lanes, and used when cin and cout are multiples of 4.
-// Entry points (workgroup 64 = 8 subgroups; workgroup (x, y) covers GEMM rows 256x .. and
-// columns 32y ..; subgroup s of it rows 256x + 32s .. + 32, lane l columns 32y + 4l .. + 4):
+// adapter's subgroups have a fixed 8 or 16 lanes (the override SG), and used when cin and
+// cout are multiples of 4.
+// Entry points (workgroup 64 = 64 / SG subgroups; workgroup (x, y) covers GEMM rows
+// R x .. with R = 32 * 64 / SG, and columns 4 SG y ..; subgroup s of it rows R x + 32 s ..
+// + 32, lane l columns 4 SG y + 4 l .. + 4):
 //   conv2d_forward_sg          M = (n, oh, ow) output pixels, N = cout, K = (ky, kx, cin).
 //   conv2d_backward_input_sg   stride 1: M = (n, h, w) input pixels, N = cin,
 //                              K = (ky, kx, cout); dy is read at oy = iy + pad_top - ky.
@@ -10,10 +12,18 @@
 //                              columns at a time; workgroup z is the K slice (images
 //                              z * per_split ..) and, with splits > 1, writes block z of the
 //                              scratch `out` for conv2d_backward_weight_reduce (conv2d.wgsl).
-// Per four k (four channels of one tap), lane l reads A block l (its four pixels' channels,
-// one vec4 each, zero outside the image) and its own 4x4 B block of the kernel; the A blocks
-// reach every lane by subgroupBroadcast. Each lane keeps 32 pixels x 4 channels of output.
+// Per four k (four channels of one tap), lane l < 8 reads A block l (its four pixels'
+// channels, one vec4 each, zero outside the image) and every lane its own 4x4 B block of the
+// kernel; the A blocks reach every lane by subgroupBroadcast. Each lane keeps 32 pixels x 4 channels of output.
 // Same bindings as conv2d.wgsl; the tile code is written by shaders/gen_matmul.py.
+
+override SG: u32 = 8u;
+
+// Whether this lane loads an A block: lanes 0 .. 7 do (32 rows = 8 blocks of 4). Always
+// true with 8 lanes (SG is a constant, so the test folds away).
+fn loads_a(lane: u32) -> bool {
+    return SG == 8u || lane < 8u;
+}
 
 // Stores rows row0 .. row0 + 31 (those below `rows`) of column group col0 of the
 // [rows, ncols] output (ncols % 4 == 0) that starts at element `base` of `out`: tile[r] is
@@ -37,8 +47,8 @@ fn conv2d_forward_sg(
 ) {
     let p = params;
     let rows = p.n * p.oh * p.ow;
-    let row0 = (wid.x * 8u + li / 8u) * 32u;
-    let col0 = (wid.y * 8u + lane) * 4u;
+    let row0 = (wid.x * (64u / SG) + li / SG) * 32u;
+    let col0 = (wid.y * SG + lane) * 4u;
     let ncols = p.cout;
     // A whole subgroup past the last row returns (row0 is uniform across it).
     if (row0 >= rows) {
@@ -70,7 +80,10 @@ fn conv2d_forward_sg(
             // Kernel row (ky, kx, ci = 0) of this lane's column group, in vec4s.
             var wq = (ky * p.kw + kx) * p.cin * cout4 + cb;
             for (var c4 = 0u; c4 < cin4; c4++) {
-                let mine = mat4x4<f32>(load_a4(q.x + c4, ok.x), load_a4(q.y + c4, ok.y), load_a4(q.z + c4, ok.z), load_a4(q.w + c4, ok.w));
+                var mine = mat4x4<f32>();
+                if (loads_a(lane)) {
+                    mine = mat4x4<f32>(load_a4(q.x + c4, ok.x), load_a4(q.y + c4, ok.y), load_a4(q.z + c4, ok.z), load_a4(q.w + c4, ok.w));
+                }
                 let bb0 = mat4x4<f32>(b[wq], b[wq + cout4], b[wq + 2u * cout4], b[wq + 3u * cout4]);
                 wq += 4u * cout4;
                 // BEGIN GENERATED FORWARD UPDATE
@@ -136,8 +149,8 @@ fn conv2d_backward_input_sg(
 ) {
     let p = params;
     let rows = p.n * p.h * p.w;
-    let row0 = (wid.x * 8u + li / 8u) * 32u;
-    let col0 = (wid.y * 8u + lane) * 4u;
+    let row0 = (wid.x * (64u / SG) + li / SG) * 32u;
+    let col0 = (wid.y * SG + lane) * 4u;
     let ncols = p.cin;
     if (row0 >= rows) {
         return;
@@ -167,7 +180,10 @@ fn conv2d_backward_input_sg(
             // Kernel rows (ky, kx, ci0 + j) over cout, in vec4s.
             let wq = ((ky * p.kw + kx) * p.cin + ci0) * cout4;
             for (var c4 = 0u; c4 < cout4; c4++) {
-                let mine = mat4x4<f32>(load_a4(q.x + c4, ok.x), load_a4(q.y + c4, ok.y), load_a4(q.z + c4, ok.z), load_a4(q.w + c4, ok.w));
+                var mine = mat4x4<f32>();
+                if (loads_a(lane)) {
+                    mine = mat4x4<f32>(load_a4(q.x + c4, ok.x), load_a4(q.y + c4, ok.y), load_a4(q.z + c4, ok.z), load_a4(q.w + c4, ok.w));
+                }
                 // Column j of t is input channel ci0 + j over four output channels.
                 let t = mat4x4<f32>(b[wq + c4], b[wq + cout4 + c4], b[wq + 2u * cout4 + c4], b[wq + 3u * cout4 + c4]);
                 let bb0 = transpose(t);
@@ -234,8 +250,8 @@ fn conv2d_backward_weight_sg(
 ) {
     let p = params;
     let rows = p.kh * p.kw * p.cin;
-    let row0 = (wid.x * 8u + li / 8u) * 32u;
-    let col0 = (wid.y * 8u + lane) * 4u;
+    let row0 = (wid.x * (64u / SG) + li / SG) * 32u;
+    let col0 = (wid.y * SG + lane) * 4u;
     let ncols = p.cout;
     if (row0 >= rows) {
         return;
@@ -271,8 +287,11 @@ fn conv2d_backward_weight_sg(
                 let ok = row_ok & in_row & (ix < vec4<u32>(p.w));
                 let q = ((vec4<u32>(xrow) + ix) * p.cin + vec4<u32>(ci0)) >> vec4<u32>(2u);
                 // Column j of t is pixel j over the block's four channels.
-                let t = mat4x4<f32>(load_a4(q.x, ok.x), load_a4(q.y, ok.y), load_a4(q.z, ok.z), load_a4(q.w, ok.w));
-                let mine = transpose(t);
+                var mine = mat4x4<f32>();
+                if (loads_a(lane)) {
+                    let t = mat4x4<f32>(load_a4(q.x, ok.x), load_a4(q.y, ok.y), load_a4(q.z, ok.z), load_a4(q.w, ok.w));
+                    mine = transpose(t);
+                }
                 let dq = (vec4<u32>(dyrow) + min(ox, vec4<u32>(p.ow - 1u))) * cout4 + vec4<u32>(cb);
                 let bb0 = mat4x4<f32>(
                     select(vec4<f32>(0.0), b[dq.x], in_row.x),

@@ -15,10 +15,11 @@
 //
 // Entry points:
 //   matmul_forward      one invocation per TM x 4*TN4 tile, workgroup 8 x 8 invocations.
-//   matmul_forward_sg   (shaders/matmul_subgroup.wgsl, appended when the adapter has
-//                       subgroups of exactly 8 lanes) the 8 lanes of a subgroup share their
-//                       TM rows: each lane loads 1/8 of the A block and subgroupBroadcast
-//                       hands it to the others, so A costs 8 times fewer loads.
+//   matmul_forward_sg   (shaders/matmul_subgroup.wgsl, appended when the adapter's
+//                       subgroups have a fixed 8 or 16 lanes) the lanes of a subgroup share
+//                       their TM rows: lane l < TM / 4 loads block l of the A rows and
+//                       subgroupBroadcast hands it to the others, so A costs 8 (or 16) times
+//                       fewer loads.
 // Overrides: TRANS_A, TRANS_B; TM (rows per invocation, a multiple of 4, at most 32) and TN4
 // (vec4 columns per invocation, at most 2); VEC_A, VEC_B, VEC_C: load A / load B / store C
 // as aligned vec4s (the host sets them only when the contiguous axis is a multiple of 4:

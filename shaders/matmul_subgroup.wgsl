@@ -1,13 +1,17 @@
 // matmul_subgroup.wgsl: the subgroup variant of matmul_forward, appended to matmul.wgsl (and
-// philox.wgsl) only when the adapter has subgroups of exactly 8 lanes (lavapipe at 256 bits).
-// Entry point: matmul_forward_sg, workgroup 64 = 8 subgroups of 8 lanes. Subgroup s of
-// workgroup (x, y) owns rows (8y + s) * TM .. + TM; lane l owns columns (8x + l) * 4 * TN4 ..
-// + 4 * TN4. Per four k, lane l reads A blocks l, l + 8, ... (TM / 4 blocks of 4 rows in all)
-// and subgroupBroadcast gives every lane every block: on lavapipe a broadcast from a constant
-// lane is one extract and splat for the whole SIMD chunk, while a storage load is a per-lane
-// loop. Control flow is uniform across the subgroup until the stores (a subgroup wholly past
-// the last row returns at once).
-// Same overrides, bindings and accumulation order as matmul_forward (matmul.wgsl).
+// philox.wgsl) only when the adapter's subgroups have a fixed size of 8 or 16 lanes (lavapipe
+// at 256 or 512 bits: its vector width over 32, `LP_NATIVE_VECTOR_WIDTH`).
+// Entry point: matmul_forward_sg, workgroup 64 = 64 / SG subgroups of SG lanes. Subgroup s of
+// workgroup (x, y) owns rows ((64 / SG) y + s) * TM .. + TM; lane l owns columns
+// (SG x + l) * 4 * TN4 .. + 4 * TN4. Per four k, lane l < TM / 4 reads A block l (rows
+// 4l .. 4l + 3 of the subgroup's; TM / 4 <= 8 <= SG) and subgroupBroadcast gives every lane
+// every block: on lavapipe a broadcast from a constant lane is one extract and splat for the
+// whole SIMD chunk, while a storage load is a per-lane loop. Control flow is uniform across
+// the subgroup until the stores (a subgroup wholly past the last row returns at once).
+// Same overrides, bindings and accumulation order as matmul_forward (matmul.wgsl), and SG:
+// the subgroup size the host found (8 or 16); the sums, and so the bits, do not depend on it.
+
+override SG: u32 = 8u;
 
 @compute @workgroup_size(64)
 fn matmul_forward_sg(
@@ -15,8 +19,8 @@ fn matmul_forward_sg(
     @builtin(local_invocation_index) li: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let row0 = (wid.y * 8u + li / 8u) * TM;
-    let col0 = (wid.x * 8u + lane) * (4u * TN4);
+    let row0 = (wid.y * (64u / SG) + li / SG) * TM;
+    let col0 = (wid.x * SG + lane) * (4u * TN4);
     // A whole subgroup past the last row has nothing to do (row0 is the same on its lanes,
     // so the others stay in uniform control flow).
     if (row0 >= params.m) {

@@ -190,10 +190,11 @@ fn conv2d_seed_cnn_layers_batch2_match_reference() {
 
 /// Both kernels of each pass, chosen explicitly (and the weight gradient split over the
 /// batch, with its second pass): the 4x4-tile kernel everywhere, and where the adapter has
-/// 8-lane subgroups the subgroup kernel (forward, weight gradient, and the input gradient at
-/// stride 1, for channel counts that are multiples of 4). The cases end tiles part-way:
-/// GEMM rows past 256 (a second row block, partly filled), cout or cin past 32 (a second
-/// column block with idle lanes), padding, strides.
+/// subgroups of 8 or 16 lanes the subgroup kernel (forward, weight gradient, and the input
+/// gradient at stride 1, for channel counts that are multiples of 4). The cases end tiles
+/// part-way: GEMM rows past 256 (128 with 16 lanes: a second row block, partly filled), cout
+/// or cin past 32 (64 with 16 lanes: idle lanes), padding, strides. CI runs it a second time
+/// on lavapipe at 512 bits (16 lanes).
 #[test]
 fn conv2d_every_kernel_matches_reference() {
     use wgnn::bench_support::{ConvPass, conv2d_uses_subgroup, conv2d_with_kernel};
@@ -255,7 +256,8 @@ fn conv2d_every_kernel_matches_reference() {
             }
         }
     }
-    // lavapipe (Vulkan, 256-bit) has 8-lane subgroups: the subgroup kernels must have run.
+    // lavapipe (Vulkan) has 8-lane subgroups, 16 at 512 bits: the subgroup kernels must have
+    // run.
     let lavapipe = gpus()
         .iter()
         .any(|g| g.info().backend == wgnn::wgpu::Backend::Vulkan);

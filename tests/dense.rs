@@ -141,6 +141,61 @@ fn matmul_every_variant_matches_reference_odd_and_vec4_shapes() {
     }
 }
 
+/// The subgroup variants on a few shapes and the three transposes a dense layer uses, against
+/// the reference and bit for bit against each other. A subset of the test above, kept small
+/// because CI runs it a second time on lavapipe at 512 bits (`LP_NATIVE_VECTOR_WIDTH=512`,
+/// 16-lane subgroups; `.ci/run`), where every variant takes llvmpipe seconds to compile.
+/// There the subgroup kernels must be in use: the adapter's name says 512 bits.
+#[test]
+fn matmul_subgroup_variants_match_reference_at_this_lane_count() {
+    let _serial = compiling();
+    use wgnn::bench_support::{matmul_tiles, matmul_with_tile};
+    for gpu in gpus() {
+        let tiles: Vec<_> = matmul_tiles(gpu)
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.subgroup)
+            .collect();
+        if gpu.info().name.contains("512 bits") && gpu.info().backend == wgnn::wgpu::Backend::Vulkan
+        {
+            assert!(
+                !tiles.is_empty(),
+                "{}: no subgroup variant",
+                gpu.info().name
+            );
+        }
+        let mut first: std::collections::HashMap<String, Vec<u32>> = Default::default();
+        for tile in tiles {
+            // Odd (gathered loads, partial tiles in both directions) and multiples of 4
+            // past one workgroup's rows at either lane count (vec4 loads).
+            for (s, &(m, k, n)) in [(33, 5, 257), (260, 12, 136)].iter().enumerate() {
+                for (ta, tb) in [(false, false), (true, false), (false, true)] {
+                    let a = rand_vec(m * k, 140 + s as u64);
+                    let b = rand_vec(k * n, 150 + s as u64);
+                    let sa = if ta { [k, m] } else { [m, k] };
+                    let sb = if tb { [n, k] } else { [k, n] };
+                    let ga = Tensor::from_slice(gpu, &a, &sa).unwrap();
+                    let gb = Tensor::from_slice(gpu, &b, &sb).unwrap();
+                    let got = matmul_with_tile(&ga, &gb, ta, tb, None, false, None, tile)
+                        .unwrap()
+                        .to_vec()
+                        .unwrap();
+                    let what = format!(
+                        "{}: {tile:?} matmul m={m} k={k} n={n} ta={ta} tb={tb}",
+                        gpu.info().name
+                    );
+                    let want = reference::matmul(&a, &b, m, k, n, ta, tb);
+                    assert_close(&what, &got, &want, MATMUL_REL, 0.0);
+                    let bits: Vec<u32> = got.iter().map(|x| x.to_bits()).collect();
+                    let key = format!("{m} {k} {n} {ta} {tb}");
+                    let want_bits = first.entry(key).or_insert_with(|| bits.clone());
+                    assert!(*want_bits == bits, "{what}: differs between variants");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn matmul_rejects_a_variant_the_adapter_lacks() {
     use wgnn::bench_support::{MatmulTile, matmul_tiles, matmul_with_tile};

@@ -10,8 +10,8 @@ use crate::{Error, Gpu, Result, Tensor};
 
 pub(crate) const SOURCE: &str = include_str!("../../shaders/conv2d.wgsl");
 
-/// [`SOURCE`] with the subgroup entry points appended (compiled only on adapters with
-/// subgroups of exactly 8 lanes).
+/// [`SOURCE`] with the subgroup entry points appended (compiled only on adapters whose
+/// subgroups have a fixed 8 or 16 lanes).
 pub(crate) const SUBGROUP_SOURCE: &str = concat!(
     include_str!("../../shaders/conv2d.wgsl"),
     include_str!("../../shaders/conv2d_subgroup.wgsl")
@@ -323,8 +323,8 @@ pub(crate) fn conv2d_out_shape(
 
 /// The pipelines of shaders/conv2d.wgsl; all share one layout (params, a, b, out). Each
 /// entry point has four variants, indexed by [`Conv2dDims::variant`] (`CIN4 * 2 + COUT4`).
-/// On adapters with 8-lane subgroups, `subgroup` holds the forward and input-gradient
-/// entry points of shaders/conv2d_subgroup.wgsl, used where [`Conv2d::subgroup_fits`].
+/// On adapters whose subgroups have a fixed 8 or 16 lanes, `subgroup` holds the entry points
+/// of shaders/conv2d_subgroup.wgsl, used where [`Conv2d::subgroup_fits`].
 pub(crate) struct Conv2d {
     pub family: Family,
     forward: [wgpu::ComputePipeline; 4],
@@ -332,6 +332,8 @@ pub(crate) struct Conv2d {
     backward_weight: [wgpu::ComputePipeline; 4],
     backward_weight_reduce: wgpu::ComputePipeline,
     subgroup: Option<[wgpu::ComputePipeline; 3]>,
+    /// The subgroup size `subgroup` was compiled for (8 or 16); 8 without it.
+    lanes: u32,
 }
 
 impl Conv2d {
@@ -349,9 +351,14 @@ impl Conv2d {
             Ok([v(0.0, 0.0)?, v(0.0, 1.0)?, v(1.0, 0.0)?, v(1.0, 1.0)?])
         };
         let d = gpu.device();
-        let subgroup = if d.features().contains(wgpu::Features::SUBGROUP)
-            && gpu.inner.subgroup_sizes == (8, 8)
-        {
+        // As matmul's subgroup kernel: a fixed subgroup size of 8 or 16 lanes.
+        let lanes = match gpu.inner.subgroup_sizes {
+            (8, 8) => Some(8u32),
+            (16, 16) => Some(16),
+            _ => None,
+        };
+        let subgroup = if d.features().contains(wgpu::Features::SUBGROUP) && lanes.is_some() {
+            let sg = [("SG", f64::from(lanes.unwrap_or(8)))];
             Some(gpu.scoped("conv2d", || {
                 let module = crate::kernels::shader_module(gpu, "conv2d_subgroup", SUBGROUP_SOURCE);
                 // A layout over the family's own bind group layout, so its bind groups fit.
@@ -367,7 +374,7 @@ impl Conv2d {
                         module: &module,
                         entry_point: Some(entry),
                         compilation_options: wgpu::PipelineCompilationOptions {
-                            constants: &[],
+                            constants: &sg,
                             zero_initialize_workgroup_memory: false,
                         },
                         cache: None,
@@ -388,20 +395,21 @@ impl Conv2d {
             backward_weight: variants("conv2d_backward_weight")?,
             backward_weight_reduce: family.pipeline(gpu, "conv2d_backward_weight_reduce", &[])?,
             subgroup,
+            lanes: lanes.unwrap_or(8),
             family,
         })
     }
 
     /// Whether the subgroup kernel can run `pass` of `dims`: the adapter has it, both channel
     /// counts are multiples of 4, the input gradient has stride 1, and the workgroup grid
-    /// (256 GEMM rows by 32 columns each; the weight gradient's K slices in z) is within
-    /// limits.
+    /// (256 GEMM rows by 32 columns each with 8 lanes, 128 by 64 with 16; the weight
+    /// gradient's K slices in z) is within limits.
     pub fn subgroup_fits(&self, dims: &Conv2dDims, pass: Conv2dPass) -> bool {
-        self.subgroup.is_some() && Conv2d::subgroup_shape(dims, pass).is_some()
+        self.subgroup.is_some() && self.subgroup_shape(dims, pass).is_some()
     }
 
     /// The workgroup grid of the subgroup kernel for `pass`, if the shapes suit it.
-    fn subgroup_shape(d: &Conv2dDims, pass: Conv2dPass) -> Option<[u32; 3]> {
+    fn subgroup_shape(&self, d: &Conv2dDims, pass: Conv2dPass) -> Option<[u32; 3]> {
         if !d.cin.is_multiple_of(4) || !d.cout.is_multiple_of(4) {
             return None;
         }
@@ -411,7 +419,8 @@ impl Conv2d {
             Conv2dPass::BackwardWeight => (d.kh * d.kw * d.cin, d.cout, d.weight_splits()),
             _ => return None,
         };
-        let (gx, gy) = (rows.div_ceil(256), cols.div_ceil(32));
+        let lanes = self.lanes as usize;
+        let (gx, gy) = (rows.div_ceil(32 * 64 / lanes), cols.div_ceil(4 * lanes));
         (gx <= 65_535 && gy <= 65_535 && z <= 65_535).then_some([gx as u32, gy as u32, z as u32])
     }
 
@@ -440,11 +449,9 @@ impl Conv2d {
         which: Conv2dPass,
         subgroup: bool,
     ) {
-        if let (true, Some(sg), Some([gx, gy, gz])) = (
-            subgroup,
-            &self.subgroup,
-            Conv2d::subgroup_shape(dims, which),
-        ) {
+        if let (true, Some(sg), Some([gx, gy, gz])) =
+            (subgroup, &self.subgroup, self.subgroup_shape(dims, which))
+        {
             let i = match which {
                 Conv2dPass::Forward => 0,
                 Conv2dPass::BackwardInput => 1,

@@ -19,8 +19,8 @@ pub(crate) const SOURCE: &str = concat!(
     include_str!("../../shaders/matmul.wgsl")
 );
 
-/// [`SOURCE`] with the subgroup entry point appended (compiled only on adapters with
-/// subgroups of exactly 8 lanes).
+/// [`SOURCE`] with the subgroup entry point appended (compiled only on adapters whose
+/// subgroups have a fixed 8 or 16 lanes).
 pub(crate) const SUBGROUP_SOURCE: &str = concat!(
     include_str!("../../shaders/philox.wgsl"),
     include_str!("../../shaders/finite.wgsl"),
@@ -94,14 +94,15 @@ impl MatmulParams {
 }
 
 /// One register-tile variant of the matmul kernel: `tm` output rows by `4 * tn4` output
-/// columns per invocation, in `matmul_forward_sg` (the 8 lanes of a subgroup share their
-/// rows) when `subgroup`, else in `matmul_forward`. Either way a workgroup covers
-/// `8 * tm` rows by `32 * tn4` columns. Exposed (hidden) so that tests can run every variant
+/// columns per invocation, in `matmul_forward_sg` (the lanes of a subgroup share their rows)
+/// when `subgroup`, else in `matmul_forward`. A workgroup of 64 invocations covers
+/// `(64 / lanes) * tm` rows by `4 * lanes * tn4` columns, where `lanes` is the subgroup size
+/// (8 or 16) for the subgroup kernel and 8 for the plain one (8 x 8 invocations). Exposed (hidden) so that tests can run every variant
 /// and the bench can time them.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MatmulTile {
-    /// Uses `matmul_forward_sg` (adapters with 8-lane subgroups only).
+    /// Uses `matmul_forward_sg` (adapters with subgroups of a fixed 8 or 16 lanes only).
     pub subgroup: bool,
     /// Rows per invocation: a multiple of 4, at most 32 with `subgroup`, else at most 8.
     pub tm: u32,
@@ -131,9 +132,14 @@ impl MatmulTile {
         }
     }
 
-    /// Workgroups for an `[m, n]` output.
-    pub fn groups(&self, m: u32, n: u32) -> [u32; 2] {
-        [n.div_ceil(32 * self.tn4), m.div_ceil(8 * self.tm)]
+    /// Workgroups for an `[m, n]` output on an adapter whose subgroups have `lanes` lanes
+    /// (8 or 16; ignored by the plain kernel).
+    pub fn groups(&self, m: u32, n: u32, lanes: u32) -> [u32; 2] {
+        let lanes = if self.subgroup { lanes } else { 8 };
+        [
+            n.div_ceil(4 * lanes * self.tn4),
+            m.div_ceil((64 / lanes) * self.tm),
+        ]
     }
 }
 
@@ -150,8 +156,11 @@ struct Key {
 pub(crate) struct Matmul {
     pub family: Family,
     /// The module with the subgroup entry point and a pipeline layout over `family.layout`
-    /// (so bind groups made with that layout fit), on adapters with 8-lane subgroups.
+    /// (so bind groups made with that layout fit), on adapters whose subgroups have a fixed
+    /// 8 or 16 lanes.
     subgroup: Option<(wgpu::ShaderModule, wgpu::PipelineLayout)>,
+    /// Those lanes (the override `SG`); 8 without the subgroup kernel.
+    lanes: u32,
     cache: Mutex<HashMap<Key, wgpu::ComputePipeline>>,
     /// Workgroups a dispatch should have at least, when a smaller tile can give them.
     min_groups: u32,
@@ -191,9 +200,15 @@ impl Matmul {
             ],
         )?;
         let d = gpu.device();
-        let subgroup = if d.features().contains(wgpu::Features::SUBGROUP)
-            && gpu.inner.subgroup_sizes == (8, 8)
-        {
+        // The subgroup kernel needs to know its lanes when the pipeline is made: only an
+        // adapter whose subgroup size is fixed (min == max) can tell. lavapipe's is its
+        // vector width over 32: 8 by default, 16 with LP_NATIVE_VECTOR_WIDTH=512.
+        let lanes = match gpu.inner.subgroup_sizes {
+            (8, 8) => Some(8),
+            (16, 16) => Some(16),
+            _ => None,
+        };
+        let subgroup = if d.features().contains(wgpu::Features::SUBGROUP) && lanes.is_some() {
             Some(gpu.scoped("matmul", || {
                 let module = crate::kernels::shader_module(gpu, "matmul_subgroup", SUBGROUP_SOURCE);
                 let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -221,6 +236,7 @@ impl Matmul {
         Ok(Matmul {
             family,
             subgroup,
+            lanes: lanes.unwrap_or(8),
             cache: Mutex::new(HashMap::new()),
             min_groups,
             tuned: Mutex::new(tuned),
@@ -358,7 +374,7 @@ impl Matmul {
     pub fn choose(&self, m: u32, n: u32) -> MatmulTile {
         let tiles = self.tiles();
         let enough = |t: &&MatmulTile| {
-            let [x, y] = t.groups(m, n);
+            let [x, y] = t.groups(m, n, self.lanes);
             x.saturating_mul(y) >= self.min_groups
         };
         *tiles.iter().find(enough).unwrap_or(&tiles[tiles.len() - 1])
@@ -401,9 +417,11 @@ impl Matmul {
             let Some((module, layout)) = &self.subgroup else {
                 return Err(Error::arg(
                     "matmul",
-                    format!("tile {:?} needs 8-lane subgroups", key.tile),
+                    format!("tile {:?} needs subgroups of 8 or 16 lanes", key.tile),
                 ));
             };
+            let mut consts = consts.to_vec();
+            consts.push(("SG", f64::from(self.lanes)));
             gpu.scoped("matmul", || {
                 gpu.device()
                     .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -451,7 +469,7 @@ impl Matmul {
         tile: MatmulTile,
     ) -> Result<()> {
         let pipeline = self.pipeline(gpu, Matmul::key(trans, m, n, k, tile))?;
-        let [gx, gy] = tile.groups(m, n);
+        let [gx, gy] = tile.groups(m, n, self.lanes);
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, io, &[]);
         pass.dispatch_workgroups(gx, gy, 1);
