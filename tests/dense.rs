@@ -34,12 +34,7 @@ fn matmul_matches_reference_odd_shapes_all_transposes() {
         let mut worst = 0.0f64;
         for (s, &(m, k, n)) in shapes.iter().enumerate() {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-                let a = rand_vec(m * k, s as u64);
-                let b = rand_vec(k * n, 100 + s as u64);
-                let sa = if ta { [k, m] } else { [m, k] };
-                let sb = if tb { [n, k] } else { [k, n] };
-                let ga = Tensor::from_slice(gpu, &a, &sa).unwrap();
-                let gb = Tensor::from_slice(gpu, &b, &sb).unwrap();
+                let (a, b, ga, gb) = operands(gpu, (m, k, n), (ta, tb), 1000 + s as u64);
                 let c = ops::matmul(&ga, &gb, ta, tb).unwrap();
                 assert_eq!(c.shape(), [m, n]);
                 let want = reference::matmul(&a, &b, m, k, n, ta, tb);
@@ -61,6 +56,23 @@ fn matmul_matches_reference_odd_shapes_all_transposes() {
             gpu.info().name
         );
     }
+}
+
+/// Random operands of `op(a) op(b)` for an `[m, k] x [k, n]` product, stored transposed
+/// where asked (`a` as `[k, m]`, `b` as `[n, k]`): the host values (as stored) and tensors.
+fn operands(
+    gpu: &wgnn::Gpu,
+    (m, k, n): (usize, usize, usize),
+    (ta, tb): (bool, bool),
+    seed: u64,
+) -> (Vec<f32>, Vec<f32>, Tensor, Tensor) {
+    let a = rand_vec(m * k, seed);
+    let b = rand_vec(k * n, seed + 10);
+    let sa = if ta { [k, m] } else { [m, k] };
+    let sb = if tb { [n, k] } else { [k, n] };
+    let ga = Tensor::from_slice(gpu, &a, &sa).unwrap();
+    let gb = Tensor::from_slice(gpu, &b, &sb).unwrap();
+    (a, b, ga, gb)
 }
 
 /// Every register-tile variant the adapter can run (those `matmul` chooses from), each
@@ -106,12 +118,7 @@ fn matmul_every_variant_matches_reference_odd_and_vec4_shapes() {
         for tile in tiles {
             for (s, &(m, k, n)) in shapes.iter().enumerate() {
                 for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-                    let a = rand_vec(m * k, 40 + s as u64);
-                    let b = rand_vec(k * n, 50 + s as u64);
-                    let sa = if ta { [k, m] } else { [m, k] };
-                    let sb = if tb { [n, k] } else { [k, n] };
-                    let ga = Tensor::from_slice(gpu, &a, &sa).unwrap();
-                    let gb = Tensor::from_slice(gpu, &b, &sb).unwrap();
+                    let (a, b, ga, gb) = operands(gpu, (m, k, n), (ta, tb), 40 + s as u64);
                     let c = matmul_with_tile(&ga, &gb, ta, tb, None, false, None, tile).unwrap();
                     let want = reference::matmul(&a, &b, m, k, n, ta, tb);
                     let what = format!(
@@ -170,12 +177,7 @@ fn matmul_subgroup_variants_match_reference_at_this_lane_count() {
             // past one workgroup's rows at either lane count (vec4 loads).
             for (s, &(m, k, n)) in [(33, 5, 257), (260, 12, 136)].iter().enumerate() {
                 for (ta, tb) in [(false, false), (true, false), (false, true)] {
-                    let a = rand_vec(m * k, 140 + s as u64);
-                    let b = rand_vec(k * n, 150 + s as u64);
-                    let sa = if ta { [k, m] } else { [m, k] };
-                    let sb = if tb { [n, k] } else { [k, n] };
-                    let ga = Tensor::from_slice(gpu, &a, &sa).unwrap();
-                    let gb = Tensor::from_slice(gpu, &b, &sb).unwrap();
+                    let (a, b, ga, gb) = operands(gpu, (m, k, n), (ta, tb), 140 + s as u64);
                     let got = matmul_with_tile(&ga, &gb, ta, tb, None, false, None, tile)
                         .unwrap()
                         .to_vec()
