@@ -18,18 +18,45 @@
 // Same bindings as conv2d.wgsl; the tile code is written by shaders/gen_matmul.py.
 
 override SG: u32 = 8u;
+// With 16 lanes only: the subgroup works as two halves of 8 lanes, each on its own 32 rows
+// over the same 32 columns (the host sets it where the GEMM has at most 32 columns, which 16
+// lanes side by side would leave half idle). A workgroup then covers 256 rows by 32 columns,
+// as with 8 lanes, and lane l of half h takes its A blocks from lane 8h + p.
+override HALF: bool = false;
 
-// Whether this lane loads an A block: lanes 0 .. 7 do (32 rows = 8 blocks of 4). Always
-// true with 8 lanes (SG is a constant, so the test folds away).
+// Where an invocation works: `row0` its first row, `first` its subgroup's first row (the same
+// on all its lanes), `col0` its first column, `a_row` the first row of the A block it loads,
+// `upper` whether it is in the upper half (HALF).
+struct Place {
+    row0: u32,
+    first: u32,
+    col0: u32,
+    a_row: u32,
+    upper: bool,
+}
+
+fn place(wx: u32, wy: u32, li: u32, lane: u32) -> Place {
+    let sub = wx * (64u / SG) + li / SG;
+    if (HALF) {
+        let first = sub * 64u;
+        let row0 = first + 32u * (lane / 8u);
+        return Place(row0, first, (wy * 8u + lane % 8u) * 4u, row0 + 4u * (lane % 8u), lane >= 8u);
+    }
+    let row0 = sub * 32u;
+    return Place(row0, row0, (wy * SG + lane) * 4u, row0 + 4u * lane, false);
+}
+
+// Whether this lane loads an A block: lanes 0 .. 7 do (32 rows = 8 blocks of 4), and all
+// of them with HALF. Always true with 8 lanes (SG and HALF are constants: the test folds).
 fn loads_a(lane: u32) -> bool {
-    return SG == 8u || lane < 8u;
+    return SG == 8u || HALF || lane < 8u;
 }
 
 // Stores rows row0 .. row0 + 31 (those below `rows`) of column group col0 of the
 // [rows, ncols] output (ncols % 4 == 0) that starts at element `base` of `out`: tile[r] is
 // row row0 + r.
 fn store_tile_sg(base: u32, row0: u32, rows: u32, col0: u32, ncols: u32, tile: ptr<function, array<vec4<f32>, 32>>) {
-    if (col0 >= ncols) {
+    if (col0 >= ncols || row0 >= rows) {
         return;
     }
     // A trip count known only at run time keeps the loop rolled.
@@ -47,15 +74,16 @@ fn conv2d_forward_sg(
 ) {
     let p = params;
     let rows = p.n * p.oh * p.ow;
-    let row0 = (wid.x * (64u / SG) + li / SG) * 32u;
-    let col0 = (wid.y * SG + lane) * 4u;
+    let pl = place(wid.x, wid.y, li, lane);
+    let row0 = pl.row0;
+    let col0 = pl.col0;
     let ncols = p.cout;
-    // A whole subgroup past the last row returns (row0 is uniform across it).
-    if (row0 >= rows) {
+    // A whole subgroup past the last row returns (pl.first is uniform across it).
+    if (pl.first >= rows) {
         return;
     }
     // The four output pixels of this lane's A block, clamped to the last one.
-    let m = min(vec4<u32>(row0 + 4u * lane) + LANES, vec4<u32>(rows - 1u));
+    let m = min(vec4<u32>(pl.a_row) + LANES, vec4<u32>(rows - 1u));
     let hw = p.oh * p.ow;
     let img = m / hw;
     let rest = m % hw;
@@ -87,42 +115,74 @@ fn conv2d_forward_sg(
                 let bb0 = mat4x4<f32>(b[wq], b[wq + cout4], b[wq + 2u * cout4], b[wq + 3u * cout4]);
                 wq += 4u * cout4;
                 // BEGIN GENERATED FORWARD UPDATE
-                let ab0 = mat4x4<f32>(subgroupBroadcast(mine[0], 0u), subgroupBroadcast(mine[1], 0u), subgroupBroadcast(mine[2], 0u), subgroupBroadcast(mine[3], 0u));
+                var ab0 = mat4x4<f32>(subgroupBroadcast(mine[0], 0u), subgroupBroadcast(mine[1], 0u), subgroupBroadcast(mine[2], 0u), subgroupBroadcast(mine[3], 0u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 8u), subgroupBroadcast(mine[1], 8u), subgroupBroadcast(mine[2], 8u), subgroupBroadcast(mine[3], 8u));
+                    ab0 = mat4x4<f32>(select(ab0[0], hi[0], pl.upper), select(ab0[1], hi[1], pl.upper), select(ab0[2], hi[2], pl.upper), select(ab0[3], hi[3], pl.upper));
+                }
                 acc0 += bb0[0] * ab0[0].x + bb0[1] * ab0[0].y + bb0[2] * ab0[0].z + bb0[3] * ab0[0].w;
                 acc1 += bb0[0] * ab0[1].x + bb0[1] * ab0[1].y + bb0[2] * ab0[1].z + bb0[3] * ab0[1].w;
                 acc2 += bb0[0] * ab0[2].x + bb0[1] * ab0[2].y + bb0[2] * ab0[2].z + bb0[3] * ab0[2].w;
                 acc3 += bb0[0] * ab0[3].x + bb0[1] * ab0[3].y + bb0[2] * ab0[3].z + bb0[3] * ab0[3].w;
-                let ab1 = mat4x4<f32>(subgroupBroadcast(mine[0], 1u), subgroupBroadcast(mine[1], 1u), subgroupBroadcast(mine[2], 1u), subgroupBroadcast(mine[3], 1u));
+                var ab1 = mat4x4<f32>(subgroupBroadcast(mine[0], 1u), subgroupBroadcast(mine[1], 1u), subgroupBroadcast(mine[2], 1u), subgroupBroadcast(mine[3], 1u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 9u), subgroupBroadcast(mine[1], 9u), subgroupBroadcast(mine[2], 9u), subgroupBroadcast(mine[3], 9u));
+                    ab1 = mat4x4<f32>(select(ab1[0], hi[0], pl.upper), select(ab1[1], hi[1], pl.upper), select(ab1[2], hi[2], pl.upper), select(ab1[3], hi[3], pl.upper));
+                }
                 acc4 += bb0[0] * ab1[0].x + bb0[1] * ab1[0].y + bb0[2] * ab1[0].z + bb0[3] * ab1[0].w;
                 acc5 += bb0[0] * ab1[1].x + bb0[1] * ab1[1].y + bb0[2] * ab1[1].z + bb0[3] * ab1[1].w;
                 acc6 += bb0[0] * ab1[2].x + bb0[1] * ab1[2].y + bb0[2] * ab1[2].z + bb0[3] * ab1[2].w;
                 acc7 += bb0[0] * ab1[3].x + bb0[1] * ab1[3].y + bb0[2] * ab1[3].z + bb0[3] * ab1[3].w;
-                let ab2 = mat4x4<f32>(subgroupBroadcast(mine[0], 2u), subgroupBroadcast(mine[1], 2u), subgroupBroadcast(mine[2], 2u), subgroupBroadcast(mine[3], 2u));
+                var ab2 = mat4x4<f32>(subgroupBroadcast(mine[0], 2u), subgroupBroadcast(mine[1], 2u), subgroupBroadcast(mine[2], 2u), subgroupBroadcast(mine[3], 2u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 10u), subgroupBroadcast(mine[1], 10u), subgroupBroadcast(mine[2], 10u), subgroupBroadcast(mine[3], 10u));
+                    ab2 = mat4x4<f32>(select(ab2[0], hi[0], pl.upper), select(ab2[1], hi[1], pl.upper), select(ab2[2], hi[2], pl.upper), select(ab2[3], hi[3], pl.upper));
+                }
                 acc8 += bb0[0] * ab2[0].x + bb0[1] * ab2[0].y + bb0[2] * ab2[0].z + bb0[3] * ab2[0].w;
                 acc9 += bb0[0] * ab2[1].x + bb0[1] * ab2[1].y + bb0[2] * ab2[1].z + bb0[3] * ab2[1].w;
                 acc10 += bb0[0] * ab2[2].x + bb0[1] * ab2[2].y + bb0[2] * ab2[2].z + bb0[3] * ab2[2].w;
                 acc11 += bb0[0] * ab2[3].x + bb0[1] * ab2[3].y + bb0[2] * ab2[3].z + bb0[3] * ab2[3].w;
-                let ab3 = mat4x4<f32>(subgroupBroadcast(mine[0], 3u), subgroupBroadcast(mine[1], 3u), subgroupBroadcast(mine[2], 3u), subgroupBroadcast(mine[3], 3u));
+                var ab3 = mat4x4<f32>(subgroupBroadcast(mine[0], 3u), subgroupBroadcast(mine[1], 3u), subgroupBroadcast(mine[2], 3u), subgroupBroadcast(mine[3], 3u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 11u), subgroupBroadcast(mine[1], 11u), subgroupBroadcast(mine[2], 11u), subgroupBroadcast(mine[3], 11u));
+                    ab3 = mat4x4<f32>(select(ab3[0], hi[0], pl.upper), select(ab3[1], hi[1], pl.upper), select(ab3[2], hi[2], pl.upper), select(ab3[3], hi[3], pl.upper));
+                }
                 acc12 += bb0[0] * ab3[0].x + bb0[1] * ab3[0].y + bb0[2] * ab3[0].z + bb0[3] * ab3[0].w;
                 acc13 += bb0[0] * ab3[1].x + bb0[1] * ab3[1].y + bb0[2] * ab3[1].z + bb0[3] * ab3[1].w;
                 acc14 += bb0[0] * ab3[2].x + bb0[1] * ab3[2].y + bb0[2] * ab3[2].z + bb0[3] * ab3[2].w;
                 acc15 += bb0[0] * ab3[3].x + bb0[1] * ab3[3].y + bb0[2] * ab3[3].z + bb0[3] * ab3[3].w;
-                let ab4 = mat4x4<f32>(subgroupBroadcast(mine[0], 4u), subgroupBroadcast(mine[1], 4u), subgroupBroadcast(mine[2], 4u), subgroupBroadcast(mine[3], 4u));
+                var ab4 = mat4x4<f32>(subgroupBroadcast(mine[0], 4u), subgroupBroadcast(mine[1], 4u), subgroupBroadcast(mine[2], 4u), subgroupBroadcast(mine[3], 4u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 12u), subgroupBroadcast(mine[1], 12u), subgroupBroadcast(mine[2], 12u), subgroupBroadcast(mine[3], 12u));
+                    ab4 = mat4x4<f32>(select(ab4[0], hi[0], pl.upper), select(ab4[1], hi[1], pl.upper), select(ab4[2], hi[2], pl.upper), select(ab4[3], hi[3], pl.upper));
+                }
                 acc16 += bb0[0] * ab4[0].x + bb0[1] * ab4[0].y + bb0[2] * ab4[0].z + bb0[3] * ab4[0].w;
                 acc17 += bb0[0] * ab4[1].x + bb0[1] * ab4[1].y + bb0[2] * ab4[1].z + bb0[3] * ab4[1].w;
                 acc18 += bb0[0] * ab4[2].x + bb0[1] * ab4[2].y + bb0[2] * ab4[2].z + bb0[3] * ab4[2].w;
                 acc19 += bb0[0] * ab4[3].x + bb0[1] * ab4[3].y + bb0[2] * ab4[3].z + bb0[3] * ab4[3].w;
-                let ab5 = mat4x4<f32>(subgroupBroadcast(mine[0], 5u), subgroupBroadcast(mine[1], 5u), subgroupBroadcast(mine[2], 5u), subgroupBroadcast(mine[3], 5u));
+                var ab5 = mat4x4<f32>(subgroupBroadcast(mine[0], 5u), subgroupBroadcast(mine[1], 5u), subgroupBroadcast(mine[2], 5u), subgroupBroadcast(mine[3], 5u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 13u), subgroupBroadcast(mine[1], 13u), subgroupBroadcast(mine[2], 13u), subgroupBroadcast(mine[3], 13u));
+                    ab5 = mat4x4<f32>(select(ab5[0], hi[0], pl.upper), select(ab5[1], hi[1], pl.upper), select(ab5[2], hi[2], pl.upper), select(ab5[3], hi[3], pl.upper));
+                }
                 acc20 += bb0[0] * ab5[0].x + bb0[1] * ab5[0].y + bb0[2] * ab5[0].z + bb0[3] * ab5[0].w;
                 acc21 += bb0[0] * ab5[1].x + bb0[1] * ab5[1].y + bb0[2] * ab5[1].z + bb0[3] * ab5[1].w;
                 acc22 += bb0[0] * ab5[2].x + bb0[1] * ab5[2].y + bb0[2] * ab5[2].z + bb0[3] * ab5[2].w;
                 acc23 += bb0[0] * ab5[3].x + bb0[1] * ab5[3].y + bb0[2] * ab5[3].z + bb0[3] * ab5[3].w;
-                let ab6 = mat4x4<f32>(subgroupBroadcast(mine[0], 6u), subgroupBroadcast(mine[1], 6u), subgroupBroadcast(mine[2], 6u), subgroupBroadcast(mine[3], 6u));
+                var ab6 = mat4x4<f32>(subgroupBroadcast(mine[0], 6u), subgroupBroadcast(mine[1], 6u), subgroupBroadcast(mine[2], 6u), subgroupBroadcast(mine[3], 6u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 14u), subgroupBroadcast(mine[1], 14u), subgroupBroadcast(mine[2], 14u), subgroupBroadcast(mine[3], 14u));
+                    ab6 = mat4x4<f32>(select(ab6[0], hi[0], pl.upper), select(ab6[1], hi[1], pl.upper), select(ab6[2], hi[2], pl.upper), select(ab6[3], hi[3], pl.upper));
+                }
                 acc24 += bb0[0] * ab6[0].x + bb0[1] * ab6[0].y + bb0[2] * ab6[0].z + bb0[3] * ab6[0].w;
                 acc25 += bb0[0] * ab6[1].x + bb0[1] * ab6[1].y + bb0[2] * ab6[1].z + bb0[3] * ab6[1].w;
                 acc26 += bb0[0] * ab6[2].x + bb0[1] * ab6[2].y + bb0[2] * ab6[2].z + bb0[3] * ab6[2].w;
                 acc27 += bb0[0] * ab6[3].x + bb0[1] * ab6[3].y + bb0[2] * ab6[3].z + bb0[3] * ab6[3].w;
-                let ab7 = mat4x4<f32>(subgroupBroadcast(mine[0], 7u), subgroupBroadcast(mine[1], 7u), subgroupBroadcast(mine[2], 7u), subgroupBroadcast(mine[3], 7u));
+                var ab7 = mat4x4<f32>(subgroupBroadcast(mine[0], 7u), subgroupBroadcast(mine[1], 7u), subgroupBroadcast(mine[2], 7u), subgroupBroadcast(mine[3], 7u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 15u), subgroupBroadcast(mine[1], 15u), subgroupBroadcast(mine[2], 15u), subgroupBroadcast(mine[3], 15u));
+                    ab7 = mat4x4<f32>(select(ab7[0], hi[0], pl.upper), select(ab7[1], hi[1], pl.upper), select(ab7[2], hi[2], pl.upper), select(ab7[3], hi[3], pl.upper));
+                }
                 acc28 += bb0[0] * ab7[0].x + bb0[1] * ab7[0].y + bb0[2] * ab7[0].z + bb0[3] * ab7[0].w;
                 acc29 += bb0[0] * ab7[1].x + bb0[1] * ab7[1].y + bb0[2] * ab7[1].z + bb0[3] * ab7[1].w;
                 acc30 += bb0[0] * ab7[2].x + bb0[1] * ab7[2].y + bb0[2] * ab7[2].z + bb0[3] * ab7[2].w;
@@ -149,14 +209,15 @@ fn conv2d_backward_input_sg(
 ) {
     let p = params;
     let rows = p.n * p.h * p.w;
-    let row0 = (wid.x * (64u / SG) + li / SG) * 32u;
-    let col0 = (wid.y * SG + lane) * 4u;
+    let pl = place(wid.x, wid.y, li, lane);
+    let row0 = pl.row0;
+    let col0 = pl.col0;
     let ncols = p.cin;
-    if (row0 >= rows) {
+    if (pl.first >= rows) {
         return;
     }
     // The four input pixels of this lane's A block, clamped to the last one.
-    let m = min(vec4<u32>(row0 + 4u * lane) + LANES, vec4<u32>(rows - 1u));
+    let m = min(vec4<u32>(pl.a_row) + LANES, vec4<u32>(rows - 1u));
     let hw = p.h * p.w;
     let img = m / hw;
     let rest = m % hw;
@@ -188,42 +249,74 @@ fn conv2d_backward_input_sg(
                 let t = mat4x4<f32>(b[wq + c4], b[wq + cout4 + c4], b[wq + 2u * cout4 + c4], b[wq + 3u * cout4 + c4]);
                 let bb0 = transpose(t);
                 // BEGIN GENERATED BACKWARD UPDATE
-                let ab0 = mat4x4<f32>(subgroupBroadcast(mine[0], 0u), subgroupBroadcast(mine[1], 0u), subgroupBroadcast(mine[2], 0u), subgroupBroadcast(mine[3], 0u));
+                var ab0 = mat4x4<f32>(subgroupBroadcast(mine[0], 0u), subgroupBroadcast(mine[1], 0u), subgroupBroadcast(mine[2], 0u), subgroupBroadcast(mine[3], 0u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 8u), subgroupBroadcast(mine[1], 8u), subgroupBroadcast(mine[2], 8u), subgroupBroadcast(mine[3], 8u));
+                    ab0 = mat4x4<f32>(select(ab0[0], hi[0], pl.upper), select(ab0[1], hi[1], pl.upper), select(ab0[2], hi[2], pl.upper), select(ab0[3], hi[3], pl.upper));
+                }
                 acc0 += bb0[0] * ab0[0].x + bb0[1] * ab0[0].y + bb0[2] * ab0[0].z + bb0[3] * ab0[0].w;
                 acc1 += bb0[0] * ab0[1].x + bb0[1] * ab0[1].y + bb0[2] * ab0[1].z + bb0[3] * ab0[1].w;
                 acc2 += bb0[0] * ab0[2].x + bb0[1] * ab0[2].y + bb0[2] * ab0[2].z + bb0[3] * ab0[2].w;
                 acc3 += bb0[0] * ab0[3].x + bb0[1] * ab0[3].y + bb0[2] * ab0[3].z + bb0[3] * ab0[3].w;
-                let ab1 = mat4x4<f32>(subgroupBroadcast(mine[0], 1u), subgroupBroadcast(mine[1], 1u), subgroupBroadcast(mine[2], 1u), subgroupBroadcast(mine[3], 1u));
+                var ab1 = mat4x4<f32>(subgroupBroadcast(mine[0], 1u), subgroupBroadcast(mine[1], 1u), subgroupBroadcast(mine[2], 1u), subgroupBroadcast(mine[3], 1u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 9u), subgroupBroadcast(mine[1], 9u), subgroupBroadcast(mine[2], 9u), subgroupBroadcast(mine[3], 9u));
+                    ab1 = mat4x4<f32>(select(ab1[0], hi[0], pl.upper), select(ab1[1], hi[1], pl.upper), select(ab1[2], hi[2], pl.upper), select(ab1[3], hi[3], pl.upper));
+                }
                 acc4 += bb0[0] * ab1[0].x + bb0[1] * ab1[0].y + bb0[2] * ab1[0].z + bb0[3] * ab1[0].w;
                 acc5 += bb0[0] * ab1[1].x + bb0[1] * ab1[1].y + bb0[2] * ab1[1].z + bb0[3] * ab1[1].w;
                 acc6 += bb0[0] * ab1[2].x + bb0[1] * ab1[2].y + bb0[2] * ab1[2].z + bb0[3] * ab1[2].w;
                 acc7 += bb0[0] * ab1[3].x + bb0[1] * ab1[3].y + bb0[2] * ab1[3].z + bb0[3] * ab1[3].w;
-                let ab2 = mat4x4<f32>(subgroupBroadcast(mine[0], 2u), subgroupBroadcast(mine[1], 2u), subgroupBroadcast(mine[2], 2u), subgroupBroadcast(mine[3], 2u));
+                var ab2 = mat4x4<f32>(subgroupBroadcast(mine[0], 2u), subgroupBroadcast(mine[1], 2u), subgroupBroadcast(mine[2], 2u), subgroupBroadcast(mine[3], 2u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 10u), subgroupBroadcast(mine[1], 10u), subgroupBroadcast(mine[2], 10u), subgroupBroadcast(mine[3], 10u));
+                    ab2 = mat4x4<f32>(select(ab2[0], hi[0], pl.upper), select(ab2[1], hi[1], pl.upper), select(ab2[2], hi[2], pl.upper), select(ab2[3], hi[3], pl.upper));
+                }
                 acc8 += bb0[0] * ab2[0].x + bb0[1] * ab2[0].y + bb0[2] * ab2[0].z + bb0[3] * ab2[0].w;
                 acc9 += bb0[0] * ab2[1].x + bb0[1] * ab2[1].y + bb0[2] * ab2[1].z + bb0[3] * ab2[1].w;
                 acc10 += bb0[0] * ab2[2].x + bb0[1] * ab2[2].y + bb0[2] * ab2[2].z + bb0[3] * ab2[2].w;
                 acc11 += bb0[0] * ab2[3].x + bb0[1] * ab2[3].y + bb0[2] * ab2[3].z + bb0[3] * ab2[3].w;
-                let ab3 = mat4x4<f32>(subgroupBroadcast(mine[0], 3u), subgroupBroadcast(mine[1], 3u), subgroupBroadcast(mine[2], 3u), subgroupBroadcast(mine[3], 3u));
+                var ab3 = mat4x4<f32>(subgroupBroadcast(mine[0], 3u), subgroupBroadcast(mine[1], 3u), subgroupBroadcast(mine[2], 3u), subgroupBroadcast(mine[3], 3u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 11u), subgroupBroadcast(mine[1], 11u), subgroupBroadcast(mine[2], 11u), subgroupBroadcast(mine[3], 11u));
+                    ab3 = mat4x4<f32>(select(ab3[0], hi[0], pl.upper), select(ab3[1], hi[1], pl.upper), select(ab3[2], hi[2], pl.upper), select(ab3[3], hi[3], pl.upper));
+                }
                 acc12 += bb0[0] * ab3[0].x + bb0[1] * ab3[0].y + bb0[2] * ab3[0].z + bb0[3] * ab3[0].w;
                 acc13 += bb0[0] * ab3[1].x + bb0[1] * ab3[1].y + bb0[2] * ab3[1].z + bb0[3] * ab3[1].w;
                 acc14 += bb0[0] * ab3[2].x + bb0[1] * ab3[2].y + bb0[2] * ab3[2].z + bb0[3] * ab3[2].w;
                 acc15 += bb0[0] * ab3[3].x + bb0[1] * ab3[3].y + bb0[2] * ab3[3].z + bb0[3] * ab3[3].w;
-                let ab4 = mat4x4<f32>(subgroupBroadcast(mine[0], 4u), subgroupBroadcast(mine[1], 4u), subgroupBroadcast(mine[2], 4u), subgroupBroadcast(mine[3], 4u));
+                var ab4 = mat4x4<f32>(subgroupBroadcast(mine[0], 4u), subgroupBroadcast(mine[1], 4u), subgroupBroadcast(mine[2], 4u), subgroupBroadcast(mine[3], 4u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 12u), subgroupBroadcast(mine[1], 12u), subgroupBroadcast(mine[2], 12u), subgroupBroadcast(mine[3], 12u));
+                    ab4 = mat4x4<f32>(select(ab4[0], hi[0], pl.upper), select(ab4[1], hi[1], pl.upper), select(ab4[2], hi[2], pl.upper), select(ab4[3], hi[3], pl.upper));
+                }
                 acc16 += bb0[0] * ab4[0].x + bb0[1] * ab4[0].y + bb0[2] * ab4[0].z + bb0[3] * ab4[0].w;
                 acc17 += bb0[0] * ab4[1].x + bb0[1] * ab4[1].y + bb0[2] * ab4[1].z + bb0[3] * ab4[1].w;
                 acc18 += bb0[0] * ab4[2].x + bb0[1] * ab4[2].y + bb0[2] * ab4[2].z + bb0[3] * ab4[2].w;
                 acc19 += bb0[0] * ab4[3].x + bb0[1] * ab4[3].y + bb0[2] * ab4[3].z + bb0[3] * ab4[3].w;
-                let ab5 = mat4x4<f32>(subgroupBroadcast(mine[0], 5u), subgroupBroadcast(mine[1], 5u), subgroupBroadcast(mine[2], 5u), subgroupBroadcast(mine[3], 5u));
+                var ab5 = mat4x4<f32>(subgroupBroadcast(mine[0], 5u), subgroupBroadcast(mine[1], 5u), subgroupBroadcast(mine[2], 5u), subgroupBroadcast(mine[3], 5u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 13u), subgroupBroadcast(mine[1], 13u), subgroupBroadcast(mine[2], 13u), subgroupBroadcast(mine[3], 13u));
+                    ab5 = mat4x4<f32>(select(ab5[0], hi[0], pl.upper), select(ab5[1], hi[1], pl.upper), select(ab5[2], hi[2], pl.upper), select(ab5[3], hi[3], pl.upper));
+                }
                 acc20 += bb0[0] * ab5[0].x + bb0[1] * ab5[0].y + bb0[2] * ab5[0].z + bb0[3] * ab5[0].w;
                 acc21 += bb0[0] * ab5[1].x + bb0[1] * ab5[1].y + bb0[2] * ab5[1].z + bb0[3] * ab5[1].w;
                 acc22 += bb0[0] * ab5[2].x + bb0[1] * ab5[2].y + bb0[2] * ab5[2].z + bb0[3] * ab5[2].w;
                 acc23 += bb0[0] * ab5[3].x + bb0[1] * ab5[3].y + bb0[2] * ab5[3].z + bb0[3] * ab5[3].w;
-                let ab6 = mat4x4<f32>(subgroupBroadcast(mine[0], 6u), subgroupBroadcast(mine[1], 6u), subgroupBroadcast(mine[2], 6u), subgroupBroadcast(mine[3], 6u));
+                var ab6 = mat4x4<f32>(subgroupBroadcast(mine[0], 6u), subgroupBroadcast(mine[1], 6u), subgroupBroadcast(mine[2], 6u), subgroupBroadcast(mine[3], 6u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 14u), subgroupBroadcast(mine[1], 14u), subgroupBroadcast(mine[2], 14u), subgroupBroadcast(mine[3], 14u));
+                    ab6 = mat4x4<f32>(select(ab6[0], hi[0], pl.upper), select(ab6[1], hi[1], pl.upper), select(ab6[2], hi[2], pl.upper), select(ab6[3], hi[3], pl.upper));
+                }
                 acc24 += bb0[0] * ab6[0].x + bb0[1] * ab6[0].y + bb0[2] * ab6[0].z + bb0[3] * ab6[0].w;
                 acc25 += bb0[0] * ab6[1].x + bb0[1] * ab6[1].y + bb0[2] * ab6[1].z + bb0[3] * ab6[1].w;
                 acc26 += bb0[0] * ab6[2].x + bb0[1] * ab6[2].y + bb0[2] * ab6[2].z + bb0[3] * ab6[2].w;
                 acc27 += bb0[0] * ab6[3].x + bb0[1] * ab6[3].y + bb0[2] * ab6[3].z + bb0[3] * ab6[3].w;
-                let ab7 = mat4x4<f32>(subgroupBroadcast(mine[0], 7u), subgroupBroadcast(mine[1], 7u), subgroupBroadcast(mine[2], 7u), subgroupBroadcast(mine[3], 7u));
+                var ab7 = mat4x4<f32>(subgroupBroadcast(mine[0], 7u), subgroupBroadcast(mine[1], 7u), subgroupBroadcast(mine[2], 7u), subgroupBroadcast(mine[3], 7u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 15u), subgroupBroadcast(mine[1], 15u), subgroupBroadcast(mine[2], 15u), subgroupBroadcast(mine[3], 15u));
+                    ab7 = mat4x4<f32>(select(ab7[0], hi[0], pl.upper), select(ab7[1], hi[1], pl.upper), select(ab7[2], hi[2], pl.upper), select(ab7[3], hi[3], pl.upper));
+                }
                 acc28 += bb0[0] * ab7[0].x + bb0[1] * ab7[0].y + bb0[2] * ab7[0].z + bb0[3] * ab7[0].w;
                 acc29 += bb0[0] * ab7[1].x + bb0[1] * ab7[1].y + bb0[2] * ab7[1].z + bb0[3] * ab7[1].w;
                 acc30 += bb0[0] * ab7[2].x + bb0[1] * ab7[2].y + bb0[2] * ab7[2].z + bb0[3] * ab7[2].w;
@@ -250,17 +343,18 @@ fn conv2d_backward_weight_sg(
 ) {
     let p = params;
     let rows = p.kh * p.kw * p.cin;
-    let row0 = (wid.x * (64u / SG) + li / SG) * 32u;
-    let col0 = (wid.y * SG + lane) * 4u;
+    let pl = place(wid.x, wid.y, li, lane);
+    let row0 = pl.row0;
+    let col0 = pl.col0;
     let ncols = p.cout;
-    if (row0 >= rows) {
+    if (pl.first >= rows) {
         return;
     }
     let b0 = wid.z * p.per_split;
     let b1 = min(b0 + p.per_split, p.n);
     // This lane's A block: rows r0 .. r0 + 3, four channels of one tap (cin % 4 == 0),
     // clamped to the last block.
-    let r0 = min(row0 + 4u * lane, rows - 4u);
+    let r0 = min(pl.a_row, rows - 4u);
     let tap = r0 / p.cin;
     let ci0 = r0 % p.cin;
     let ky = tap / p.kw;
@@ -299,42 +393,74 @@ fn conv2d_backward_weight_sg(
                     select(vec4<f32>(0.0), b[dq.z], in_row.z),
                     select(vec4<f32>(0.0), b[dq.w], in_row.w));
                 // BEGIN GENERATED WEIGHT UPDATE
-                let ab0 = mat4x4<f32>(subgroupBroadcast(mine[0], 0u), subgroupBroadcast(mine[1], 0u), subgroupBroadcast(mine[2], 0u), subgroupBroadcast(mine[3], 0u));
+                var ab0 = mat4x4<f32>(subgroupBroadcast(mine[0], 0u), subgroupBroadcast(mine[1], 0u), subgroupBroadcast(mine[2], 0u), subgroupBroadcast(mine[3], 0u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 8u), subgroupBroadcast(mine[1], 8u), subgroupBroadcast(mine[2], 8u), subgroupBroadcast(mine[3], 8u));
+                    ab0 = mat4x4<f32>(select(ab0[0], hi[0], pl.upper), select(ab0[1], hi[1], pl.upper), select(ab0[2], hi[2], pl.upper), select(ab0[3], hi[3], pl.upper));
+                }
                 acc0 += bb0[0] * ab0[0].x + bb0[1] * ab0[0].y + bb0[2] * ab0[0].z + bb0[3] * ab0[0].w;
                 acc1 += bb0[0] * ab0[1].x + bb0[1] * ab0[1].y + bb0[2] * ab0[1].z + bb0[3] * ab0[1].w;
                 acc2 += bb0[0] * ab0[2].x + bb0[1] * ab0[2].y + bb0[2] * ab0[2].z + bb0[3] * ab0[2].w;
                 acc3 += bb0[0] * ab0[3].x + bb0[1] * ab0[3].y + bb0[2] * ab0[3].z + bb0[3] * ab0[3].w;
-                let ab1 = mat4x4<f32>(subgroupBroadcast(mine[0], 1u), subgroupBroadcast(mine[1], 1u), subgroupBroadcast(mine[2], 1u), subgroupBroadcast(mine[3], 1u));
+                var ab1 = mat4x4<f32>(subgroupBroadcast(mine[0], 1u), subgroupBroadcast(mine[1], 1u), subgroupBroadcast(mine[2], 1u), subgroupBroadcast(mine[3], 1u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 9u), subgroupBroadcast(mine[1], 9u), subgroupBroadcast(mine[2], 9u), subgroupBroadcast(mine[3], 9u));
+                    ab1 = mat4x4<f32>(select(ab1[0], hi[0], pl.upper), select(ab1[1], hi[1], pl.upper), select(ab1[2], hi[2], pl.upper), select(ab1[3], hi[3], pl.upper));
+                }
                 acc4 += bb0[0] * ab1[0].x + bb0[1] * ab1[0].y + bb0[2] * ab1[0].z + bb0[3] * ab1[0].w;
                 acc5 += bb0[0] * ab1[1].x + bb0[1] * ab1[1].y + bb0[2] * ab1[1].z + bb0[3] * ab1[1].w;
                 acc6 += bb0[0] * ab1[2].x + bb0[1] * ab1[2].y + bb0[2] * ab1[2].z + bb0[3] * ab1[2].w;
                 acc7 += bb0[0] * ab1[3].x + bb0[1] * ab1[3].y + bb0[2] * ab1[3].z + bb0[3] * ab1[3].w;
-                let ab2 = mat4x4<f32>(subgroupBroadcast(mine[0], 2u), subgroupBroadcast(mine[1], 2u), subgroupBroadcast(mine[2], 2u), subgroupBroadcast(mine[3], 2u));
+                var ab2 = mat4x4<f32>(subgroupBroadcast(mine[0], 2u), subgroupBroadcast(mine[1], 2u), subgroupBroadcast(mine[2], 2u), subgroupBroadcast(mine[3], 2u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 10u), subgroupBroadcast(mine[1], 10u), subgroupBroadcast(mine[2], 10u), subgroupBroadcast(mine[3], 10u));
+                    ab2 = mat4x4<f32>(select(ab2[0], hi[0], pl.upper), select(ab2[1], hi[1], pl.upper), select(ab2[2], hi[2], pl.upper), select(ab2[3], hi[3], pl.upper));
+                }
                 acc8 += bb0[0] * ab2[0].x + bb0[1] * ab2[0].y + bb0[2] * ab2[0].z + bb0[3] * ab2[0].w;
                 acc9 += bb0[0] * ab2[1].x + bb0[1] * ab2[1].y + bb0[2] * ab2[1].z + bb0[3] * ab2[1].w;
                 acc10 += bb0[0] * ab2[2].x + bb0[1] * ab2[2].y + bb0[2] * ab2[2].z + bb0[3] * ab2[2].w;
                 acc11 += bb0[0] * ab2[3].x + bb0[1] * ab2[3].y + bb0[2] * ab2[3].z + bb0[3] * ab2[3].w;
-                let ab3 = mat4x4<f32>(subgroupBroadcast(mine[0], 3u), subgroupBroadcast(mine[1], 3u), subgroupBroadcast(mine[2], 3u), subgroupBroadcast(mine[3], 3u));
+                var ab3 = mat4x4<f32>(subgroupBroadcast(mine[0], 3u), subgroupBroadcast(mine[1], 3u), subgroupBroadcast(mine[2], 3u), subgroupBroadcast(mine[3], 3u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 11u), subgroupBroadcast(mine[1], 11u), subgroupBroadcast(mine[2], 11u), subgroupBroadcast(mine[3], 11u));
+                    ab3 = mat4x4<f32>(select(ab3[0], hi[0], pl.upper), select(ab3[1], hi[1], pl.upper), select(ab3[2], hi[2], pl.upper), select(ab3[3], hi[3], pl.upper));
+                }
                 acc12 += bb0[0] * ab3[0].x + bb0[1] * ab3[0].y + bb0[2] * ab3[0].z + bb0[3] * ab3[0].w;
                 acc13 += bb0[0] * ab3[1].x + bb0[1] * ab3[1].y + bb0[2] * ab3[1].z + bb0[3] * ab3[1].w;
                 acc14 += bb0[0] * ab3[2].x + bb0[1] * ab3[2].y + bb0[2] * ab3[2].z + bb0[3] * ab3[2].w;
                 acc15 += bb0[0] * ab3[3].x + bb0[1] * ab3[3].y + bb0[2] * ab3[3].z + bb0[3] * ab3[3].w;
-                let ab4 = mat4x4<f32>(subgroupBroadcast(mine[0], 4u), subgroupBroadcast(mine[1], 4u), subgroupBroadcast(mine[2], 4u), subgroupBroadcast(mine[3], 4u));
+                var ab4 = mat4x4<f32>(subgroupBroadcast(mine[0], 4u), subgroupBroadcast(mine[1], 4u), subgroupBroadcast(mine[2], 4u), subgroupBroadcast(mine[3], 4u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 12u), subgroupBroadcast(mine[1], 12u), subgroupBroadcast(mine[2], 12u), subgroupBroadcast(mine[3], 12u));
+                    ab4 = mat4x4<f32>(select(ab4[0], hi[0], pl.upper), select(ab4[1], hi[1], pl.upper), select(ab4[2], hi[2], pl.upper), select(ab4[3], hi[3], pl.upper));
+                }
                 acc16 += bb0[0] * ab4[0].x + bb0[1] * ab4[0].y + bb0[2] * ab4[0].z + bb0[3] * ab4[0].w;
                 acc17 += bb0[0] * ab4[1].x + bb0[1] * ab4[1].y + bb0[2] * ab4[1].z + bb0[3] * ab4[1].w;
                 acc18 += bb0[0] * ab4[2].x + bb0[1] * ab4[2].y + bb0[2] * ab4[2].z + bb0[3] * ab4[2].w;
                 acc19 += bb0[0] * ab4[3].x + bb0[1] * ab4[3].y + bb0[2] * ab4[3].z + bb0[3] * ab4[3].w;
-                let ab5 = mat4x4<f32>(subgroupBroadcast(mine[0], 5u), subgroupBroadcast(mine[1], 5u), subgroupBroadcast(mine[2], 5u), subgroupBroadcast(mine[3], 5u));
+                var ab5 = mat4x4<f32>(subgroupBroadcast(mine[0], 5u), subgroupBroadcast(mine[1], 5u), subgroupBroadcast(mine[2], 5u), subgroupBroadcast(mine[3], 5u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 13u), subgroupBroadcast(mine[1], 13u), subgroupBroadcast(mine[2], 13u), subgroupBroadcast(mine[3], 13u));
+                    ab5 = mat4x4<f32>(select(ab5[0], hi[0], pl.upper), select(ab5[1], hi[1], pl.upper), select(ab5[2], hi[2], pl.upper), select(ab5[3], hi[3], pl.upper));
+                }
                 acc20 += bb0[0] * ab5[0].x + bb0[1] * ab5[0].y + bb0[2] * ab5[0].z + bb0[3] * ab5[0].w;
                 acc21 += bb0[0] * ab5[1].x + bb0[1] * ab5[1].y + bb0[2] * ab5[1].z + bb0[3] * ab5[1].w;
                 acc22 += bb0[0] * ab5[2].x + bb0[1] * ab5[2].y + bb0[2] * ab5[2].z + bb0[3] * ab5[2].w;
                 acc23 += bb0[0] * ab5[3].x + bb0[1] * ab5[3].y + bb0[2] * ab5[3].z + bb0[3] * ab5[3].w;
-                let ab6 = mat4x4<f32>(subgroupBroadcast(mine[0], 6u), subgroupBroadcast(mine[1], 6u), subgroupBroadcast(mine[2], 6u), subgroupBroadcast(mine[3], 6u));
+                var ab6 = mat4x4<f32>(subgroupBroadcast(mine[0], 6u), subgroupBroadcast(mine[1], 6u), subgroupBroadcast(mine[2], 6u), subgroupBroadcast(mine[3], 6u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 14u), subgroupBroadcast(mine[1], 14u), subgroupBroadcast(mine[2], 14u), subgroupBroadcast(mine[3], 14u));
+                    ab6 = mat4x4<f32>(select(ab6[0], hi[0], pl.upper), select(ab6[1], hi[1], pl.upper), select(ab6[2], hi[2], pl.upper), select(ab6[3], hi[3], pl.upper));
+                }
                 acc24 += bb0[0] * ab6[0].x + bb0[1] * ab6[0].y + bb0[2] * ab6[0].z + bb0[3] * ab6[0].w;
                 acc25 += bb0[0] * ab6[1].x + bb0[1] * ab6[1].y + bb0[2] * ab6[1].z + bb0[3] * ab6[1].w;
                 acc26 += bb0[0] * ab6[2].x + bb0[1] * ab6[2].y + bb0[2] * ab6[2].z + bb0[3] * ab6[2].w;
                 acc27 += bb0[0] * ab6[3].x + bb0[1] * ab6[3].y + bb0[2] * ab6[3].z + bb0[3] * ab6[3].w;
-                let ab7 = mat4x4<f32>(subgroupBroadcast(mine[0], 7u), subgroupBroadcast(mine[1], 7u), subgroupBroadcast(mine[2], 7u), subgroupBroadcast(mine[3], 7u));
+                var ab7 = mat4x4<f32>(subgroupBroadcast(mine[0], 7u), subgroupBroadcast(mine[1], 7u), subgroupBroadcast(mine[2], 7u), subgroupBroadcast(mine[3], 7u));
+                if (HALF) {
+                    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], 15u), subgroupBroadcast(mine[1], 15u), subgroupBroadcast(mine[2], 15u), subgroupBroadcast(mine[3], 15u));
+                    ab7 = mat4x4<f32>(select(ab7[0], hi[0], pl.upper), select(ab7[1], hi[1], pl.upper), select(ab7[2], hi[2], pl.upper), select(ab7[3], hi[3], pl.upper));
+                }
                 acc28 += bb0[0] * ab7[0].x + bb0[1] * ab7[0].y + bb0[2] * ab7[0].z + bb0[3] * ab7[0].w;
                 acc29 += bb0[0] * ab7[1].x + bb0[1] * ab7[1].y + bb0[2] * ab7[1].z + bb0[3] * ab7[1].w;
                 acc30 += bb0[0] * ab7[2].x + bb0[1] * ab7[2].y + bb0[2] * ab7[2].z + bb0[3] * ab7[2].w;

@@ -115,8 +115,15 @@ def conv_update_lines(indent):
     A block l in `mine`, `bb0` is this lane's B block (TN4 = 1)."""
     o = []
     for p in range(MAX_ROWS // 4):
-        o.append(indent + f"let ab{p} = mat4x4<f32>(subgroupBroadcast(mine[0], {p}u), subgroupBroadcast(mine[1], {p}u), "
+        o.append(indent + f"var ab{p} = mat4x4<f32>(subgroupBroadcast(mine[0], {p}u), subgroupBroadcast(mine[1], {p}u), "
                  f"subgroupBroadcast(mine[2], {p}u), subgroupBroadcast(mine[3], {p}u));")
+        # HALF: the upper half's block p is lane 8 + p's.
+        o.append(indent + "if (HALF) {")
+        o.append(indent + f"    let hi = mat4x4<f32>(subgroupBroadcast(mine[0], {p + 8}u), subgroupBroadcast(mine[1], {p + 8}u), "
+                 f"subgroupBroadcast(mine[2], {p + 8}u), subgroupBroadcast(mine[3], {p + 8}u));")
+        o.append(indent + f"    ab{p} = mat4x4<f32>(select(ab{p}[0], hi[0], pl.upper), select(ab{p}[1], hi[1], pl.upper), "
+                 f"select(ab{p}[2], hi[2], pl.upper), select(ab{p}[3], hi[3], pl.upper));")
+        o.append(indent + "}")
         for c in range(4):
             r = 4 * p + c
             o.append(indent + f"acc{r} += bb0[0] * ab{p}[{c}].x + bb0[1] * ab{p}[{c}].y"
