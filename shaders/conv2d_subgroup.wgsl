@@ -13,15 +13,16 @@
 //                              z * per_split ..) and, with splits > 1, writes block z of the
 //                              scratch `out` for conv2d_backward_weight_reduce (conv2d.wgsl).
 // Per four k (four channels of one tap), lane l < 8 reads A block l (its four pixels'
-// channels, one vec4 each, zero outside the image) and every lane its own 4x4 B block of the
-// kernel; the A blocks reach every lane by subgroupBroadcast. Each lane keeps 32 pixels x 4 channels of output.
+// channels, one vec4 each, zero outside the image; with HALF every lane, block l % 8 of its
+// half's rows) and every lane its own 4x4 B block of the kernel; the A blocks reach every
+// lane by subgroupBroadcast. Each lane keeps 32 pixels x 4 channels of output.
 // Same bindings as conv2d.wgsl; the tile code is written by shaders/gen_matmul.py.
 
 override SG: u32 = 8u;
 // With 16 lanes only: the subgroup works as two halves of 8 lanes, each on its own 32 rows
 // over the same 32 columns (the host sets it where the GEMM has at most 32 columns, which 16
 // lanes side by side would leave half idle). A workgroup then covers 256 rows by 32 columns,
-// as with 8 lanes, and lane l of half h takes its A blocks from lane 8h + p.
+// as with 8 lanes, and a lane of half h takes A block p from lane 8h + p.
 override HALF: bool = false;
 
 // Where an invocation works: `row0` its first row, `first` its subgroup's first row (the same

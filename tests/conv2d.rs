@@ -192,9 +192,10 @@ fn conv2d_seed_cnn_layers_batch2_match_reference() {
 /// batch, with its second pass): the 4x4-tile kernel everywhere, and where the adapter has
 /// subgroups of 8 or 16 lanes the subgroup kernel (forward, weight gradient, and the input
 /// gradient at stride 1, for channel counts that are multiples of 4). The cases end tiles
-/// part-way: GEMM rows past 256 (128 with 16 lanes: a second row block, partly filled), cout
-/// or cin past 32 (64 with 16 lanes: idle lanes), padding, strides. CI runs it a second time
-/// on lavapipe at 512 bits (16 lanes).
+/// part-way: GEMM rows past 256 (past 128 with 16 lanes side by side: a second row block,
+/// partly filled, or with 16 lanes in halves an upper half wholly past the end), cout or cin
+/// past 32 (idle lanes; at 16 lanes, 36 channels run side by side and 32 or fewer in halves),
+/// padding, strides. CI runs it a second time on lavapipe at 512 bits (16 lanes).
 #[test]
 fn conv2d_every_kernel_matches_reference() {
     use wgnn::bench_support::{ConvPass, conv2d_uses_subgroup, conv2d_with_kernel};

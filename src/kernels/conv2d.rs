@@ -354,12 +354,7 @@ impl Conv2d {
             Ok([v(0.0, 0.0)?, v(0.0, 1.0)?, v(1.0, 0.0)?, v(1.0, 1.0)?])
         };
         let d = gpu.device();
-        // As matmul's subgroup kernel: a fixed subgroup size of 8 or 16 lanes.
-        let lanes = match gpu.inner.subgroup_sizes {
-            (8, 8) => Some(8u32),
-            (16, 16) => Some(16),
-            _ => None,
-        };
+        let lanes = crate::kernels::subgroup_lanes(gpu);
         let sg_lanes = f64::from(lanes.unwrap_or(8));
         let subgroup_pipelines = |half: bool| {
             let sg = [("SG", sg_lanes), ("HALF", f64::from(u8::from(half)))];
@@ -391,13 +386,12 @@ impl Conv2d {
                 ]
             })
         };
-        let has_subgroups = d.features().contains(wgpu::Features::SUBGROUP);
         let subgroup = match lanes {
-            Some(_) if has_subgroups => Some(subgroup_pipelines(false)?),
-            _ => None,
+            Some(_) => Some(subgroup_pipelines(false)?),
+            None => None,
         };
         let subgroup_half = match lanes {
-            Some(16) if has_subgroups => Some(subgroup_pipelines(true)?),
+            Some(16) => Some(subgroup_pipelines(true)?),
             _ => None,
         };
         Ok(Conv2d {

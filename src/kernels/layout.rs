@@ -108,6 +108,11 @@ mod tests {
             }
         }
         assert_eq!(specialised, 7, "sources with Philox");
+        // A checkout with CRLF line endings splices the same way.
+        let crlf = dropout::SOURCE.replace('\n', "\r\n");
+        let wide = specialize(&crlf, wgpu::Features::SHADER_INT64);
+        assert!(!wide.contains("a0 * b0") && !wide.contains("END mulhilo"));
+        assert_eq!(wide.matches("fn mulhilo(").count(), 1);
     }
 
     #[test]

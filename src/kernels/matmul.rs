@@ -97,8 +97,8 @@ impl MatmulParams {
 /// columns per invocation, in `matmul_forward_sg` (the lanes of a subgroup share their rows)
 /// when `subgroup`, else in `matmul_forward`. A workgroup of 64 invocations covers
 /// `(64 / lanes) * tm` rows by `4 * lanes * tn4` columns, where `lanes` is the subgroup size
-/// (8 or 16) for the subgroup kernel and 8 for the plain one (8 x 8 invocations). Exposed (hidden) so that tests can run every variant
-/// and the bench can time them.
+/// (8 or 16) for the subgroup kernel and 8 for the plain one (8 x 8 invocations). Exposed
+/// (hidden) so that tests can run every variant and the bench can time them.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MatmulTile {
@@ -133,8 +133,10 @@ impl MatmulTile {
     }
 
     /// Workgroups for an `[m, n]` output on an adapter whose subgroups have `lanes` lanes
-    /// (8 or 16; ignored by the plain kernel).
-    pub fn groups(&self, m: u32, n: u32, lanes: u32) -> [u32; 2] {
+    /// (8 or 16, the only sizes [`Matmul`] compiles the subgroup kernel for; ignored by the
+    /// plain kernel).
+    pub(crate) fn groups(&self, m: u32, n: u32, lanes: u32) -> [u32; 2] {
+        debug_assert!(matches!(lanes, 8 | 16), "matmul: {lanes} lanes");
         let lanes = if self.subgroup { lanes } else { 8 };
         [
             n.div_ceil(4 * lanes * self.tn4),
@@ -200,15 +202,8 @@ impl Matmul {
             ],
         )?;
         let d = gpu.device();
-        // The subgroup kernel needs to know its lanes when the pipeline is made: only an
-        // adapter whose subgroup size is fixed (min == max) can tell. lavapipe's is its
-        // vector width over 32: 8 by default, 16 with LP_NATIVE_VECTOR_WIDTH=512.
-        let lanes = match gpu.inner.subgroup_sizes {
-            (8, 8) => Some(8),
-            (16, 16) => Some(16),
-            _ => None,
-        };
-        let subgroup = if d.features().contains(wgpu::Features::SUBGROUP) && lanes.is_some() {
+        let lanes = crate::kernels::subgroup_lanes(gpu);
+        let subgroup = if lanes.is_some() {
             Some(gpu.scoped("matmul", || {
                 let module = crate::kernels::shader_module(gpu, "matmul_subgroup", SUBGROUP_SOURCE);
                 let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {

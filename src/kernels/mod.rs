@@ -62,8 +62,8 @@ pub(crate) fn get<'a, K>(
 
 /// The 64-bit `mulhilo` spliced into Philox on devices with `SHADER_INT64`.
 const MULHILO64: &str = include_str!("../../shaders/philox_mulhilo64.wgsl");
-const MULHILO_BEGIN: &str = "// BEGIN mulhilo\n";
-const MULHILO_END: &str = "// END mulhilo\n";
+const MULHILO_BEGIN: &str = "// BEGIN mulhilo";
+const MULHILO_END: &str = "// END mulhilo";
 
 /// `source` as compiled for a device with `features`: where the device has 64-bit integers,
 /// Philox's portable `mulhilo` (between the BEGIN and END lines of shaders/philox.wgsl) is
@@ -80,7 +80,11 @@ pub(crate) fn specialize(source: &str, features: wgpu::Features) -> std::borrow:
     let Some(len) = source[begin..].find(MULHILO_END) else {
         return source.into();
     };
-    let end = begin + len + MULHILO_END.len();
+    // Through the END line's line break (LF or CRLF), so either checkout works.
+    let after_end = begin + len + MULHILO_END.len();
+    let end = source[after_end..]
+        .find('\n')
+        .map_or(source.len(), |i| after_end + i + 1);
     format!("{}{MULHILO64}{}", &source[..begin], &source[end..]).into()
 }
 
@@ -92,6 +96,24 @@ pub(crate) fn shader_module(gpu: &Gpu, label: &'static str, source: &str) -> wgp
         label: Some(label),
         source: wgpu::ShaderSource::Wgsl(specialize(source, d.features())),
     })
+}
+
+/// The subgroup size the subgroup kernels (matmul, conv2d) are compiled for, if they suit the
+/// adapter. They need to know it when the pipeline is made, so only an adapter whose subgroup
+/// size is fixed (min == max) can have them, and they assume that subgroup `s` of a workgroup
+/// is invocations `s * lanes ..` in order. 8 lanes: lavapipe as installed (its vector width
+/// over 32), and any adapter with a fixed 8. 16 lanes: lavapipe with
+/// `LP_NATIVE_VECTOR_WIDTH=512` only, the one 16-lane adapter measured and tested; GPUs with a
+/// fixed 16 (some mobile ones) keep the plain kernels until one has been.
+pub(crate) fn subgroup_lanes(gpu: &Gpu) -> Option<u32> {
+    if !gpu.device().features().contains(wgpu::Features::SUBGROUP) {
+        return None;
+    }
+    match gpu.inner.subgroup_sizes {
+        (8, 8) => Some(8),
+        (16, 16) if gpu.info().device_type == wgpu::DeviceType::Cpu => Some(16),
+        _ => None,
+    }
 }
 
 /// The kind of each binding of a kernel's bind group, in binding order.
