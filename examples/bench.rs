@@ -94,40 +94,43 @@ fn fmt(v: f64) -> String {
 /// Seconds per run of `t`: warm-up, then the median of 5 runs of as many repetitions as
 /// fill about `target` seconds.
 fn seconds(t: &Timed, target: f64) -> wgnn::Result<f64> {
+    t.median(reps_for(t, target)?, 5)
+}
+
+/// How many times to record `t` in one pass so that the pass takes about `target` seconds
+/// (1 to 64), from one run (which also warms it up).
+fn reps_for(t: &Timed, target: f64) -> wgnn::Result<u32> {
     let first = t.time(1)?.max(1e-6);
-    let reps = (target / first).ceil().clamp(1.0, 64.0) as u32;
-    t.median(reps, 5)
+    Ok((target / first).ceil().clamp(1.0, 64.0) as u32)
+}
+
+/// The median of `v` (the upper one of an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// Seconds per run of each of `ts`, measured in turns (one run of each per round, 5 rounds
 /// after a warm-up round) so that a change in the machine's load hits them alike.
 fn seconds_interleaved(ts: &[&Timed], target: f64) -> wgnn::Result<Vec<f64>> {
-    let mut reps = Vec::new();
-    for t in ts {
-        let first = t.time(1)?.max(1e-6);
-        reps.push((target / first).ceil().clamp(1.0, 64.0) as u32);
-    }
+    let reps = ts
+        .iter()
+        .map(|t| reps_for(t, target))
+        .collect::<wgnn::Result<Vec<u32>>>()?;
     let mut runs = vec![Vec::new(); ts.len()];
     for _ in 0..5 {
         for (i, t) in ts.iter().enumerate() {
             runs[i].push(t.time(reps[i])?);
         }
     }
-    Ok(runs
-        .into_iter()
-        .map(|mut r| {
-            r.sort_by(f64::total_cmp);
-            r[r.len() / 2]
-        })
-        .collect())
+    Ok(runs.into_iter().map(median).collect())
 }
 
 /// Seconds per run of `t` on the device and of `cpu` on the host, measured in turns (one
 /// of each per round, 7 rounds after a warm-up of both), medians: the ratio of the two then
 /// compares them under the same load, as the VM's other tenants come and go.
 fn seconds_beside_cpu(t: &Timed, target: f64, mut cpu: impl FnMut()) -> wgnn::Result<(f64, f64)> {
-    let first = t.time(1)?.max(1e-6);
-    let reps = (target / first).ceil().clamp(1.0, 64.0) as u32;
+    let reps = reps_for(t, target)?;
     cpu();
     let (mut dev, mut host) = (Vec::new(), Vec::new());
     for _ in 0..7 {
@@ -136,9 +139,7 @@ fn seconds_beside_cpu(t: &Timed, target: f64, mut cpu: impl FnMut()) -> wgnn::Re
         cpu();
         host.push(s.elapsed().as_secs_f64());
     }
-    dev.sort_by(f64::total_cmp);
-    host.sort_by(f64::total_cmp);
-    Ok((dev[dev.len() / 2], host[host.len() / 2]))
+    Ok((median(dev), median(host)))
 }
 
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
@@ -378,8 +379,7 @@ fn step_rows(
     }
     idle(gpu);
     t.end_epoch(1)?;
-    host.sort_by(f64::total_cmp);
-    let host = host[host.len() / 2];
+    let host = median(host);
     // Step time: whole epochs back to back, from the first step to the GPU going idle.
     let mut samples = Vec::new();
     for e in 0..epochs.max(5) {
@@ -394,13 +394,10 @@ fn step_rows(
         t.end_epoch(e + 2)?;
     }
     let after = gpu.counters();
-    samples.sort_by(f64::total_cmp);
-    let step = samples[samples.len() / 2];
+    let runs = samples.len();
+    let step = median(samples);
     let share = host / step;
-    let note = format!(
-        "batch {batch}, {steps} steps per run, median of {}",
-        samples.len()
-    );
+    let note = format!("batch {batch}, {steps} steps per run, median of {runs}");
     r.add(&format!("{prefix}_step_ms"), step * 1e3, "ms", note);
     r.add(
         &format!("{prefix}_host_share"),
@@ -474,10 +471,6 @@ fn check_cost(
         b.push(y);
         ratio.push(x / y - 1.0);
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     Ok((median(a), median(b), median(ratio)))
 }
 
@@ -548,8 +541,7 @@ fn soak(quick: bool) -> wgnn::Result<()> {
             }
             if marks.contains(&step) {
                 let window = times.len().min(1000);
-                let mut w = times[times.len() - window..].to_vec();
-                w.sort_by(f64::total_cmp);
+                let step_median = median(times[times.len() - window..].to_vec());
                 let o = gpu.object_counts();
                 let c = gpu.counters();
                 println!(
@@ -559,7 +551,7 @@ fn soak(quick: bool) -> wgnn::Result<()> {
                     o.map_or(0, |o| o.buffers),
                     o.map_or(0, |o| o.bind_groups),
                     o.map_or(0, |o| o.command_buffers),
-                    w[w.len() / 2] * 1e3
+                    step_median * 1e3
                 );
             }
             if step == total {

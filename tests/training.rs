@@ -531,9 +531,7 @@ fn fit_stops_on_non_finite_loss_naming_the_step_and_keeps_the_last_good_weights(
     // Clean: 13 steps (epoch 1 has 10, then 3 of epoch 2).
     let (_, want) = weights_after_13_steps(gpu, &data, || mlp(0.5).unwrap());
 
-    let mut bad = mlp(0.5).unwrap();
-    bad.compile(gpu, Optimizer::adam(1e-3), SEED).unwrap();
-    bad.inject_non_finite(Some(13), false).unwrap();
+    let mut bad = poisoned_at_step_13(gpu, || mlp(0.5).unwrap(), false);
     let e = bad.fit(&data, &opts).unwrap_err();
     assert_eq!(
         e.to_string(),
@@ -560,22 +558,10 @@ fn fit_stop_keeps_batch_norm_moving_statistics_of_the_step_before() {
     };
     let (_, want) = weights_after_13_steps(gpu, &data, build);
     assert!(want.iter().any(|t| t.name.ends_with("moving_mean")));
-    let mut bad = build();
-    bad.compile(gpu, Optimizer::adam(1e-3), SEED).unwrap();
-    bad.inject_non_finite(Some(13), false).unwrap();
+    let mut bad = poisoned_at_step_13(gpu, build, false);
     let opts = quiet_fit(2);
     let e = bad.fit(&data, &opts).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::NonFinite {
-                epoch: 2,
-                step: 3,
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_stopped_at_global_step_13(&e);
     // Every tensor, the moving mean and variance included, as after the clean step 12.
     assert_eq!(bad.weights().unwrap(), want);
 }
@@ -645,6 +631,30 @@ fn quiet_fit(epochs: usize) -> Fit<'static> {
     }
 }
 
+/// `e` is the stop at step 3 of epoch 2 (global step 13, where the tests inject a NaN).
+fn assert_stopped_at_global_step_13(e: &Error) {
+    assert!(
+        matches!(
+            e,
+            Error::NonFinite {
+                epoch: 2,
+                step: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+/// A model from `build`, compiled as the clean run of [`weights_after_13_steps`], whose step
+/// 13 goes non-finite: its loss, or with `gradient` its first checked gradient.
+fn poisoned_at_step_13(gpu: &wgnn::Gpu, build: fn() -> Sequential, gradient: bool) -> Sequential {
+    let mut m = build();
+    m.compile(gpu, Optimizer::adam(1e-3), SEED).unwrap();
+    m.inject_non_finite(Some(13), gradient).unwrap();
+    m
+}
+
 /// Steps 0..10 of epoch 1 then 0..3 of epoch 2, with the trainer, as `fit` without shuffling.
 fn weights_after_13_steps(
     gpu: &wgnn::Gpu,
@@ -692,9 +702,7 @@ fn fit_stops_on_non_finite_gradient_keeps_weights_and_best_checkpoint_at_no_extr
 
     // Step 3 of epoch 2 (global step 13): the first checked gradient, dense/kernel's, is
     // made NaN on the GPU before any update of that step.
-    let mut bad = mlp(0.5).unwrap();
-    bad.compile(gpu, Optimizer::adam(1e-3), SEED).unwrap();
-    bad.inject_non_finite(Some(13), true).unwrap();
+    let mut bad = poisoned_at_step_13(gpu, || mlp(0.5).unwrap(), true);
     let e = bad
         .fit(
             &data,
@@ -705,17 +713,7 @@ fn fit_stops_on_non_finite_gradient_keeps_weights_and_best_checkpoint_at_no_extr
             })),
         )
         .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::NonFinite {
-                epoch: 2,
-                step: 3,
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_stopped_at_global_step_13(&e);
     assert_eq!(
         e.to_string(),
         "fit: non-finite gradient of dense/kernel at epoch 2, step 3; the weights of the step before are kept"
@@ -735,10 +733,8 @@ fn fit_stops_on_non_finite_gradient_keeps_weights_and_best_checkpoint_at_no_extr
     // checkpoint) with the gradient checks on and off must count exactly the same.
     let mut counts = Vec::new();
     for checks in [true, false] {
-        let mut m = mlp(0.5).unwrap();
-        m.compile(gpu, Optimizer::adam(1e-3), SEED).unwrap();
+        let mut m = poisoned_at_step_13(gpu, || mlp(0.5).unwrap(), false);
         m.set_finite_checks(checks).unwrap();
-        m.inject_non_finite(Some(13), false).unwrap();
         let cp = ModelCheckpoint {
             path: dir.join(format!("checks-{checks}.safetensors")),
             monitor: Monitor::ValAccuracy,
@@ -747,17 +743,7 @@ fn fit_stops_on_non_finite_gradient_keeps_weights_and_best_checkpoint_at_no_extr
         let before = gpu.counters();
         let e = m.fit(&data, &opts(Some(cp))).unwrap_err();
         let after = gpu.counters();
-        assert!(
-            matches!(
-                e,
-                Error::NonFinite {
-                    epoch: 2,
-                    step: 3,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert_stopped_at_global_step_13(&e);
         counts.push((
             after.submissions - before.submissions,
             after.bytes_read_back - before.bytes_read_back,

@@ -355,10 +355,11 @@ impl Conv2d {
         };
         let d = gpu.device();
         let lanes = crate::kernels::subgroup_lanes(gpu);
-        let sg_lanes = f64::from(lanes.unwrap_or(8));
-        let subgroup_pipelines = |half: bool| {
-            let sg = [("SG", sg_lanes), ("HALF", f64::from(u8::from(half)))];
-            gpu.scoped("conv2d", || {
+        // One module for the subgroup entry points; pipelines for SG = lanes, and with 16
+        // lanes a second set with HALF.
+        let (subgroup, subgroup_half) = match lanes {
+            None => (None, None),
+            Some(lanes) => gpu.scoped("conv2d", || {
                 let module = crate::kernels::shader_module(gpu, "conv2d_subgroup", SUBGROUP_SOURCE);
                 // A layout over the family's own bind group layout, so its bind groups fit.
                 let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -366,33 +367,35 @@ impl Conv2d {
                     bind_group_layouts: &[Some(&family.layout)],
                     immediate_size: 0,
                 });
-                let p = |entry: &'static str| {
-                    d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some(entry),
-                        layout: Some(&layout),
-                        module: &module,
-                        entry_point: Some(entry),
-                        compilation_options: wgpu::PipelineCompilationOptions {
-                            constants: &sg,
-                            zero_initialize_workgroup_memory: false,
-                        },
-                        cache: None,
-                    })
+                let pipelines = |half: bool| {
+                    let consts = [
+                        ("SG", f64::from(lanes)),
+                        ("HALF", f64::from(u8::from(half))),
+                    ];
+                    let p = |entry: &'static str| {
+                        d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                            label: Some(entry),
+                            layout: Some(&layout),
+                            module: &module,
+                            entry_point: Some(entry),
+                            compilation_options: wgpu::PipelineCompilationOptions {
+                                constants: &consts,
+                                zero_initialize_workgroup_memory: false,
+                            },
+                            cache: None,
+                        })
+                    };
+                    [
+                        p("conv2d_forward_sg"),
+                        p("conv2d_backward_input_sg"),
+                        p("conv2d_backward_weight_sg"),
+                    ]
                 };
-                [
-                    p("conv2d_forward_sg"),
-                    p("conv2d_backward_input_sg"),
-                    p("conv2d_backward_weight_sg"),
-                ]
-            })
-        };
-        let subgroup = match lanes {
-            Some(_) => Some(subgroup_pipelines(false)?),
-            None => None,
-        };
-        let subgroup_half = match lanes {
-            Some(16) => Some(subgroup_pipelines(true)?),
-            _ => None,
+                (
+                    Some(pipelines(false)),
+                    (lanes == 16).then(|| pipelines(true)),
+                )
+            })?,
         };
         Ok(Conv2d {
             forward: variants("conv2d_forward")?,

@@ -55,8 +55,8 @@ impl Reduce {
         get(gpu, &gpu.kernels().reduce, Reduce::new)
     }
 
-    /// Records `out[j] = sum_i x[i, j]`; `io` binds (params, x, out, step, status). Four columns per
-    /// invocation (vec4) when `cols` is a multiple of 4.
+    /// Records `out[j] = sum_i x[i, j]`; `io` binds (params, x, out, step, status). Four
+    /// columns per invocation (vec4) when `cols` is a multiple of 4.
     pub fn record_bias_grad(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
