@@ -178,7 +178,7 @@ impl Gpu {
                 .iter()
                 .find(|a| a.get_info().name.to_lowercase().contains(&want_lc));
             return match found {
-                Some(a) => Gpu::open_in(Some(inst.clone()), a),
+                Some(a) => Gpu::open_in(Some(inst.clone()), a, wgpu::Features::empty()),
                 None => Err(Error::NoAdapter(format!(
                     "WGPU_ADAPTER_NAME={want} matches none of [{}]",
                     describe(&list)
@@ -186,7 +186,7 @@ impl Gpu {
             };
         }
         match list.first() {
-            Some(a) => Gpu::open_in(Some(inst.clone()), a),
+            Some(a) => Gpu::open_in(Some(inst.clone()), a, wgpu::Features::empty()),
             None => Err(Error::NoAdapter(format!(
                 "no adapter on backends {backends:?}; {INSTALL_HINT}"
             ))),
@@ -222,7 +222,7 @@ impl Gpu {
             )));
         }
         list.iter()
-            .map(|a| Gpu::open_in(Some(inst.clone()), a))
+            .map(|a| Gpu::open_in(Some(inst.clone()), a, wgpu::Features::empty()))
             .collect()
     }
 
@@ -232,20 +232,31 @@ impl Gpu {
     /// # Errors
     /// [`Error::NoAdapter`] if the device cannot be created.
     pub fn open(adapter: &wgpu::Adapter) -> Result<Gpu> {
-        Gpu::open_in(None, adapter)
+        Gpu::open_in(None, adapter, wgpu::Features::empty())
     }
 
-    fn open_in(instance: Option<wgpu::Instance>, adapter: &wgpu::Adapter) -> Result<Gpu> {
+    /// As [`Gpu::open`], leaving out the optional features in `without` (tests use it to run
+    /// the portable versions of kernels on an adapter that has 64-bit integers).
+    pub(crate) fn open_without(adapter: &wgpu::Adapter, without: wgpu::Features) -> Result<Gpu> {
+        Gpu::open_in(None, adapter, without)
+    }
+
+    fn open_in(
+        instance: Option<wgpu::Instance>,
+        adapter: &wgpu::Adapter,
+        without: wgpu::Features,
+    ) -> Result<Gpu> {
         let ai = adapter.get_info();
         let mut features = wgpu::Features::empty();
         // Timestamps time the bench; subgroups enable matmul's broadcast variant; 64-bit
-        // integers give Philox a single widening multiply (kernels::specialize).
+        // integers give Philox a single widening multiply and the subgroup matmul 64-bit
+        // loads of B (kernels::specialize).
         for f in [
             wgpu::Features::TIMESTAMP_QUERY,
             wgpu::Features::SUBGROUP,
             wgpu::Features::SHADER_INT64,
         ] {
-            if adapter.features().contains(f) {
+            if adapter.features().contains(f) && !without.contains(f) {
                 features |= f;
             }
         }

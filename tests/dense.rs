@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_close, gpus, rand_vec};
+use common::{assert_close, gpus, gpus_and_portable, rand_vec};
 use wgnn::ops::{self, DropoutSpec};
 use wgnn::{Tensor, philox, reference};
 
@@ -94,6 +94,7 @@ fn matmul_every_variant_matches_reference_odd_and_vec4_shapes() {
         (260, 12, 40),
         (36, 20, 10),
         (12, 10, 36),
+        (9, 7, 24),
     ];
     let d = DropoutSpec {
         rate: 0.5,
@@ -153,11 +154,16 @@ fn matmul_every_variant_matches_reference_odd_and_vec4_shapes() {
 /// because CI runs it a second time on lavapipe at 512 bits (`LP_NATIVE_VECTOR_WIDTH=512`,
 /// 16-lane subgroups; `.ci/run`), where every variant takes llvmpipe seconds to compile.
 /// There the subgroup kernels must be in use: the adapter's name says 512 bits.
+/// Where n % 8 == 0 the kernel reads B as vec4<u64> on a device with 64-bit integers: the
+/// same adapter opened without them (`portable_gpu`) runs the portable loads, and the two
+/// must agree bit for bit.
 #[test]
 fn matmul_subgroup_variants_match_reference_at_this_lane_count() {
     let _serial = compiling();
     use wgnn::bench_support::{matmul_tiles, matmul_with_tile};
-    for gpu in gpus() {
+    // Lavapipe's results by shape, with and without 64-bit loads (one driver, one compiler).
+    let mut lavapipe: std::collections::HashMap<String, Vec<u32>> = Default::default();
+    for gpu in gpus_and_portable() {
         let tiles: Vec<_> = matmul_tiles(gpu)
             .unwrap()
             .into_iter()
@@ -173,9 +179,11 @@ fn matmul_subgroup_variants_match_reference_at_this_lane_count() {
         }
         let mut first: std::collections::HashMap<String, Vec<u32>> = Default::default();
         for tile in tiles {
-            // Odd (gathered loads, partial tiles in both directions) and multiples of 4
-            // past one workgroup's rows at either lane count (vec4 loads).
-            for (s, &(m, k, n)) in [(33, 5, 257), (260, 12, 136)].iter().enumerate() {
+            // Odd (gathered loads, partial tiles in both directions), multiples of 4 past
+            // one workgroup's rows at either lane count (vec4 loads; n % 8 == 0: 64-bit B
+            // loads), and n % 8 == 0 with k odd (B's rows past k zeroed).
+            let shapes = [(33, 5, 257), (260, 12, 136), (9, 7, 24)];
+            for (s, &(m, k, n)) in shapes.iter().enumerate() {
                 for (ta, tb) in [(false, false), (true, false), (false, true)] {
                     let (a, b, ga, gb) = operands(gpu, (m, k, n), (ta, tb), 140 + s as u64);
                     let got = matmul_with_tile(&ga, &gb, ta, tb, None, false, None, tile)
@@ -190,6 +198,12 @@ fn matmul_subgroup_variants_match_reference_at_this_lane_count() {
                     assert_close(&what, &got, &want, MATMUL_REL, 0.0);
                     let bits: Vec<u32> = got.iter().map(|x| x.to_bits()).collect();
                     let key = format!("{m} {k} {n} {ta} {tb}");
+                    if gpu.info().name.starts_with("llvmpipe")
+                        && gpu.info().backend == wgnn::wgpu::Backend::Vulkan
+                    {
+                        let want_bits = lavapipe.entry(key.clone()).or_insert_with(|| bits.clone());
+                        assert!(*want_bits == bits, "{what}: differs from the other device");
+                    }
                     let want_bits = first.entry(key).or_insert_with(|| bits.clone());
                     assert!(*want_bits == bits, "{what}: differs between variants");
                 }

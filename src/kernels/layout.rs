@@ -115,6 +115,39 @@ mod tests {
         assert_eq!(wide.matches("fn mulhilo(").count(), 1);
     }
 
+    /// The subgroup matmul carries its portable `b_pair` between the markers, and its 64-bit
+    /// specialisation (both splices) validates with naga. (Same bits: tests/dense.rs.)
+    #[test]
+    fn matmul_subgroup_specialises_to_64_bit_b_loads() {
+        let src = matmul::SUBGROUP_SOURCE;
+        assert_eq!(src.matches("fn b_pair(").count(), 1);
+        for (name, text) in [("lf", src.to_string()), ("crlf", src.replace('\n', "\r\n"))] {
+            let wide = specialize(&text, wgpu::Features::SHADER_INT64);
+            assert_eq!(wide.matches("fn b_pair(").count(), 1, "{name}");
+            assert!(
+                wide.contains("var<storage, read> b64: array<vec4<u64>>"),
+                "{name}"
+            );
+            assert!(
+                !wide.contains("END b_pair") && !wide.contains("END mulhilo"),
+                "{name}"
+            );
+            assert!(
+                wide.contains("u64(a) * u64(b)"),
+                "{name}: Philox spliced too"
+            );
+        }
+        // Other sources have no b_pair and gain no binding.
+        assert!(!matmul::SOURCE.contains("BEGIN b_pair"));
+        let wide = specialize(matmul::SUBGROUP_SOURCE, wgpu::Features::SHADER_INT64);
+        let module = parse("matmul_subgroup", &wide);
+        let caps = naga::valid::Capabilities::SHADER_INT64 | naga::valid::Capabilities::SUBGROUP;
+        let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
+        if let Err(e) = v.validate(&module) {
+            panic!("matmul_subgroup: {}", e.emit_to_string(&wide));
+        }
+    }
+
     #[test]
     fn params_structs_match_wgsl_layout() {
         assert_layout!(

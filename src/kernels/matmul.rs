@@ -151,6 +151,8 @@ impl MatmulTile {
 struct Key {
     trans: (bool, bool),
     vec4: [bool; 3],
+    /// B is read along n and n % 8 == 0: eight columns are one aligned vec4<u64>.
+    b_eight: bool,
     tile: MatmulTile,
 }
 
@@ -161,6 +163,8 @@ pub(crate) struct Matmul {
     /// (so bind groups made with that layout fit), on adapters whose subgroups have a fixed
     /// 8 or 16 lanes.
     subgroup: Option<(wgpu::ShaderModule, wgpu::PipelineLayout)>,
+    /// Whether the subgroup module has the 64-bit B loads (the override `B64`).
+    b64: bool,
     /// Those lanes (the override `SG`); 8 without the subgroup kernel.
     lanes: u32,
     cache: Mutex<HashMap<Key, wgpu::ComputePipeline>>,
@@ -187,7 +191,13 @@ const TUNE_RUNS: usize = 3;
 
 impl Matmul {
     pub fn new(gpu: &Gpu) -> Result<Matmul> {
-        let family = Family::new(
+        let d = gpu.device();
+        let lanes = crate::kernels::subgroup_lanes(gpu);
+        // With 64-bit integers the subgroup kernel also reads B as vec4<u64> through
+        // binding 7, a second view of binding 3 (shaders/matmul_b64.wgsl).
+        let b64 = lanes.is_some() && d.features().contains(wgpu::Features::SHADER_INT64);
+        let aliases: &[(u32, usize)] = if b64 { &[(7, 3)] } else { &[] };
+        let family = Family::new_aliased(
             gpu,
             "matmul",
             SOURCE,
@@ -200,9 +210,8 @@ impl Matmul {
                 Bind::Write,
                 Bind::Write,
             ],
+            aliases,
         )?;
-        let d = gpu.device();
-        let lanes = crate::kernels::subgroup_lanes(gpu);
         let subgroup = if lanes.is_some() {
             Some(gpu.scoped("matmul", || {
                 let module = crate::kernels::shader_module(gpu, "matmul_subgroup", SUBGROUP_SOURCE);
@@ -231,6 +240,7 @@ impl Matmul {
         Ok(Matmul {
             family,
             subgroup,
+            b64,
             lanes: lanes.unwrap_or(8),
             cache: Mutex::new(HashMap::new()),
             min_groups,
@@ -385,6 +395,7 @@ impl Matmul {
                 four(if trans.1 { k } else { n }),
                 four(n),
             ],
+            b_eight: !trans.1 && n.is_multiple_of(8),
             tile,
         }
     }
@@ -417,6 +428,9 @@ impl Matmul {
             };
             let mut consts = consts.to_vec();
             consts.push(("SG", f64::from(self.lanes)));
+            if self.b64 {
+                consts.push(("B64", b(key.b_eight && key.tile.tn4 == 2)));
+            }
             gpu.scoped("matmul", || {
                 gpu.device()
                     .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

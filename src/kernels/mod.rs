@@ -44,6 +44,8 @@ pub(crate) struct Kernels {
     pub zero_step: OnceLock<wgpu::Buffer>,
     /// A zero status word for eager calls (storage, 16 bytes).
     pub zero_status: OnceLock<wgpu::Buffer>,
+    /// The placeholder for alias bindings of buffers under 32 bytes (storage, 32 bytes).
+    pub zero_alias: OnceLock<wgpu::Buffer>,
 }
 
 /// Returns the kernel in `slot`, compiling it with `new` on first use.
@@ -60,32 +62,48 @@ pub(crate) fn get<'a, K>(
     Ok(slot.get().expect("slot was just filled"))
 }
 
-/// The 64-bit `mulhilo` spliced into Philox on devices with `SHADER_INT64`.
-const MULHILO64: &str = include_str!("../../shaders/philox_mulhilo64.wgsl");
-const MULHILO_BEGIN: &str = "// BEGIN mulhilo";
-const MULHILO_END: &str = "// END mulhilo";
+/// The regions `specialize` replaces on devices with `SHADER_INT64`: the BEGIN and END
+/// marker lines and what goes in their place.
+const SPLICES_64: [(&str, &str, &str); 2] = [
+    // Philox's portable `mulhilo` (shaders/philox.wgsl) becomes one widening multiply.
+    (
+        "// BEGIN mulhilo",
+        "// END mulhilo",
+        include_str!("../../shaders/philox_mulhilo64.wgsl"),
+    ),
+    // The subgroup matmul's B loads (shaders/matmul_subgroup.wgsl) become 64-bit loads.
+    (
+        "// BEGIN b_pair",
+        "// END b_pair",
+        include_str!("../../shaders/matmul_b64.wgsl"),
+    ),
+];
 
 /// `source` as compiled for a device with `features`: where the device has 64-bit integers,
-/// Philox's portable `mulhilo` (between the BEGIN and END lines of shaders/philox.wgsl) is
-/// replaced by the single widening multiply of shaders/philox_mulhilo64.wgsl. The two give
-/// the same bits (tests/philox.rs runs both against the host Philox); sources without
-/// Philox come back unchanged.
+/// each region of [`SPLICES_64`] found in `source` is replaced: Philox's `mulhilo` by a
+/// single widening multiply, the subgroup matmul's `b_pair` by one that loads eight floats
+/// as a `vec4<u64>`. Each pair gives the same bits (tests/philox.rs and tests/dense.rs run
+/// both on one adapter); other sources come back unchanged.
 pub(crate) fn specialize(source: &str, features: wgpu::Features) -> std::borrow::Cow<'_, str> {
     if !features.contains(wgpu::Features::SHADER_INT64) {
         return source.into();
     }
-    let Some(begin) = source.find(MULHILO_BEGIN) else {
-        return source.into();
-    };
-    let Some(len) = source[begin..].find(MULHILO_END) else {
-        return source.into();
-    };
-    // Through the END line's line break (LF or CRLF), so either checkout works.
-    let after_end = begin + len + MULHILO_END.len();
-    let end = source[after_end..]
-        .find('\n')
-        .map_or(source.len(), |i| after_end + i + 1);
-    format!("{}{MULHILO64}{}", &source[..begin], &source[end..]).into()
+    let mut out: std::borrow::Cow<'_, str> = source.into();
+    for (begin_mark, end_mark, wide) in SPLICES_64 {
+        let Some(begin) = out.find(begin_mark) else {
+            continue;
+        };
+        let Some(len) = out[begin..].find(end_mark) else {
+            continue;
+        };
+        // Through the END line's line break (LF or CRLF), so either checkout works.
+        let after_end = begin + len + end_mark.len();
+        let end = out[after_end..]
+            .find('\n')
+            .map_or(out.len(), |i| after_end + i + 1);
+        out = format!("{}{wide}{}", &out[..begin], &out[end..]).into();
+    }
+    out
 }
 
 /// Compiles WGSL `source`, specialised for the device (see [`specialize`]). Call inside
@@ -135,6 +153,9 @@ pub(crate) struct Family {
     label: &'static str,
     /// The binding number of each layout entry, in order.
     numbers: Vec<u32>,
+    /// Extra read-only bindings that view another binding's buffer under a second type:
+    /// (binding number, index into the buffers `bind` is given).
+    aliases: Vec<(u32, usize)>,
 }
 
 impl Family {
@@ -197,8 +218,30 @@ impl Family {
                 pipeline_layout,
                 label,
                 numbers,
+                aliases: Vec::new(),
             }
         })
+    }
+
+    /// As [`Family::new`], plus read-only `aliases` (binding number, index of the binding
+    /// whose buffer it views), which [`Family::bind`] fills by itself.
+    pub fn new_aliased(
+        gpu: &Gpu,
+        label: &'static str,
+        source: &str,
+        binds: &[Bind],
+        aliases: &[(u32, usize)],
+    ) -> Result<Family> {
+        let mut numbered: Vec<(u32, Bind)> = binds
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i as u32, *b))
+            .collect();
+        numbered.extend(aliases.iter().map(|&(number, _)| (number, Bind::Read)));
+        let mut family = Family::new_sparse(gpu, label, source, &numbered)?;
+        family.numbers.truncate(binds.len());
+        family.aliases = aliases.to_vec();
+        Ok(family)
     }
 
     /// A pipeline for `entry` with override `constants`.
@@ -232,7 +275,7 @@ impl Family {
             "{}: bind group size",
             self.label
         );
-        let entries: Vec<_> = buffers
+        let mut entries: Vec<_> = buffers
             .iter()
             .zip(&self.numbers)
             .map(|(b, &i)| wgpu::BindGroupEntry {
@@ -240,6 +283,21 @@ impl Family {
                 resource: b.as_entire_binding(),
             })
             .collect();
+        for &(number, source) in &self.aliases {
+            // An alias is a vec4<u64> array (32-byte elements): a buffer too small to hold
+            // one is bound as a zero placeholder (kernels read an alias only when the
+            // matrix has whole 32-byte groups).
+            let buffer = buffers[source];
+            let buffer = if buffer.size() >= ALIAS_MIN_BYTES {
+                buffer
+            } else {
+                zero_alias(gpu)
+            };
+            entries.push(wgpu::BindGroupEntry {
+                binding: number,
+                resource: buffer.as_entire_binding(),
+            });
+        }
         gpu.inner
             .counters
             .bind_groups_created
@@ -300,6 +358,25 @@ pub(crate) fn zero_status(gpu: &Gpu) -> &wgpu::Buffer {
         gpu.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgnn zero status"),
             size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        })
+    })
+}
+
+/// The smallest buffer an alias binding takes (one `vec4<u64>`).
+const ALIAS_MIN_BYTES: u64 = 32;
+
+/// A zero buffer standing in for a source buffer too small for its alias binding.
+fn zero_alias(gpu: &Gpu) -> &wgpu::Buffer {
+    gpu.kernels().zero_alias.get_or_init(|| {
+        gpu.inner
+            .counters
+            .buffers_created
+            .fetch_add(1, Ordering::Relaxed);
+        gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgnn zero alias"),
+            size: ALIAS_MIN_BYTES,
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         })

@@ -24,9 +24,9 @@ pub fn gpus() -> &'static [Gpu] {
     })
 }
 
-/// The first software adapter with 64-bit integers, opened a second time without them (as an
-/// application's own device might be), so its kernels compile Philox's portable multiply
-/// rather than the 64-bit one `Gpu::open` picks there. `None` when no software adapter has
+/// The first software adapter with 64-bit integers, opened a second time without them, so its
+/// kernels compile the portable Philox multiply and subgroup matmul B loads rather than the
+/// 64-bit ones `Gpu::open` picks there. `None` when no software adapter has
 /// 64-bit integers: then `gpus()` already runs the portable version.
 pub fn portable_gpu() -> Option<&'static Gpu> {
     static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
@@ -38,14 +38,15 @@ pub fn portable_gpu() -> Option<&'static Gpu> {
             a.get_info().device_type == wgpu::DeviceType::Cpu
                 && a.features().contains(wgpu::Features::SHADER_INT64)
         })?;
-        let desc = wgpu::DeviceDescriptor {
-            required_limits: adapter.limits(),
-            ..Default::default()
-        };
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&desc)).expect("a device without features");
-        assert!(!device.features().contains(wgpu::Features::SHADER_INT64));
-        Some(Gpu::from_wgpu(device, queue))
+        // Opened by wgnn, subgroups and all, so the subgroup kernels run too.
+        let gpu =
+            wgnn::bench_support::open_without_int64(&adapter).expect("a device without int64");
+        assert!(
+            !gpu.device()
+                .features()
+                .contains(wgpu::Features::SHADER_INT64)
+        );
+        Some(gpu)
     })
     .as_ref()
 }
