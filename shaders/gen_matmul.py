@@ -79,6 +79,8 @@ def plain():
 
 def subgroup():
     o = decls(MAX_ROWS)
+    o.append("    // A blocks a_next loaded ahead (8 k at a time where it can).")
+    o.append("    var a_held = array<mat4x4<f32>, 2>();")
     o.append("    let steps = (params.k + 3u) >> 2u;")
     o.append("    for (var s = 0u; s < steps; s++) {")
     o.append("        let kk = s * 4u;")
@@ -89,7 +91,7 @@ def subgroup():
     o.append("        // Lane l reads A block l (rows row0 + 4l ..); lanes past TM / 4 read nothing.")
     o.append("        var mine = mat4x4<f32>();")
     o.append("        if (lane < TM / 4u) {")
-    o.append("            mine = a_block(row0 + 4u * lane, kk);")
+    o.append("            mine = a_next(row0 + 4u * lane, kk, &a_held);")
     o.append("        }")
     for p in range(MAX_ROWS // 4):
         o.append(f"        if (TM > {4 * p}u) {{")

@@ -13,12 +13,14 @@
 
 override SG: u32 = 8u;
 
+// The operand loads of the k loop. On a device with 64-bit integers, kernels::specialize
+// replaces these two functions with shaders/matmul_wide.wgsl's, which read eight floats as
+// one vec4<u64> where the layout allows: lavapipe loads storage buffers one lane and one
+// component at a time, so half the components is fewer instructions per float. Same values
+// either way.
+// BEGIN wide loads
 // This lane's two B blocks at k kk..kk+3: columns j0..j0+3 and, with TN4 = 2, j0+4..j0+7
-// (else the first again). On a device with 64-bit integers, kernels::specialize replaces
-// this function with shaders/matmul_b64.wgsl's, which reads the eight columns at one k as
-// one vec4<u64> where n % 8 == 0: lavapipe loads storage buffers one lane and one component
-// at a time, so half the components is 7% more GFLOP/s at 1024^3. Same values either way.
-// BEGIN b_pair
+// (else the first again).
 fn b_pair(kk: u32, j0: u32) -> array<mat4x4<f32>, 2> {
     let bb0 = b_block(kk, j0);
     var bb1 = bb0;
@@ -27,7 +29,13 @@ fn b_pair(kk: u32, j0: u32) -> array<mat4x4<f32>, 2> {
     }
     return array<mat4x4<f32>, 2>(bb0, bb1);
 }
-// END b_pair
+
+// The A block at rows i0.., k kk..kk+3 (a_block's). `held` carries blocks loaded ahead
+// between calls of one invocation, in order of kk; unused here.
+fn a_next(i0: u32, kk: u32, held: ptr<function, array<mat4x4<f32>, 2>>) -> mat4x4<f32> {
+    return a_block(i0, kk);
+}
+// END wide loads
 
 @compute @workgroup_size(64)
 fn matmul_forward_sg(
@@ -75,6 +83,8 @@ fn matmul_forward_sg(
     var acc29_0 = vec4<f32>(0.0); var acc29_1 = vec4<f32>(0.0);
     var acc30_0 = vec4<f32>(0.0); var acc30_1 = vec4<f32>(0.0);
     var acc31_0 = vec4<f32>(0.0); var acc31_1 = vec4<f32>(0.0);
+    // A blocks a_next loaded ahead (8 k at a time where it can).
+    var a_held = array<mat4x4<f32>, 2>();
     let steps = (params.k + 3u) >> 2u;
     for (var s = 0u; s < steps; s++) {
         let kk = s * 4u;
@@ -85,7 +95,7 @@ fn matmul_forward_sg(
         // Lane l reads A block l (rows row0 + 4l ..); lanes past TM / 4 read nothing.
         var mine = mat4x4<f32>();
         if (lane < TM / 4u) {
-            mine = a_block(row0 + 4u * lane, kk);
+            mine = a_next(row0 + 4u * lane, kk, &a_held);
         }
         if (TM > 0u) {
             let ab = mat4x4<f32>(subgroupBroadcast(mine[0], 0u), subgroupBroadcast(mine[1], 0u), subgroupBroadcast(mine[2], 0u), subgroupBroadcast(mine[3], 0u));

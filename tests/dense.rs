@@ -95,6 +95,7 @@ fn matmul_every_variant_matches_reference_odd_and_vec4_shapes() {
         (36, 20, 10),
         (12, 10, 36),
         (9, 7, 24),
+        (37, 16, 24),
     ];
     let d = DropoutSpec {
         rate: 0.5,
@@ -154,9 +155,9 @@ fn matmul_every_variant_matches_reference_odd_and_vec4_shapes() {
 /// because CI runs it a second time on lavapipe at 512 bits (`LP_NATIVE_VECTOR_WIDTH=512`,
 /// 16-lane subgroups; `.ci/run`), where every variant takes llvmpipe seconds to compile.
 /// There the subgroup kernels must be in use: the adapter's name says 512 bits.
-/// Where n % 8 == 0 the kernel reads B as vec4<u64> on a device with 64-bit integers: the
-/// same adapter opened without them (`portable_gpu`) runs the portable loads, and the two
-/// must agree bit for bit.
+/// Where n % 8 == 0 (B) or k % 8 == 0 (A) the kernel reads eight floats as one vec4<u64> on
+/// a device with 64-bit integers: the same adapter opened without them (`portable_gpu`) runs
+/// the portable loads, and the two must agree bit for bit.
 #[test]
 fn matmul_subgroup_variants_match_reference_at_this_lane_count() {
     let _serial = compiling();
@@ -181,8 +182,9 @@ fn matmul_subgroup_variants_match_reference_at_this_lane_count() {
         for tile in tiles {
             // Odd (gathered loads, partial tiles in both directions), multiples of 4 past
             // one workgroup's rows at either lane count (vec4 loads; n % 8 == 0: 64-bit B
-            // loads), and n % 8 == 0 with k odd (B's rows past k zeroed).
-            let shapes = [(33, 5, 257), (260, 12, 136), (9, 7, 24)];
+            // loads), n % 8 == 0 with k odd (B's rows past k zeroed), and k % 8 == 0 (64-bit
+            // A loads, two groups of eight k; m = 37 clamps rows).
+            let shapes = [(33, 5, 257), (260, 12, 136), (9, 7, 24), (37, 16, 24)];
             for (s, &(m, k, n)) in shapes.iter().enumerate() {
                 for (ta, tb) in [(false, false), (true, false), (false, true)] {
                     let (a, b, ga, gb) = operands(gpu, (m, k, n), (ta, tb), 140 + s as u64);

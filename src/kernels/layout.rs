@@ -115,21 +115,23 @@ mod tests {
         assert_eq!(wide.matches("fn mulhilo(").count(), 1);
     }
 
-    /// The subgroup matmul carries its portable `b_pair` between the markers, and its 64-bit
+    /// The subgroup matmul carries its portable loads between the markers, and its 64-bit
     /// specialisation (both splices) validates with naga. (Same bits: tests/dense.rs.)
     #[test]
-    fn matmul_subgroup_specialises_to_64_bit_b_loads() {
+    fn matmul_subgroup_specialises_to_64_bit_loads() {
         let src = matmul::SUBGROUP_SOURCE;
         assert_eq!(src.matches("fn b_pair(").count(), 1);
+        assert_eq!(src.matches("fn a_next(").count(), 1);
+        assert!(!src.contains("array<vec4<u64>>"));
         for (name, text) in [("lf", src.to_string()), ("crlf", src.replace('\n', "\r\n"))] {
             let wide = specialize(&text, wgpu::Features::SHADER_INT64);
             assert_eq!(wide.matches("fn b_pair(").count(), 1, "{name}");
+            assert_eq!(wide.matches("fn a_next(").count(), 1, "{name}");
+            for binding in ["b64: array<vec4<u64>>", "a64: array<vec4<u64>>"] {
+                assert!(wide.contains(binding), "{name}: {binding}");
+            }
             assert!(
-                wide.contains("var<storage, read> b64: array<vec4<u64>>"),
-                "{name}"
-            );
-            assert!(
-                !wide.contains("END b_pair") && !wide.contains("END mulhilo"),
+                !wide.contains("END wide") && !wide.contains("END mulhilo"),
                 "{name}"
             );
             assert!(
@@ -137,8 +139,8 @@ mod tests {
                 "{name}: Philox spliced too"
             );
         }
-        // Other sources have no b_pair and gain no binding.
-        assert!(!matmul::SOURCE.contains("BEGIN b_pair"));
+        // The plain matmul has no wide loads and gains no binding.
+        assert!(!matmul::SOURCE.contains("BEGIN wide"));
         let wide = specialize(matmul::SUBGROUP_SOURCE, wgpu::Features::SHADER_INT64);
         let module = parse("matmul_subgroup", &wide);
         let caps = naga::valid::Capabilities::SHADER_INT64 | naga::valid::Capabilities::SUBGROUP;

@@ -153,6 +153,8 @@ struct Key {
     vec4: [bool; 3],
     /// B is read along n and n % 8 == 0: eight columns are one aligned vec4<u64>.
     b_eight: bool,
+    /// A is read along k and k % 8 == 0: eight k of a row are one aligned vec4<u64>.
+    a_eight: bool,
     tile: MatmulTile,
 }
 
@@ -163,8 +165,8 @@ pub(crate) struct Matmul {
     /// (so bind groups made with that layout fit), on adapters whose subgroups have a fixed
     /// 8 or 16 lanes.
     subgroup: Option<(wgpu::ShaderModule, wgpu::PipelineLayout)>,
-    /// Whether the subgroup module has the 64-bit B loads (the override `B64`).
-    b64: bool,
+    /// Whether the subgroup module has the 64-bit loads (the overrides `B64` and `A64`).
+    wide: bool,
     /// Those lanes (the override `SG`); 8 without the subgroup kernel.
     lanes: u32,
     cache: Mutex<HashMap<Key, wgpu::ComputePipeline>>,
@@ -193,10 +195,10 @@ impl Matmul {
     pub fn new(gpu: &Gpu) -> Result<Matmul> {
         let d = gpu.device();
         let lanes = crate::kernels::subgroup_lanes(gpu);
-        // With 64-bit integers the subgroup kernel also reads B as vec4<u64> through
-        // binding 7, a second view of binding 3 (shaders/matmul_b64.wgsl).
-        let b64 = lanes.is_some() && d.features().contains(wgpu::Features::SHADER_INT64);
-        let aliases: &[(u32, usize)] = if b64 { &[(7, 3)] } else { &[] };
+        // With 64-bit integers the subgroup kernel also reads B and A as vec4<u64> through
+        // bindings 7 and 8, second views of bindings 3 and 2 (shaders/matmul_wide.wgsl).
+        let wide = lanes.is_some() && d.features().contains(wgpu::Features::SHADER_INT64);
+        let aliases: &[(u32, usize)] = if wide { &[(7, 3), (8, 2)] } else { &[] };
         let family = Family::new_aliased(
             gpu,
             "matmul",
@@ -240,7 +242,7 @@ impl Matmul {
         Ok(Matmul {
             family,
             subgroup,
-            b64,
+            wide,
             lanes: lanes.unwrap_or(8),
             cache: Mutex::new(HashMap::new()),
             min_groups,
@@ -396,6 +398,7 @@ impl Matmul {
                 four(n),
             ],
             b_eight: !trans.1 && n.is_multiple_of(8),
+            a_eight: !trans.0 && k.is_multiple_of(8),
             tile,
         }
     }
@@ -428,8 +431,9 @@ impl Matmul {
             };
             let mut consts = consts.to_vec();
             consts.push(("SG", f64::from(self.lanes)));
-            if self.b64 {
+            if self.wide {
                 consts.push(("B64", b(key.b_eight && key.tile.tn4 == 2)));
+                consts.push(("A64", b(key.a_eight)));
             }
             gpu.scoped("matmul", || {
                 gpu.device()

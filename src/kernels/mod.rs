@@ -71,18 +71,18 @@ const SPLICES_64: [(&str, &str, &str); 2] = [
         "// END mulhilo",
         include_str!("../../shaders/philox_mulhilo64.wgsl"),
     ),
-    // The subgroup matmul's B loads (shaders/matmul_subgroup.wgsl) become 64-bit loads.
+    // The subgroup matmul's operand loads (shaders/matmul_subgroup.wgsl) become 64-bit.
     (
-        "// BEGIN b_pair",
-        "// END b_pair",
-        include_str!("../../shaders/matmul_b64.wgsl"),
+        "// BEGIN wide loads",
+        "// END wide loads",
+        include_str!("../../shaders/matmul_wide.wgsl"),
     ),
 ];
 
 /// `source` as compiled for a device with `features`: where the device has 64-bit integers,
 /// each region of [`SPLICES_64`] found in `source` is replaced: Philox's `mulhilo` by a
-/// single widening multiply, the subgroup matmul's `b_pair` by one that loads eight floats
-/// as a `vec4<u64>`. Each pair gives the same bits (tests/philox.rs and tests/dense.rs run
+/// single widening multiply, the subgroup matmul's operand loads by ones that load eight
+/// floats as a `vec4<u64>`. Each pair gives the same bits (tests/philox.rs and tests/dense.rs run
 /// both on one adapter); other sources come back unchanged.
 pub(crate) fn specialize(source: &str, features: wgpu::Features) -> std::borrow::Cow<'_, str> {
     if !features.contains(wgpu::Features::SHADER_INT64) {
