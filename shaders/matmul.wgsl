@@ -31,7 +31,8 @@
 // Bindings: 0 params: MatmulParams (uniform), 1 step: Step (uniform), 2 a (read),
 // 3 b (read), 4 bias (read, [n]; any buffer when unused), 5 c (write), 6 status (atomic u32
 // [4]; written only with params.check != 0). a, b and c are declared as vec4 arrays (every
-// tensor buffer is padded to 16 bytes).
+// tensor buffer is padded to 16 bytes). The subgroup entry point may add 7 and 8, 64-bit
+// views of b and a (shaders/matmul_wide.wgsl).
 // Rust module: src/kernels/matmul.rs. Needs philox.wgsl and finite.wgsl prepended.
 
 override TRANS_A: bool = false;

@@ -10,6 +10,8 @@
 // the subgroup until the stores (a subgroup wholly past the last row returns at once).
 // Same overrides, bindings and accumulation order as matmul_forward (matmul.wgsl), and SG:
 // the subgroup size the host found (8 or 16); the sums, and so the bits, do not depend on it.
+// At 8 lanes on a device with 64-bit integers the loads below come from
+// shaders/matmul_wide.wgsl, with its overrides B64 and A64 and bindings 7 and 8.
 
 override SG: u32 = 8u;
 

@@ -249,8 +249,8 @@ impl Gpu {
         let ai = adapter.get_info();
         let mut features = wgpu::Features::empty();
         // Timestamps time the bench; subgroups enable matmul's broadcast variant; 64-bit
-        // integers give Philox a single widening multiply and the subgroup matmul 64-bit
-        // loads of B (kernels::specialize).
+        // integers give Philox a single widening multiply and the 8-lane subgroup matmul
+        // 64-bit loads of A and B (kernels::specialize).
         for f in [
             wgpu::Features::TIMESTAMP_QUERY,
             wgpu::Features::SUBGROUP,

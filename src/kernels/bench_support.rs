@@ -538,7 +538,8 @@ pub fn uses_timestamps(gpu: &Gpu) -> bool {
 }
 
 /// Opens `adapter` as [`Gpu::open`] does but without 64-bit integers, so its kernels
-/// compile the portable Philox multiply and matmul B loads (tests compare the two).
+/// compile the portable Philox multiply and subgroup matmul operand loads (tests compare the
+/// two).
 pub fn open_without_int64(adapter: &wgpu::Adapter) -> Result<Gpu> {
     Gpu::open_without(adapter, wgpu::Features::SHADER_INT64)
 }

@@ -85,9 +85,9 @@ mod tests {
         all.push(("matmul_subgroup", matmul::SUBGROUP_SOURCE));
         let mut specialised = 0;
         for (name, src) in all {
-            let plain = specialize(src, wgpu::Features::empty());
+            let plain = specialize(src, wgpu::Features::empty(), true);
             assert_eq!(plain, src, "{name}: changed without SHADER_INT64");
-            let wide = specialize(src, wgpu::Features::SHADER_INT64);
+            let wide = specialize(src, wgpu::Features::SHADER_INT64, true);
             if !src.contains("fn philox4x32_10") {
                 assert_eq!(wide, src, "{name}: no Philox, yet changed");
                 continue;
@@ -110,7 +110,7 @@ mod tests {
         assert_eq!(specialised, 7, "sources with Philox");
         // A checkout with CRLF line endings splices the same way.
         let crlf = dropout::SOURCE.replace('\n', "\r\n");
-        let wide = specialize(&crlf, wgpu::Features::SHADER_INT64);
+        let wide = specialize(&crlf, wgpu::Features::SHADER_INT64, true);
         assert!(!wide.contains("a0 * b0") && !wide.contains("END mulhilo"));
         assert_eq!(wide.matches("fn mulhilo(").count(), 1);
     }
@@ -124,7 +124,7 @@ mod tests {
         assert_eq!(src.matches("fn a_next(").count(), 1);
         assert!(!src.contains("array<vec4<u64>>"));
         for (name, text) in [("lf", src.to_string()), ("crlf", src.replace('\n', "\r\n"))] {
-            let wide = specialize(&text, wgpu::Features::SHADER_INT64);
+            let wide = specialize(&text, wgpu::Features::SHADER_INT64, true);
             assert_eq!(wide.matches("fn b_pair(").count(), 1, "{name}");
             assert_eq!(wide.matches("fn a_next(").count(), 1, "{name}");
             for binding in ["b64: array<vec4<u64>>", "a64: array<vec4<u64>>"] {
@@ -139,9 +139,13 @@ mod tests {
                 "{name}: Philox spliced too"
             );
         }
+        // Without wide loads (16 lanes) only Philox is spliced.
+        let narrow = specialize(src, wgpu::Features::SHADER_INT64, false);
+        assert!(narrow.contains("BEGIN wide loads") && !narrow.contains("array<vec4<u64>>"));
+        assert!(narrow.contains("u64(a) * u64(b)"));
         // The plain matmul has no wide loads and gains no binding.
         assert!(!matmul::SOURCE.contains("BEGIN wide"));
-        let wide = specialize(matmul::SUBGROUP_SOURCE, wgpu::Features::SHADER_INT64);
+        let wide = specialize(matmul::SUBGROUP_SOURCE, wgpu::Features::SHADER_INT64, true);
         let module = parse("matmul_subgroup", &wide);
         let caps = naga::valid::Capabilities::SHADER_INT64 | naga::valid::Capabilities::SUBGROUP;
         let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);

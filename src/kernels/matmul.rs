@@ -195,9 +195,14 @@ impl Matmul {
     pub fn new(gpu: &Gpu) -> Result<Matmul> {
         let d = gpu.device();
         let lanes = crate::kernels::subgroup_lanes(gpu);
-        // With 64-bit integers the subgroup kernel also reads B and A as vec4<u64> through
-        // bindings 7 and 8, second views of bindings 3 and 2 (shaders/matmul_wide.wgsl).
-        let wide = lanes.is_some() && d.features().contains(wgpu::Features::SHADER_INT64);
+        // With 64-bit integers and 8 lanes the subgroup kernel also reads B and A as
+        // vec4<u64> through bindings 7 and 8, second views of bindings 3 and 2
+        // (shaders/matmul_wide.wgsl): 1.17x at 1024^3 on lavapipe at 256 bits. At 16 lanes
+        // (lavapipe at 512 bits) the same loads measured 2.3x slower, so they stay
+        // portable there; and they need two storage bindings more.
+        let wide = lanes == Some(8)
+            && d.features().contains(wgpu::Features::SHADER_INT64)
+            && d.limits().max_storage_buffers_per_shader_stage >= 7;
         let aliases: &[(u32, usize)] = if wide { &[(7, 3), (8, 2)] } else { &[] };
         let family = Family::new_aliased(
             gpu,
@@ -216,7 +221,12 @@ impl Matmul {
         )?;
         let subgroup = if lanes.is_some() {
             Some(gpu.scoped("matmul", || {
-                let module = crate::kernels::shader_module(gpu, "matmul_subgroup", SUBGROUP_SOURCE);
+                let module = crate::kernels::shader_module_with(
+                    gpu,
+                    "matmul_subgroup",
+                    SUBGROUP_SOURCE,
+                    wide,
+                );
                 let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                     label: Some("matmul_subgroup"),
                     bind_group_layouts: &[Some(&family.layout)],
@@ -387,7 +397,10 @@ impl Matmul {
         *tiles.iter().find(enough).unwrap_or(&tiles[tiles.len() - 1])
     }
 
-    fn key(trans: (bool, bool), m: u32, n: u32, k: u32, tile: MatmulTile) -> Key {
+    fn key(&self, trans: (bool, bool), m: u32, n: u32, k: u32, tile: MatmulTile) -> Key {
+        // The 64-bit loads exist only in the subgroup module with `wide`; elsewhere the flags
+        // stay off, so shapes that differ only there share a pipeline.
+        let wide = self.wide && tile.subgroup;
         let four = |v: u32| v.is_multiple_of(4);
         Key {
             trans,
@@ -397,8 +410,8 @@ impl Matmul {
                 four(if trans.1 { k } else { n }),
                 four(n),
             ],
-            b_eight: !trans.1 && n.is_multiple_of(8),
-            a_eight: !trans.0 && k.is_multiple_of(8),
+            b_eight: wide && tile.tn4 == 2 && !trans.1 && n.is_multiple_of(8),
+            a_eight: wide && !trans.0 && k.is_multiple_of(8),
             tile,
         }
     }
@@ -432,7 +445,7 @@ impl Matmul {
             let mut consts = consts.to_vec();
             consts.push(("SG", f64::from(self.lanes)));
             if self.wide {
-                consts.push(("B64", b(key.b_eight && key.tile.tn4 == 2)));
+                consts.push(("B64", b(key.b_eight)));
                 consts.push(("A64", b(key.a_eight)));
             }
             gpu.scoped("matmul", || {
@@ -465,7 +478,7 @@ impl Matmul {
         (m, n, k): (u32, u32, u32),
         tile: MatmulTile,
     ) -> Result<()> {
-        self.pipeline(gpu, Matmul::key(trans, m, n, k, tile))
+        self.pipeline(gpu, self.key(trans, m, n, k, tile))
             .map(|_| ())
     }
 
@@ -481,7 +494,7 @@ impl Matmul {
         (m, n, k): (u32, u32, u32),
         tile: MatmulTile,
     ) -> Result<()> {
-        let pipeline = self.pipeline(gpu, Matmul::key(trans, m, n, k, tile))?;
+        let pipeline = self.pipeline(gpu, self.key(trans, m, n, k, tile))?;
         let [gx, gy] = tile.groups(m, n, self.lanes);
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, io, &[]);
@@ -658,7 +671,7 @@ pub(crate) fn eager(
     if let Some((status, _)) = check {
         expect_status(op, status, a)?;
     }
-    kern.pipeline(gpu, Matmul::key(trans, mu, nu, ku, tile))?;
+    kern.pipeline(gpu, kern.key(trans, mu, nu, ku, tile))?;
     let c = Tensor::empty(gpu, op, &[m, n], DType::F32)?;
     let code = check.map_or(0, |(_, code)| code);
     let params = uniform(

@@ -63,7 +63,8 @@ pub(crate) fn get<'a, K>(
 }
 
 /// The regions `specialize` replaces on devices with `SHADER_INT64`: the BEGIN and END
-/// marker lines and what goes in their place.
+/// marker lines and what goes in their place. The second applies only where the caller asks
+/// for wide loads.
 const SPLICES_64: [(&str, &str, &str); 2] = [
     // Philox's portable `mulhilo` (shaders/philox.wgsl) becomes one widening multiply.
     (
@@ -84,12 +85,23 @@ const SPLICES_64: [(&str, &str, &str); 2] = [
 /// single widening multiply, the subgroup matmul's operand loads by ones that load eight
 /// floats as a `vec4<u64>`. Each pair gives the same bits (tests/philox.rs and tests/dense.rs run
 /// both on one adapter); other sources come back unchanged.
-pub(crate) fn specialize(source: &str, features: wgpu::Features) -> std::borrow::Cow<'_, str> {
+/// The wide loads go in only if `wide_loads` (the caller knows whether its kernel can use
+/// them; sources without their markers are unaffected).
+pub(crate) fn specialize(
+    source: &str,
+    features: wgpu::Features,
+    wide_loads: bool,
+) -> std::borrow::Cow<'_, str> {
     if !features.contains(wgpu::Features::SHADER_INT64) {
         return source.into();
     }
     let mut out: std::borrow::Cow<'_, str> = source.into();
-    for (begin_mark, end_mark, wide) in SPLICES_64 {
+    let splices = if wide_loads {
+        &SPLICES_64[..]
+    } else {
+        &SPLICES_64[..1]
+    };
+    for &(begin_mark, end_mark, wide) in splices {
         let Some(begin) = out.find(begin_mark) else {
             continue;
         };
@@ -109,10 +121,20 @@ pub(crate) fn specialize(source: &str, features: wgpu::Features) -> std::borrow:
 /// Compiles WGSL `source`, specialised for the device (see [`specialize`]). Call inside
 /// [`Gpu::scoped`] so a compile error becomes an `Err`.
 pub(crate) fn shader_module(gpu: &Gpu, label: &'static str, source: &str) -> wgpu::ShaderModule {
+    shader_module_with(gpu, label, source, true)
+}
+
+/// [`shader_module`], with the subgroup matmul's wide loads only if `wide_loads`.
+pub(crate) fn shader_module_with(
+    gpu: &Gpu,
+    label: &'static str,
+    source: &str,
+    wide_loads: bool,
+) -> wgpu::ShaderModule {
     let d = gpu.device();
     d.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(label),
-        source: wgpu::ShaderSource::Wgsl(specialize(source, d.features())),
+        source: wgpu::ShaderSource::Wgsl(specialize(source, d.features(), wide_loads)),
     })
 }
 

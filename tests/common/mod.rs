@@ -25,9 +25,9 @@ pub fn gpus() -> &'static [Gpu] {
 }
 
 /// The first software adapter with 64-bit integers, opened a second time without them, so its
-/// kernels compile the portable Philox multiply and subgroup matmul B loads rather than the
-/// 64-bit ones `Gpu::open` picks there. `None` when no software adapter has
-/// 64-bit integers: then `gpus()` already runs the portable version.
+/// kernels compile the portable Philox multiply and subgroup matmul operand loads rather than
+/// the 64-bit ones `Gpu::open` picks there. `None` when no software adapter has 64-bit
+/// integers: then `gpus()` already runs the portable versions.
 pub fn portable_gpu() -> Option<&'static Gpu> {
     static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
     GPU.get_or_init(|| {
@@ -51,7 +51,7 @@ pub fn portable_gpu() -> Option<&'static Gpu> {
     .as_ref()
 }
 
-/// `gpus()` and `portable_gpu()`: every adapter, and every version of Philox's multiply.
+/// `gpus()` and `portable_gpu()`: every adapter, and both versions of the 64-bit splices.
 pub fn gpus_and_portable() -> Vec<&'static Gpu> {
     gpus().iter().chain(portable_gpu()).collect()
 }
