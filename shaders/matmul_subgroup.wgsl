@@ -20,16 +20,21 @@ override SG: u32 = 8u;
 // one vec4<u64> where the layout allows: lavapipe loads storage buffers one lane and one
 // component at a time, so half the components is fewer instructions per float. Same values
 // either way.
-// BEGIN wide loads
 // This lane's two B blocks at k kk..kk+3: columns j0..j0+3 and, with TN4 = 2, j0+4..j0+7
 // (else the first again).
-fn b_pair(kk: u32, j0: u32) -> array<mat4x4<f32>, 2> {
+fn b_blocks(kk: u32, j0: u32) -> array<mat4x4<f32>, 2> {
     let bb0 = b_block(kk, j0);
     var bb1 = bb0;
     if (TN4 > 1u) {
         bb1 = b_block(kk, j0 + 4u);
     }
     return array<mat4x4<f32>, 2>(bb0, bb1);
+}
+
+// BEGIN wide loads
+// b_blocks, as the k loop calls it.
+fn b_pair(kk: u32, j0: u32) -> array<mat4x4<f32>, 2> {
+    return b_blocks(kk, j0);
 }
 
 // The A block at rows i0.., k kk..kk+3 (a_block's). `held` carries blocks loaded ahead

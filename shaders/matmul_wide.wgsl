@@ -59,12 +59,7 @@ fn b_pair(kk: u32, j0: u32) -> array<mat4x4<f32>, 2> {
             select(z, wide_hi(w3), ok.w));
         return array<mat4x4<f32>, 2>(lo, hi);
     }
-    let bb0 = b_block(kk, j0);
-    var bb1 = bb0;
-    if (TN4 > 1u) {
-        bb1 = b_block(kk, j0 + 4u);
-    }
-    return array<mat4x4<f32>, 2>(bb0, bb1);
+    return b_blocks(kk, j0);
 }
 
 fn a_next(i0: u32, kk: u32, held: ptr<function, array<mat4x4<f32>, 2>>) -> mat4x4<f32> {

@@ -372,18 +372,8 @@ pub(crate) fn expect_status(op: &'static str, status: &Tensor, like: &Tensor) ->
 
 /// A 16-byte zero storage buffer: the status eager optimizer calls bind (never set).
 pub(crate) fn zero_status(gpu: &Gpu) -> &wgpu::Buffer {
-    gpu.kernels().zero_status.get_or_init(|| {
-        gpu.inner
-            .counters
-            .buffers_created
-            .fetch_add(1, Ordering::Relaxed);
-        gpu.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgnn zero status"),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        })
-    })
+    let slot = &gpu.kernels().zero_status;
+    slot.get_or_init(|| zero_storage(gpu, "wgnn zero status", 16))
 }
 
 /// The smallest buffer an alias binding takes (one `vec4<u64>`).
@@ -391,17 +381,21 @@ const ALIAS_MIN_BYTES: u64 = 32;
 
 /// A zero buffer standing in for a source buffer too small for its alias binding.
 fn zero_alias(gpu: &Gpu) -> &wgpu::Buffer {
-    gpu.kernels().zero_alias.get_or_init(|| {
-        gpu.inner
-            .counters
-            .buffers_created
-            .fetch_add(1, Ordering::Relaxed);
-        gpu.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgnn zero alias"),
-            size: ALIAS_MIN_BYTES,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        })
+    let slot = &gpu.kernels().zero_alias;
+    slot.get_or_init(|| zero_storage(gpu, "wgnn zero alias", ALIAS_MIN_BYTES))
+}
+
+/// A new zero storage buffer of `size` bytes, counted.
+fn zero_storage(gpu: &Gpu, label: &str, size: u64) -> wgpu::Buffer {
+    gpu.inner
+        .counters
+        .buffers_created
+        .fetch_add(1, Ordering::Relaxed);
+    gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
     })
 }
 
