@@ -360,7 +360,8 @@ impl Conv2d {
         let (subgroup, subgroup_half) = match lanes {
             None => (None, None),
             Some(lanes) => gpu.scoped("conv2d", || {
-                let module = crate::kernels::shader_module(gpu, "conv2d_subgroup", SUBGROUP_SOURCE);
+                let module =
+                    crate::kernels::shader_module(gpu, "conv2d_subgroup", SUBGROUP_SOURCE, false);
                 // A layout over the family's own bind group layout, so its bind groups fit.
                 let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                     label: Some("conv2d_subgroup"),

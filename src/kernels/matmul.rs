@@ -221,12 +221,8 @@ impl Matmul {
         )?;
         let subgroup = if lanes.is_some() {
             Some(gpu.scoped("matmul", || {
-                let module = crate::kernels::shader_module_with(
-                    gpu,
-                    "matmul_subgroup",
-                    SUBGROUP_SOURCE,
-                    wide,
-                );
+                let module =
+                    crate::kernels::shader_module(gpu, "matmul_subgroup", SUBGROUP_SOURCE, wide);
                 let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                     label: Some("matmul_subgroup"),
                     bind_group_layouts: &[Some(&family.layout)],

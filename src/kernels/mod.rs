@@ -63,30 +63,30 @@ pub(crate) fn get<'a, K>(
 }
 
 /// The regions `specialize` replaces on devices with `SHADER_INT64`: the BEGIN and END
-/// marker lines and what goes in their place. The second applies only where the caller asks
-/// for wide loads.
-const SPLICES_64: [(&str, &str, &str); 2] = [
+/// marker lines, what goes in their place, and whether only a caller that asks for wide loads
+/// gets it.
+const SPLICES_64: [(&str, &str, &str, bool); 2] = [
     // Philox's portable `mulhilo` (shaders/philox.wgsl) becomes one widening multiply.
     (
         "// BEGIN mulhilo",
         "// END mulhilo",
         include_str!("../../shaders/philox_mulhilo64.wgsl"),
+        false,
     ),
     // The subgroup matmul's operand loads (shaders/matmul_subgroup.wgsl) become 64-bit.
     (
         "// BEGIN wide loads",
         "// END wide loads",
         include_str!("../../shaders/matmul_wide.wgsl"),
+        true,
     ),
 ];
 
 /// `source` as compiled for a device with `features`: where the device has 64-bit integers,
 /// each region of [`SPLICES_64`] found in `source` is replaced: Philox's `mulhilo` by a
-/// single widening multiply, the subgroup matmul's operand loads by ones that load eight
-/// floats as a `vec4<u64>`. Each pair gives the same bits (tests/philox.rs and tests/dense.rs run
-/// both on one adapter); other sources come back unchanged.
-/// The wide loads go in only if `wide_loads` (the caller knows whether its kernel can use
-/// them; sources without their markers are unaffected).
+/// single widening multiply and, if `wide_loads`, the subgroup matmul's operand loads by ones
+/// that load eight floats as a `vec4<u64>`. Each pair gives the same bits (tests/philox.rs
+/// and tests/dense.rs run both on one adapter); other sources come back unchanged.
 pub(crate) fn specialize(
     source: &str,
     features: wgpu::Features,
@@ -96,12 +96,10 @@ pub(crate) fn specialize(
         return source.into();
     }
     let mut out: std::borrow::Cow<'_, str> = source.into();
-    let splices = if wide_loads {
-        &SPLICES_64[..]
-    } else {
-        &SPLICES_64[..1]
-    };
-    for &(begin_mark, end_mark, wide) in splices {
+    for (begin_mark, end_mark, wide, only_if_asked) in SPLICES_64 {
+        if only_if_asked && !wide_loads {
+            continue;
+        }
         let Some(begin) = out.find(begin_mark) else {
             continue;
         };
@@ -118,14 +116,10 @@ pub(crate) fn specialize(
     out
 }
 
-/// Compiles WGSL `source`, specialised for the device (see [`specialize`]). Call inside
-/// [`Gpu::scoped`] so a compile error becomes an `Err`.
-pub(crate) fn shader_module(gpu: &Gpu, label: &'static str, source: &str) -> wgpu::ShaderModule {
-    shader_module_with(gpu, label, source, true)
-}
-
-/// [`shader_module`], with the subgroup matmul's wide loads only if `wide_loads`.
-pub(crate) fn shader_module_with(
+/// Compiles WGSL `source`, specialised for the device (see [`specialize`]; wide loads only
+/// if `wide_loads`, which only the subgroup matmul asks for). Call inside [`Gpu::scoped`] so
+/// a compile error becomes an `Err`.
+pub(crate) fn shader_module(
     gpu: &Gpu,
     label: &'static str,
     source: &str,
@@ -183,12 +177,7 @@ pub(crate) struct Family {
 impl Family {
     /// Compiles `source` (WGSL) and makes the layout for `binds` (bindings 0, 1, ...).
     pub fn new(gpu: &Gpu, label: &'static str, source: &str, binds: &[Bind]) -> Result<Family> {
-        let numbered: Vec<(u32, Bind)> = binds
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (i as u32, *b))
-            .collect();
-        Family::new_sparse(gpu, label, source, &numbered)
+        Family::new_aliased(gpu, label, source, binds, &[])
     }
 
     /// As [`Family::new`] with explicit binding numbers, for entry points that use only some
@@ -201,7 +190,7 @@ impl Family {
     ) -> Result<Family> {
         let d = gpu.device();
         gpu.scoped(label, || {
-            let module = shader_module(gpu, label, source);
+            let module = shader_module(gpu, label, source, false);
             let entries: Vec<_> = binds
                 .iter()
                 .map(|(i, b)| wgpu::BindGroupLayoutEntry {
