@@ -28,6 +28,7 @@ pub mod nn;
 pub mod ops;
 pub mod philox;
 pub mod reference;
+mod spec;
 mod tensor;
 
 pub use error::{Error, Result};

@@ -29,7 +29,7 @@
 pub(crate) mod plan;
 
 use crate::Error;
-use crate::ops::Padding;
+use crate::spec::Padding;
 
 /// Index of a parameter in the model's parameter list.
 pub(crate) type ParamId = usize;

@@ -12,7 +12,8 @@ use crate::kernels::data::{
 use crate::kernels::dropout::{Dropout, DropoutParams, DropoutSpec};
 use crate::kernels::elementwise::{Elementwise, ElementwiseParams, Pointwise};
 use crate::kernels::matmul::{Epilogue, Matmul, MatmulParams, MatmulTile};
-use crate::kernels::optim::{Adam, Optim, OptimParams, Sgd};
+use crate::kernels::optim::{Optim, OptimParams};
+use crate::spec::{Adam, Sgd, Update};
 use crate::kernels::pool::{Pool, PoolParams};
 use crate::kernels::reduce::{Reduce, ReduceParams};
 use crate::kernels::softmax_xent::{FLAG_NO_GRAD, STATUS_WORDS, SoftmaxXent, SoftmaxXentParams};
@@ -461,7 +462,7 @@ pub(crate) struct ParamRefs<'a> {
     pub state: &'a [Vec<Tensor>],
     pub trainable: Vec<bool>,
     pub l2: Vec<f32>,
-    pub optimizer: crate::nn::Optimizer,
+    pub update: Update,
     pub seed: u64,
     /// Check every gradient for non-finite values before the updates (default true).
     pub checks: bool,
@@ -1387,14 +1388,13 @@ fn backward(
         );
         let state = &params.state[p];
         let status = Res::T(metrics.status.clone());
-        match params.optimizer {
-            crate::nn::Optimizer::Sgd { lr, momentum } => {
+        match params.update {
+            Update::Sgd(sgd) => {
                 let u = OptimParams::sgd(
                     len,
                     &Sgd {
-                        lr,
-                        momentum,
                         weight_decay: params.l2[p],
+                        ..sgd
                     },
                 );
                 b.push(
@@ -1409,20 +1409,12 @@ fn backward(
                     ],
                 );
             }
-            crate::nn::Optimizer::Adam {
-                lr,
-                beta1,
-                beta2,
-                epsilon,
-            } => {
+            Update::Adam(adam) => {
                 let u = OptimParams::adam(
                     len,
                     &Adam {
-                        lr,
-                        beta1,
-                        beta2,
-                        epsilon,
                         weight_decay: params.l2[p],
+                        ..adam
                     },
                     1,
                 );

@@ -5,6 +5,7 @@
 //! [`crate::ops::bias_grad`] work over the last (channel) dimension of NHWC tensors.
 
 use crate::kernels::{Bind, Family, WG, get, grid, run, uniform};
+use crate::spec::Padding;
 use crate::tensor::DType;
 use crate::{Error, Gpu, Result, Tensor};
 
@@ -16,18 +17,6 @@ pub(crate) const SUBGROUP_SOURCE: &str = concat!(
     include_str!("../../shaders/conv2d.wgsl"),
     include_str!("../../shaders/conv2d_subgroup.wgsl")
 );
-
-/// How a convolution treats the image border (Keras' `padding`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Padding {
-    /// No padding: only windows wholly inside the image, so
-    /// `out = (in - k) / stride + 1` (rounded down); the kernel must fit in the image.
-    Valid,
-    /// Zero padding so that `out = ceil(in / stride)`, as Keras and TensorFlow `"same"`: the
-    /// total padding is `max((out - 1) * stride + k - in, 0)`, half of it (rounded down)
-    /// before (top, left), the rest after (bottom, right).
-    Same,
-}
 
 /// Mirrors `Conv2dParams` in shaders/conv2d.wgsl.
 #[repr(C)]

@@ -5,87 +5,13 @@ use std::sync::Arc;
 use crate::kernels::elementwise::same_shape;
 use crate::kernels::{Bind, Family, dispatch_1d, get, run, uniform, zero_status, zero_step};
 use crate::tensor::DType;
+use crate::spec::{Adam, Sgd};
 use crate::{Error, Gpu, Result, Tensor};
 
 pub(crate) const SOURCE: &str = concat!(
     include_str!("../../shaders/philox.wgsl"),
     include_str!("../../shaders/optim.wgsl")
 );
-
-/// Stochastic gradient descent with optional momentum and L2 weight decay, as Keras'
-/// `keras.optimizers.SGD` (without Nesterov) applied to a layer with
-/// `kernel_regularizer=l2(weight_decay)`.
-///
-/// With `g' = g + 2 * weight_decay * w` (the gradient of the loss plus
-/// `weight_decay * sum(w^2)`), one step is
-///
-/// - `momentum == 0`: `w = w - lr * g'` (the velocity is neither read nor written);
-/// - otherwise: `v = momentum * v - lr * g'`, then `w = w + v`.
-///
-/// `weight_decay` is the L2 penalty coupled into the gradient, not the decoupled
-/// `weight_decay` argument of Keras' optimizers (which shrinks `w` by `lr * wd * w`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Sgd {
-    /// The learning rate, finite and >= 0 (Keras default 0.01).
-    pub lr: f32,
-    /// The momentum, in [0, 1) (default 0: plain gradient descent).
-    pub momentum: f32,
-    /// The L2 penalty factor `wd` of `wd * sum(w^2)`, finite and >= 0 (default 0).
-    pub weight_decay: f32,
-}
-
-impl Default for Sgd {
-    /// Keras' defaults: lr 0.01, momentum 0, no weight decay.
-    fn default() -> Sgd {
-        Sgd {
-            lr: 0.01,
-            momentum: 0.0,
-            weight_decay: 0.0,
-        }
-    }
-}
-
-/// Adam as Keras (`keras.optimizers.Adam`, `amsgrad=False`) and TensorFlow's `ApplyAdam`
-/// compute it, with L2 weight decay as in [`Sgd`].
-///
-/// At step `t` (counting from 1), with `g' = g + 2 * weight_decay * w`:
-///
-/// ```text
-/// m    = beta1 * m + (1 - beta1) * g'
-/// v    = beta2 * v + (1 - beta2) * g'^2
-/// lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
-/// w    = w - lr_t * m / (sqrt(v) + epsilon)
-/// ```
-///
-/// `epsilon` is added to `sqrt(v)` unscaled: it is the paper's "epsilon hat" (Kingma and Ba,
-/// the formula before section 2.1), exactly as Keras documents its `epsilon`. The bias
-/// corrections `beta^t` are computed on the host in f64.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Adam {
-    /// The learning rate, finite and >= 0 (Keras default 0.001).
-    pub lr: f32,
-    /// The decay rate of the first moment, in [0, 1) (default 0.9).
-    pub beta1: f32,
-    /// The decay rate of the second moment, in [0, 1) (default 0.999).
-    pub beta2: f32,
-    /// Added to `sqrt(v)`, finite and > 0 (default 1e-7).
-    pub epsilon: f32,
-    /// The L2 penalty factor `wd` of `wd * sum(w^2)`, finite and >= 0 (default 0).
-    pub weight_decay: f32,
-}
-
-impl Default for Adam {
-    /// Keras' defaults: lr 0.001, beta1 0.9, beta2 0.999, epsilon 1e-7, no weight decay.
-    fn default() -> Adam {
-        Adam {
-            lr: 0.001,
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-7,
-            weight_decay: 0.0,
-        }
-    }
-}
 
 /// Mirrors `OptimParams` in shaders/optim.wgsl. Holds every per-step scalar, so a training
 /// loop rewrites only this uniform between steps.
@@ -199,23 +125,6 @@ impl Optim {
     }
 }
 
-fn finite_nonneg(op: &'static str, name: &str, x: f32) -> Result<()> {
-    if !(x.is_finite() && x >= 0.0) {
-        return Err(Error::arg(
-            op,
-            format!("{name} {x} is not a finite number >= 0"),
-        ));
-    }
-    Ok(())
-}
-
-fn unit_interval(op: &'static str, name: &str, x: f32) -> Result<()> {
-    if !(0.0..1.0).contains(&x) {
-        return Err(Error::arg(op, format!("{name} {x} is outside [0, 1)")));
-    }
-    Ok(())
-}
-
 /// `Err` unless `state` is an f32 tensor of `param`'s shape on its GPU, with a buffer of its
 /// own (a tensor updated in place must not share a buffer with another operand).
 fn check_tensors(op: &'static str, named: &[(&Tensor, &str)]) -> Result<()> {
@@ -263,9 +172,7 @@ pub fn sgd_update(param: &Tensor, grad: &Tensor, velocity: &Tensor, opt: &Sgd) -
         op,
         &[(param, "param"), (grad, "grad"), (velocity, "velocity")],
     )?;
-    finite_nonneg(op, "lr", opt.lr)?;
-    unit_interval(op, "momentum", opt.momentum)?;
-    finite_nonneg(op, "weight_decay", opt.weight_decay)?;
+    opt.check(op)?;
     let gpu = param.gpu();
     let k = Optim::get(gpu)?;
     let len = param.len() as u32;
@@ -302,16 +209,7 @@ pub fn adam_update(
 ) -> Result<()> {
     let op = "adam_update";
     check_tensors(op, &[(param, "param"), (grad, "grad"), (m, "m"), (v, "v")])?;
-    finite_nonneg(op, "lr", opt.lr)?;
-    unit_interval(op, "beta1", opt.beta1)?;
-    unit_interval(op, "beta2", opt.beta2)?;
-    if !(opt.epsilon.is_finite() && opt.epsilon > 0.0) {
-        return Err(Error::arg(
-            op,
-            format!("epsilon {} is not a finite number > 0", opt.epsilon),
-        ));
-    }
-    finite_nonneg(op, "weight_decay", opt.weight_decay)?;
+    opt.check(op)?;
     if step == 0 {
         return Err(Error::arg(op, "step 0 is not >= 1 (steps count from 1)"));
     }

@@ -1,6 +1,6 @@
 //! Layers: small plain values with Keras defaults and builders, checked early.
 
-use crate::ops::Padding;
+use crate::spec::Padding;
 use crate::{Error, Result};
 
 /// The activation applied at a layer's output.

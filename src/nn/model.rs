@@ -13,7 +13,7 @@ use crate::graph::{DropoutOp, Graph, Node, Op, layer_err};
 use crate::kernels::data::StepUniform;
 use crate::nn::layers::{Activation, Layer};
 use crate::nn::weights::{self, NamedTensor, WeightSpec, WeightsOptions};
-use crate::ops::Padding;
+use crate::spec::Padding;
 use crate::{Error, Gpu, Result, Tensor};
 
 /// How the weights are updated. L2 factors belong to the layers.
@@ -55,51 +55,30 @@ impl Optimizer {
         }
     }
 
-    /// Tensors of optimizer state per parameter.
-    pub(crate) fn slots(&self) -> usize {
-        match self {
-            Optimizer::Sgd { .. } => 1,
-            Optimizer::Adam { .. } => 2,
-        }
-    }
-
-    fn check(&self) -> Result<()> {
-        let bad = |what: &str, v: f32, range: &str| {
-            Err(Error::arg(
-                "compile",
-                format!("optimizer {what} {v} is outside {range}"),
-            ))
-        };
-        match *self {
-            Optimizer::Sgd { lr, momentum } => {
-                if !(lr.is_finite() && lr >= 0.0) {
-                    return bad("learning rate", lr, "[0, inf)");
-                }
-                if !(0.0..1.0).contains(&momentum) {
-                    return bad("momentum", momentum, "[0, 1)");
-                }
-            }
+    /// The description the executor runs (L2 factors come from the layers), checked once
+    /// here: `Err` naming `compile` and the value out of range.
+    pub(crate) fn lower(&self) -> Result<crate::spec::Update> {
+        let update = match *self {
+            Optimizer::Sgd { lr, momentum } => crate::spec::Update::Sgd(crate::spec::Sgd {
+                lr,
+                momentum,
+                weight_decay: 0.0,
+            }),
             Optimizer::Adam {
                 lr,
                 beta1,
                 beta2,
                 epsilon,
-            } => {
-                if !(lr.is_finite() && lr >= 0.0) {
-                    return bad("learning rate", lr, "[0, inf)");
-                }
-                if !(0.0..1.0).contains(&beta1) {
-                    return bad("beta1", beta1, "[0, 1)");
-                }
-                if !(0.0..1.0).contains(&beta2) {
-                    return bad("beta2", beta2, "[0, 1)");
-                }
-                if !(epsilon.is_finite() && epsilon > 0.0) {
-                    return bad("epsilon", epsilon, "(0, inf)");
-                }
-            }
-        }
-        Ok(())
+            } => crate::spec::Update::Adam(crate::spec::Adam {
+                lr,
+                beta1,
+                beta2,
+                epsilon,
+                weight_decay: 0.0,
+            }),
+        };
+        update.check("compile")?;
+        Ok(update)
     }
 }
 
@@ -287,6 +266,8 @@ struct Compiled {
     grads: Vec<Tensor>,
     state: Vec<Vec<Tensor>>,
     optimizer: Optimizer,
+    /// `optimizer` lowered and checked.
+    update: crate::spec::Update,
     seed: u64,
     /// Training steps taken over the model's life (moves the dropout streams).
     step: u64,
@@ -676,7 +657,7 @@ impl Sequential {
     /// Shape errors naming the layer (index and type) and both shapes; optimizer arguments
     /// out of range.
     pub fn compile(&mut self, gpu: &Gpu, optimizer: Optimizer, seed: u64) -> Result<()> {
-        optimizer.check()?;
+        let update = optimizer.lower()?;
         let Lowered {
             graph,
             params: infos,
@@ -690,7 +671,7 @@ impl Sequential {
             values.push(Tensor::from_slice(gpu, v, &p.shape)?);
             grads.push(Tensor::zeros(gpu, &p.shape)?);
             state.push(
-                (0..optimizer.slots())
+                (0..update.slots())
                     .map(|_| Tensor::zeros(gpu, &p.shape))
                     .collect::<Result<Vec<_>>>()?,
             );
@@ -703,6 +684,7 @@ impl Sequential {
             grads,
             state,
             optimizer,
+            update,
             seed,
             step: 0,
             predict: Mutex::new(HashMap::new()),
@@ -816,7 +798,7 @@ impl Sequential {
             state: &c.state,
             trainable: c.infos.iter().map(|p| p.trainable).collect(),
             l2: c.infos.iter().map(|p| p.l2).collect(),
-            optimizer: c.optimizer,
+            update: c.update,
             seed: c.seed,
             checks: c.checks,
         }

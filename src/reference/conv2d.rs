@@ -6,7 +6,7 @@
 //! `[n, oh, ow, cout]`. These functions panic on shapes that do not fit (they are test
 //! references; [`crate::ops::conv2d`] validates).
 
-use crate::ops::Padding;
+use crate::spec::Padding;
 
 /// Keras/TensorFlow `"same"` padding along one axis: returns `(out, pad_before)` with
 /// `out = ceil(in_size / stride)` and `pad_before` half (rounded down) of the total

@@ -1,7 +1,7 @@
 //! Optimizer references: one SGD or Adam step in f64, in place on f64 state so that several
 //! steps can be iterated without rounding to f32 in between.
 
-use crate::ops::{Adam, Sgd};
+use crate::spec::{Adam, Sgd};
 
 /// One SGD step (see [`crate::ops::Sgd`]): with `g' = g + 2 * weight_decay * w`,
 /// `momentum == 0`: `w -= lr * g'` (velocity untouched); otherwise
