@@ -29,7 +29,7 @@ use support::{
     cli::{AnyResult, Cli, pct},
     data::{DATA_USAGE, DataArgs},
 };
-use wgnn::nn::{Activation, Conv2d, Dense, Dropout, History, Optimizer, Sequential};
+use wgnn::nn::{Activation, Conv2d, Dense, Dropout, Fit, History, Optimizer, Sequential};
 
 const USAGE: &str = "\
 usage: dropout_sweep [data options] [--epochs N] [--rates LIST] [--no-bonus] [--lr X]
@@ -145,7 +145,15 @@ fn run() -> AnyResult {
         let mut m = model(&input, train.classes, v)?;
         m.compile(&gpu, Optimizer::sgd(lr, momentum), seed)?;
         let started = Instant::now();
-        let history = support::train::train_epochs(&mut m, train, test, epochs, batch)?;
+        let history = m.fit(
+            train,
+            &Fit {
+                epochs,
+                batch_size: batch,
+                validation: Some(test),
+                ..Fit::default()
+            },
+        )?;
         let seconds = started.elapsed().as_secs_f64();
         let train_eval = m.evaluate(train, 256)?.accuracy;
         let test_acc = history

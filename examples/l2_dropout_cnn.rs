@@ -24,7 +24,9 @@ use support::{
     cli::{AnyResult, Cli, pct},
     data::{DATA_USAGE, DataArgs},
 };
-use wgnn::nn::{Activation, BatchNorm, Conv2d, Dense, Dropout, MaxPool2d, Optimizer, Sequential};
+use wgnn::nn::{
+    Activation, BatchNorm, Conv2d, Dense, Dropout, Fit, MaxPool2d, Optimizer, Sequential,
+};
 use wgnn::ops::Padding;
 
 const USAGE: &str = "\
@@ -87,7 +89,15 @@ fn run() -> AnyResult {
     print!("{}", m.summary()?);
     println!("optimizer: Adam lr {lr}, batch {batch}, {epochs} epoch(s), L2 {l2} on every kernel");
 
-    let history = support::train::train_epochs(&mut m, train, test, epochs, batch)?;
+    let history = m.fit(
+        train,
+        &Fit {
+            epochs,
+            batch_size: batch,
+            validation: Some(test),
+            ..Fit::default()
+        },
+    )?;
     println!("\nepoch   loss      accuracy   val_loss  val_accuracy   seconds");
     for e in &history.epochs {
         let v = e

@@ -4,8 +4,9 @@
 //!
 //! - [`cli`]: argument parsing and `--help`, the `main` wrapper, printing percentages;
 //! - [`data`]: the data options, loading and cutting a data set, a seeded shuffle;
-//! - [`train`]: the per-epoch training loop of the CNN examples;
 //! - [`chart`]: PNG line charts of the training curves.
+//!
+//! There is no training loop here: the examples train with `Sequential::fit`.
 
 // Each example uses a different part of this module.
 #![allow(dead_code)]
@@ -13,4 +14,3 @@
 pub mod chart;
 pub mod cli;
 pub mod data;
-pub mod train;
