@@ -13,7 +13,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{AnyResult, Cli};
+use support::cli::{AnyResult, Cli};
 
 const USAGE: &str = "\
 usage: dropout_basics [--p RATE] [--seed N] [--offset N] [--quick]
@@ -131,5 +131,5 @@ fn run() -> AnyResult {
 }
 
 fn main() -> std::process::ExitCode {
-    support::main_with("dropout_basics", run)
+    support::cli::main_with("dropout_basics", run)
 }

@@ -24,8 +24,12 @@ mod support;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use support::{AnyResult, Cli, DATA_USAGE, DataArgs, Legend, Panel, Series, pct};
-use wgnn::nn::{Activation, Conv2d, Dense, Dropout, History, Optimizer, Sequential};
+use support::{
+    chart::{Legend, Panel, Series},
+    cli::{AnyResult, Cli, pct},
+    data::{DATA_USAGE, DataArgs},
+};
+use wgnn::nn::{Activation, Conv2d, Dense, Dropout, Fit, History, Optimizer, Sequential};
 
 const USAGE: &str = "\
 usage: dropout_sweep [data options] [--epochs N] [--rates LIST] [--no-bonus] [--lr X]
@@ -99,7 +103,7 @@ fn run() -> AnyResult {
     let seed: u64 = cli.value("--seed")?.unwrap_or(42);
     let plot: PathBuf = cli
         .value("--plot")?
-        .unwrap_or_else(|| support::default_plot("dropout_sweep", data.quick));
+        .unwrap_or_else(|| support::chart::default_plot("dropout_sweep", data.quick));
     cli.finish()?;
     if let Some(bad) = rates.iter().find(|p| !(0.0..1.0).contains(*p)) {
         return Err(format!("--rates: {bad} is outside [0, 1)").into());
@@ -141,7 +145,15 @@ fn run() -> AnyResult {
         let mut m = model(&input, train.classes, v)?;
         m.compile(&gpu, Optimizer::sgd(lr, momentum), seed)?;
         let started = Instant::now();
-        let history = support::train_epochs(&mut m, train, test, epochs, batch)?;
+        let history = m.fit(
+            train,
+            &Fit {
+                epochs,
+                batch_size: batch,
+                validation: Some(test),
+                ..Fit::default()
+            },
+        )?;
         let seconds = started.elapsed().as_secs_f64();
         let train_eval = m.evaluate(train, 256)?.accuracy;
         let test_acc = history
@@ -224,10 +236,10 @@ fn draw(path: &std::path::Path, outcomes: &[Outcome], title: &str, epochs: usize
         let mut p = Panel::new(o.name.clone(), "epoch", "accuracy")
             .with(Series::new(
                 "train (dropout on)",
-                support::per_epoch(train),
+                support::chart::per_epoch(train),
                 0,
             ))
-            .with(Series::new("test", support::per_epoch(test), 1).dashed());
+            .with(Series::new("test", support::chart::per_epoch(test), 1).dashed());
         p.y_range = y_range;
         panels.push(p);
     }
@@ -266,9 +278,9 @@ fn draw(path: &std::path::Path, outcomes: &[Outcome], title: &str, epochs: usize
     gap.legend = Legend::UpperRight;
     gap.y_decimals = 1;
     panels.push(gap);
-    support::save_chart(path, title, &panels, 3)
+    support::chart::save_chart(path, title, &panels, 3)
 }
 
 fn main() -> std::process::ExitCode {
-    support::main_with("dropout_sweep", run)
+    support::cli::main_with("dropout_sweep", run)
 }

@@ -20,7 +20,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{AnyResult, Cli, FASHION_CLASSES, pct};
+use support::{
+    cli::{AnyResult, Cli, pct},
+    data::FASHION_CLASSES,
+};
 use wgnn::nn::{Activation, Dense, Dropout, Fit, Optimizer, Sequential};
 use wgnn::wgpu;
 use wgpu::util::DeviceExt;
@@ -371,5 +374,5 @@ fn run() -> AnyResult {
 }
 
 fn main() -> std::process::ExitCode {
-    support::main_with("embed", run)
+    support::cli::main_with("embed", run)
 }

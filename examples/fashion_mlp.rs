@@ -17,7 +17,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use support::{AnyResult, pct};
+use support::cli::{AnyResult, pct};
 use wgnn::nn::{Activation, Dense, Dropout, Fit, Optimizer, Sequential};
 
 struct Args {
@@ -113,20 +113,20 @@ fn run() -> AnyResult {
 
     let plot = a
         .plot
-        .unwrap_or_else(|| support::default_plot("fashion_mlp", a.quick));
-    support::save_chart(
+        .unwrap_or_else(|| support::chart::default_plot("fashion_mlp", a.quick));
+    support::chart::save_chart(
         &plot,
         &format!(
             "MLP 784-256-256-10, dropout 0.2/0.5, Adam 1e-3 - {} training images, test {}",
             train.count,
             pct(eval.accuracy)
         ),
-        &support::history_panels(&history),
+        &support::chart::history_panels(&history),
         2,
     )?;
     Ok(())
 }
 
 fn main() -> ExitCode {
-    support::main_with("fashion_mlp", run)
+    support::cli::main_with("fashion_mlp", run)
 }

@@ -24,7 +24,11 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::{AnyResult, Cli, DATA_USAGE, DataArgs, Panel, Series, pct, per_epoch};
+use support::{
+    chart::{Panel, Series, per_epoch},
+    cli::{AnyResult, Cli, pct},
+    data::{DATA_USAGE, DataArgs},
+};
 use wgnn::data::Dataset;
 use wgnn::nn::weights::{
     NamedTensor, WeightSpec, WeightsOptions, from_safetensors, to_safetensors,
@@ -168,11 +172,14 @@ fn load(cli: &mut Cli) -> AnyResult<(Data, bool)> {
             channels,
             &wgnn::data::LoadLimits::default(),
         )?;
-        let mut all = support::shuffled(&all, 7);
+        let mut all = support::data::shuffled(&all, 7);
         if data.quick {
-            all = support::take(all, Some(support::QUICK_TRAIN + support::QUICK_TEST))?;
+            all = support::data::take(
+                all,
+                Some(support::data::QUICK_TRAIN + support::data::QUICK_TEST),
+            )?;
         } else if let Some(n) = data.train {
-            all = support::take(all, Some(n))?;
+            all = support::data::take(all, Some(n))?;
         }
         if all.count < 10 {
             return Err(format!(
@@ -235,7 +242,7 @@ fn run() -> AnyResult {
     let seed: u64 = cli.value("--seed")?.unwrap_or(42);
     let plot: PathBuf = cli
         .value("--plot")?
-        .unwrap_or_else(|| support::default_plot("frozen_base_sweep", quick));
+        .unwrap_or_else(|| support::chart::default_plot("frozen_base_sweep", quick));
     cli.finish()?;
     let pick = |given: Option<usize>, default: usize, what: &str| -> Result<usize, String> {
         match (quick, given) {
@@ -397,7 +404,7 @@ fn run() -> AnyResult {
         let t = o.history.epochs.iter().map(|e| e.accuracy);
         train = train.with(Series::new(format!("p = {}", o.p), per_epoch(t), i));
     }
-    support::save_chart(
+    support::chart::save_chart(
         &plot,
         &format!(
             "Frozen base, new head Dense(100) + Dropout(p) - {} training images",
@@ -410,5 +417,5 @@ fn run() -> AnyResult {
 }
 
 fn main() -> std::process::ExitCode {
-    support::main_with("frozen_base_sweep", run)
+    support::cli::main_with("frozen_base_sweep", run)
 }

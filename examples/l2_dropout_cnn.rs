@@ -20,8 +20,13 @@ mod support;
 
 use std::path::PathBuf;
 
-use support::{AnyResult, Cli, DATA_USAGE, DataArgs, pct};
-use wgnn::nn::{Activation, BatchNorm, Conv2d, Dense, Dropout, MaxPool2d, Optimizer, Sequential};
+use support::{
+    cli::{AnyResult, Cli, pct},
+    data::{DATA_USAGE, DataArgs},
+};
+use wgnn::nn::{
+    Activation, BatchNorm, Conv2d, Dense, Dropout, Fit, MaxPool2d, Optimizer, Sequential,
+};
 use wgnn::ops::Padding;
 
 const USAGE: &str = "\
@@ -65,7 +70,7 @@ fn run() -> AnyResult {
     let seed: u64 = cli.value("--seed")?.unwrap_or(42);
     let plot: PathBuf = cli
         .value("--plot")?
-        .unwrap_or_else(|| support::default_plot("l2_dropout_cnn", data.quick));
+        .unwrap_or_else(|| support::chart::default_plot("l2_dropout_cnn", data.quick));
     let save: Option<PathBuf> = cli.value("--save")?;
     cli.finish()?;
 
@@ -84,7 +89,15 @@ fn run() -> AnyResult {
     print!("{}", m.summary()?);
     println!("optimizer: Adam lr {lr}, batch {batch}, {epochs} epoch(s), L2 {l2} on every kernel");
 
-    let history = support::train_epochs(&mut m, train, test, epochs, batch)?;
+    let history = m.fit(
+        train,
+        &Fit {
+            epochs,
+            batch_size: batch,
+            validation: Some(test),
+            ..Fit::default()
+        },
+    )?;
     println!("\nepoch   loss      accuracy   val_loss  val_accuracy   seconds");
     for e in &history.epochs {
         let v = e
@@ -109,19 +122,19 @@ fn run() -> AnyResult {
         println!("weights written to {}", path.display());
     }
 
-    support::save_chart(
+    support::chart::save_chart(
         &plot,
         &format!(
             "L2 + BatchNorm + dropout CNN, Adam {lr} - {} training images, test {}",
             train.count,
             pct(eval.accuracy)
         ),
-        &support::history_panels(&history),
+        &support::chart::history_panels(&history),
         2,
     )?;
     Ok(())
 }
 
 fn main() -> std::process::ExitCode {
-    support::main_with("l2_dropout_cnn", run)
+    support::cli::main_with("l2_dropout_cnn", run)
 }
