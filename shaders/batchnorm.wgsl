@@ -100,15 +100,8 @@ struct BatchNormParams {
 @group(0) @binding(2) var<storage, read> minv_std: array<f32>;
 @group(0) @binding(3) var<storage, read_write> moving_mean: array<f32>;
 @group(0) @binding(4) var<storage, read_write> moving_var: array<f32>;
-// The step uniform (philox.wgsl's Step, same layout) and the status word of data.wgsl:
-// eager calls bind zeros.
-struct MovingStep {
-    step: u32,
-    batch_start: u32,
-    poison: u32,
-    _pad: u32,
-}
-@group(0) @binding(9) var<uniform> mstep: MovingStep;
+// The step uniform (step.wgsl) and the status word of data.wgsl: eager calls bind zeros.
+@group(0) @binding(9) var<uniform> mstep: Step;
 @group(0) @binding(10) var<storage, read> mstatus: array<u32>;
 
 fn linear(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {

@@ -1,3 +1,7 @@
+// GENERATED IN PART: the regions between `// BEGIN GENERATED` and `// END GENERATED` lines
+// are written by shaders/gen_matmul.py (register-tile loops, duplicated by design so every
+// accumulator is a named variable). Edit the generator and rerun it, not the regions;
+// `python3 shaders/gen_matmul.py --check` fails when they differ from its output.
 // conv2d_subgroup.wgsl: the forward pass and (stride 1) the input gradient as implicit GEMMs on
 // matmul's subgroup tiling (see matmul_subgroup.wgsl), appended to conv2d.wgsl only when the
 // adapter's subgroups have a fixed 8 or 16 lanes (the override SG), and used when cin and

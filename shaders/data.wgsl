@@ -12,7 +12,7 @@
 // parameter p; [2] the policy, 1 = skip bad steps; [3] the last bad step + 1).
 // gather_forward uses bindings 0-6 and 11-13 (8 storage buffers), metrics_accumulate 0, 1
 // and 7-10: two layouts.
-// Rust module: src/kernels/data.rs. Needs philox.wgsl (for Step) and finite.wgsl prepended.
+// Rust module: src/kernels/data.rs. Joined after step.wgsl and finite.wgsl.
 
 struct DataParams {
     rows: u32,
@@ -111,7 +111,7 @@ fn gather_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 fn metrics_accumulate() {
     // The test hook replaces the step's loss by NaN (a NaN input would not do: ReLU's max
     // maps NaN to 0).
-    let l = select(loss[0], bitcast<f32>(0x7FC00000u), step.poison == 1u);
+    let l = select(loss[0], bitcast<f32>(0x7FC00000u), test_poison(POISON_LOSS));
     if (!all_finite(vec4<f32>(l))) {
         report_non_finite(0xFFFFFFFFu);
     }
@@ -138,7 +138,7 @@ fn scan0(t: u32, threads: u32) -> bool {
     if (last > 0u && (last - 1u) % threads == t) {
         bad = bad || !lanes_finite(grad[last - 1u], n - 4u * (last - 1u));
     }
-    return bad || (step.poison == 2u && t == 0u && n > 0u);
+    return bad || (test_poison(POISON_GRADIENT) && t == 0u && n > 0u);
 }
 
 // Segment 1 (grad1): whether any of its values this invocation strides over is not finite.
@@ -153,7 +153,7 @@ fn scan1(t: u32, threads: u32) -> bool {
     if (last > 0u && (last - 1u) % threads == t) {
         bad = bad || !lanes_finite(grad1[last - 1u], n - 4u * (last - 1u));
     }
-    return bad || (step.poison == 2u && t == 0u && n > 0u);
+    return bad || (test_poison(POISON_GRADIENT) && t == 0u && n > 0u);
 }
 
 // Segment 2 (grad2): whether any of its values this invocation strides over is not finite.
@@ -168,7 +168,7 @@ fn scan2(t: u32, threads: u32) -> bool {
     if (last > 0u && (last - 1u) % threads == t) {
         bad = bad || !lanes_finite(grad2[last - 1u], n - 4u * (last - 1u));
     }
-    return bad || (step.poison == 2u && t == 0u && n > 0u);
+    return bad || (test_poison(POISON_GRADIENT) && t == 0u && n > 0u);
 }
 
 // Segment 3 (grad3): whether any of its values this invocation strides over is not finite.
@@ -183,7 +183,7 @@ fn scan3(t: u32, threads: u32) -> bool {
     if (last > 0u && (last - 1u) % threads == t) {
         bad = bad || !lanes_finite(grad3[last - 1u], n - 4u * (last - 1u));
     }
-    return bad || (step.poison == 2u && t == 0u && n > 0u);
+    return bad || (test_poison(POISON_GRADIENT) && t == 0u && n > 0u);
 }
 
 // Segment 4 (grad4): whether any of its values this invocation strides over is not finite.
@@ -198,7 +198,7 @@ fn scan4(t: u32, threads: u32) -> bool {
     if (last > 0u && (last - 1u) % threads == t) {
         bad = bad || !lanes_finite(grad4[last - 1u], n - 4u * (last - 1u));
     }
-    return bad || (step.poison == 2u && t == 0u && n > 0u);
+    return bad || (test_poison(POISON_GRADIENT) && t == 0u && n > 0u);
 }
 
 // Segment 5 (grad5): whether any of its values this invocation strides over is not finite.
@@ -213,7 +213,7 @@ fn scan5(t: u32, threads: u32) -> bool {
     if (last > 0u && (last - 1u) % threads == t) {
         bad = bad || !lanes_finite(grad5[last - 1u], n - 4u * (last - 1u));
     }
-    return bad || (step.poison == 2u && t == 0u && n > 0u);
+    return bad || (test_poison(POISON_GRADIENT) && t == 0u && n > 0u);
 }
 
 // One loop per binding (WGSL cannot index bindings), each striding over its segment: the

@@ -2,16 +2,16 @@
 // Entry points: dropout_forward, dropout_backward (one invocation per 4 vec4 = 16 elements;
 // each vec4 takes all four words of one Philox call).
 // Bindings: 0 params: DropoutParams (uniform), 1 step: Step (uniform), 2 x (read), 3 y (write).
-// Rust module: src/kernels/dropout.rs. Needs philox.wgsl prepended.
+// Rust module: src/kernels/dropout.rs. Joined after step.wgsl, philox.wgsl (and its mulhilo)
+// and dropout_mask.wgsl.
 // No mask is stored: the backward regenerates the keep bits from (seed, offset, index).
 
 struct DropoutParams {
+    mask: DropoutMask,
     len: u32,
-    threshold: u32,
-    mode: u32,
-    scale: f32,
-    seed: vec2<u32>,
-    offset: vec2<u32>,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: DropoutParams;
@@ -28,14 +28,15 @@ fn apply(b: u32, blocks: u32, off: vec2<u32>) {
     if (b >= blocks) {
         return;
     }
-    let keep = dropout_keep4(params.seed, off, b, params.threshold, params.mode);
-    y[b] = select(vec4<f32>(0.0), x[b] * params.scale, keep);
+    let m = params.mask;
+    let keep = dropout_keep4(m.seed, off, b, m.threshold, m.mode);
+    y[b] = select(vec4<f32>(0.0), x[b] * m.scale, keep);
 }
 
 // Blocks (vec4s) BLOCKS * i .. BLOCKS * i + 3.
 fn apply_all(i: u32) {
     let blocks = (params.len >> 2u) + select(0u, 1u, (params.len & 3u) != 0u);
-    let off = stream_offset(params.offset, step);
+    let off = stream_offset(params.mask.offset, step);
     let b = i * BLOCKS;
     apply(b, blocks, off);
     apply(b + 1u, blocks, off);

@@ -1,3 +1,7 @@
+// GENERATED IN PART: the regions between `// BEGIN GENERATED` and `// END GENERATED` lines
+// are written by shaders/gen_matmul.py (register-tile loops, duplicated by design so every
+// accumulator is a named variable). Edit the generator and rerun it, not the regions;
+// `python3 shaders/gen_matmul.py --check` fails when they differ from its output.
 // matmul.wgsl: C = op(A) op(B) with a fused epilogue (bias, ReLU, Philox dropout).
 // op(A) is [m, k]: A itself ([m, k] row-major) or, with TRANS_A, the transpose of A ([k, m]).
 // op(B) is [k, n]: B ([k, n]) or, with TRANS_B, the transpose of B ([n, k]).
@@ -32,8 +36,9 @@
 // 3 b (read), 4 bias (read, [n]; any buffer when unused), 5 c (write), 6 status (atomic u32
 // [4]; written only with params.check != 0). a, b and c are declared as vec4 arrays (every
 // tensor buffer is padded to 16 bytes). The subgroup entry point may add 7 and 8, 64-bit
-// views of b and a (shaders/matmul_wide.wgsl).
-// Rust module: src/kernels/matmul.rs. Needs philox.wgsl and finite.wgsl prepended.
+// views of b and a (shaders/matmul_loads_wide.wgsl).
+// Rust module: src/kernels/matmul.rs. Joined after step.wgsl, philox.wgsl (and its mulhilo),
+// dropout_mask.wgsl and finite.wgsl.
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -52,14 +57,13 @@ struct MatmulParams {
     k: u32,
     // EPI_BIAS | EPI_RELU.
     flags: u32,
-    threshold: u32,
-    // DROP_NONE, DROP_THRESHOLD or DROP_ALL.
-    mode: u32,
-    scale: f32,
     // 0, or the status code (finite.wgsl) a non-finite output reports.
     check: u32,
-    seed: vec2<u32>,
-    offset: vec2<u32>,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    // The dropout of the epilogue (mode DROP_KEEP_ALL: none).
+    mask: DropoutMask,
 }
 
 @group(0) @binding(0) var<uniform> params: MatmulParams;
@@ -181,19 +185,20 @@ fn store_row(row: u32, col0: u32, acc: vec4<f32>) -> bool {
         v = max(v, vec4<f32>(0.0));
     }
     let base = row * n + col0;
-    if (p.mode != DROP_NONE) {
-        let off = stream_offset(p.offset, step);
+    let d = p.mask;
+    if (d.mode != DROP_KEEP_ALL) {
+        let off = stream_offset(d.offset, step);
         var keep: vec4<bool>;
         if (VEC_C || (base & 3u) == 0u) {
-            keep = dropout_keep4(p.seed, off, base >> 2u, p.threshold, p.mode);
+            keep = dropout_keep4(d.seed, off, base >> 2u, d.threshold, d.mode);
         } else {
             keep = vec4<bool>(
-                dropout_keep1(p.seed, off, base, p.threshold, p.mode),
-                dropout_keep1(p.seed, off, base + 1u, p.threshold, p.mode),
-                dropout_keep1(p.seed, off, base + 2u, p.threshold, p.mode),
-                dropout_keep1(p.seed, off, base + 3u, p.threshold, p.mode));
+                dropout_keep1(d.seed, off, base, d.threshold, d.mode),
+                dropout_keep1(d.seed, off, base + 1u, d.threshold, d.mode),
+                dropout_keep1(d.seed, off, base + 2u, d.threshold, d.mode),
+                dropout_keep1(d.seed, off, base + 3u, d.threshold, d.mode));
         }
-        v = select(vec4<f32>(0.0), v * p.scale, keep);
+        v = select(vec4<f32>(0.0), v * d.scale, keep);
     }
     let bad = p.check != 0u && !lanes_finite(v, n - col0);
     if (VEC_C) {
@@ -227,7 +232,7 @@ fn store_tile(row0: u32, col0: u32, tile: ptr<function, array<vec4<f32>, 64>>) {
             bad = store_row(row0 + r, col0 + 4u, (*tile)[2u * r + 1u]) || bad;
         }
     }
-    let poisoned = step.poison == 2u && row0 == 0u && col0 == 0u;
+    let poisoned = test_poison(POISON_GRADIENT) && row0 == 0u && col0 == 0u;
     if (params.check != 0u && (bad || poisoned)) {
         report_non_finite(params.check);
     }

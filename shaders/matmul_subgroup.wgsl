@@ -1,5 +1,9 @@
-// matmul_subgroup.wgsl: the subgroup variant of matmul_forward, appended to matmul.wgsl (and
-// philox.wgsl) only when the adapter's subgroups have a fixed size of 8 or 16 lanes (lavapipe
+// GENERATED IN PART: the regions between `// BEGIN GENERATED` and `// END GENERATED` lines
+// are written by shaders/gen_matmul.py (register-tile loops, duplicated by design so every
+// accumulator is a named variable). Edit the generator and rerun it, not the regions;
+// `python3 shaders/gen_matmul.py --check` fails when they differ from its output.
+// matmul_subgroup.wgsl: the subgroup variant of matmul_forward, joined after matmul.wgsl (and
+// its snippets) only when the adapter's subgroups have a fixed size of 8 or 16 lanes (lavapipe
 // at 256 or 512 bits: its vector width over 32, `LP_NATIVE_VECTOR_WIDTH`).
 // Entry point: matmul_forward_sg, workgroup 64 = 64 / SG subgroups of SG lanes. Subgroup s of
 // workgroup (x, y) owns rows ((64 / SG) y + s) * TM .. + TM; lane l owns columns
@@ -10,16 +14,17 @@
 // the subgroup until the stores (a subgroup wholly past the last row returns at once).
 // Same overrides, bindings and accumulation order as matmul_forward (matmul.wgsl), and SG:
 // the subgroup size the host found (8 or 16); the sums, and so the bits, do not depend on it.
-// At 8 lanes on a device with 64-bit integers the loads below come from
-// shaders/matmul_wide.wgsl, with its overrides B64 and A64 and bindings 7 and 8.
+// At 8 lanes on a device with 64-bit integers the loads come from
+// shaders/matmul_loads_wide.wgsl, with its overrides B64 and A64 and bindings 7 and 8.
 
 override SG: u32 = 8u;
 
-// The operand loads of the k loop. On a device with 64-bit integers, kernels::specialize
-// replaces these two functions with shaders/matmul_wide.wgsl's, which read eight floats as
-// one vec4<u64> where the layout allows: lavapipe loads storage buffers one lane and one
-// component at a time, so half the components is fewer instructions per float. Same values
-// either way.
+// The operand loads of the k loop, `b_pair` and `a_next`, come from one of two files joined
+// after this one (kernels::shader::compose): shaders/matmul_loads_portable.wgsl, or on a
+// device with 64-bit integers and 8 lanes shaders/matmul_loads_wide.wgsl, which reads eight
+// floats as one vec4<u64> where the layout allows: lavapipe loads storage buffers one lane
+// and one component at a time, so half the components is fewer instructions per float. Same
+// values either way.
 // This lane's two B blocks at k kk..kk+3: columns j0..j0+3 and, with TN4 = 2, j0+4..j0+7
 // (else the first again).
 fn b_blocks(kk: u32, j0: u32) -> array<mat4x4<f32>, 2> {
@@ -30,19 +35,6 @@ fn b_blocks(kk: u32, j0: u32) -> array<mat4x4<f32>, 2> {
     }
     return array<mat4x4<f32>, 2>(bb0, bb1);
 }
-
-// BEGIN wide loads
-// b_blocks, as the k loop calls it.
-fn b_pair(kk: u32, j0: u32) -> array<mat4x4<f32>, 2> {
-    return b_blocks(kk, j0);
-}
-
-// The A block at rows i0.., k kk..kk+3 (a_block's). `held` carries blocks loaded ahead
-// between calls of one invocation, in order of kk; unused here.
-fn a_next(i0: u32, kk: u32, held: ptr<function, array<mat4x4<f32>, 2>>) -> mat4x4<f32> {
-    return a_block(i0, kk);
-}
-// END wide loads
 
 @compute @workgroup_size(64)
 fn matmul_forward_sg(

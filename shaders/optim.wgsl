@@ -15,7 +15,7 @@
 // 3 state1 (read_write, vec4: SGD velocity or Adam m), 4 state2 (read_write, vec4: Adam v),
 // 5 step: Step (uniform), 6 status (read, u32 [4]).
 // Rust module: src/kernels/optim.rs (two bind group layouts: SGD uses bindings 0-3, 5, 6;
-// Adam 0-6). Needs philox.wgsl prepended (for Step).
+// Adam 0-6). Joined after step.wgsl.
 // Adam's step is t = t0 + step.step: eager calls pass t in t0 and bind step 0; the executor
 // passes t0 = 1 and moves step.step, so its one per-step write also moves Adam's bias
 // correction. The executor's metrics pass and gradient checks record non-finite values in

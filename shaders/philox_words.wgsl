@@ -1,7 +1,7 @@
 // philox_words.wgsl: raw Philox-4x32-10 words, for the tests that hold the GPU to the host.
 // Entry point: philox_words. Bindings: 0 params: WordsParams (uniform), 1 input (read):
 // per item two vec4 (counter; key in .xy), 2 output (write): one vec4 per item.
-// Rust module: src/kernels/dropout.rs. Needs philox.wgsl prepended.
+// Rust module: src/kernels/dropout.rs. Joined after philox.wgsl and its mulhilo.
 
 struct WordsParams {
     count: u32,

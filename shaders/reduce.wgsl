@@ -7,7 +7,7 @@
 // Bindings: 0 params: ReduceParams (uniform), 1 x (read), 2 out (write), both declared as
 // vec4 arrays (tensor buffers are padded to 16 bytes), 3 step: Step (uniform), 4 status
 // (atomic u32 [4]; written only with params.check != 0).
-// Rust module: src/kernels/reduce.rs. Needs philox.wgsl (for Step) and finite.wgsl prepended.
+// Rust module: src/kernels/reduce.rs. Joined after step.wgsl and finite.wgsl.
 
 struct ReduceParams {
     rows: u32,
@@ -25,7 +25,7 @@ struct ReduceParams {
 
 // The check of `used` sums of invocation `index` (0 holds element 0, for the test hook).
 fn check_sums(s: vec4<f32>, used: u32, index: u32) {
-    if (params.check != 0u && (!lanes_finite(s, used) || (step.poison == 2u && index == 0u))) {
+    if (params.check != 0u && (!lanes_finite(s, used) || (test_poison(POISON_GRADIENT) && index == 0u))) {
         report_non_finite(params.check);
     }
 }

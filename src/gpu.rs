@@ -1,6 +1,6 @@
 //! `Gpu`: instance, adapter choice, device, queue, limits, the pipeline cache and counters.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -90,6 +90,11 @@ pub(crate) struct GpuInner {
     /// The adapter's (smallest, largest) subgroup size; kernels with subgroup variants use
     /// them only where both are the size they were written for.
     pub subgroup_sizes: (u32, u32),
+    /// Whether kernels compile with `TEST_HOOKS` (shaders/step.wgsl); off unless
+    /// [`Gpu::enable_test_hooks`] turned it on before the first shader compiled.
+    pub test_hooks: AtomicBool,
+    /// Whether a shader module has been compiled on this device (then the hooks are fixed).
+    pub compiled: AtomicBool,
 }
 
 /// A device and queue with wgnn's compiled pipelines. Cheap to clone; clones share everything.
@@ -250,7 +255,7 @@ impl Gpu {
         let mut features = wgpu::Features::empty();
         // Timestamps time the bench; subgroups enable matmul's broadcast variant; 64-bit
         // integers give Philox a single widening multiply and the 8-lane subgroup matmul
-        // 64-bit loads of A and B (kernels::specialize).
+        // 64-bit loads of A and B (kernels::shader::compose).
         for f in [
             wgpu::Features::TIMESTAMP_QUERY,
             wgpu::Features::SUBGROUP,
@@ -339,6 +344,8 @@ impl Gpu {
                 timeout_ms: AtomicU64::new(60_000),
                 budget: AtomicU64::new(u64::MAX),
                 subgroup_sizes,
+                test_hooks: AtomicBool::new(false),
+                compiled: AtomicBool::new(false),
             }),
         }
     }
@@ -406,6 +413,30 @@ impl Gpu {
             bytes_read_back: c.bytes_read_back.load(Ordering::Relaxed),
             device_bytes: c.device_bytes.load(Ordering::Relaxed),
         }
+    }
+
+    /// Compiles the test hooks into this `Gpu`'s kernels (shared by its clones), so that
+    /// `Sequential::inject_non_finite` works on models trained on it. For wgnn's own tests
+    /// (to be gated behind a `testing` feature): every other `Gpu` compiles the hook branches
+    /// out. Call right after opening the `Gpu`.
+    ///
+    /// # Errors
+    /// When a kernel has already been compiled on this `Gpu`.
+    #[doc(hidden)]
+    pub fn enable_test_hooks(&self) -> Result<()> {
+        if self.inner.compiled.load(Ordering::SeqCst) {
+            return Err(Error::arg(
+                "enable_test_hooks",
+                "kernels were already compiled on this Gpu; enable test hooks right after opening it",
+            ));
+        }
+        self.inner.test_hooks.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether this `Gpu`'s kernels compile the test hooks ([`Gpu::enable_test_hooks`]).
+    pub(crate) fn test_hooks(&self) -> bool {
+        self.inner.test_hooks.load(Ordering::SeqCst)
     }
 
     pub(crate) fn kernels(&self) -> &Kernels {

@@ -30,6 +30,7 @@ pub mod philox;
 pub mod reference;
 mod spec;
 mod tensor;
+pub(crate) mod tune;
 
 pub use error::{Error, Result};
 pub use gpu::{ExecStats, Gpu, GpuInfo, ObjectCounts};

@@ -112,6 +112,66 @@ pub fn scale(p: f32) -> f32 {
     if p >= 1.0 { 0.0 } else { 1.0 / (1.0 - p) }
 }
 
+/// A validated dropout: rate, seed and stream offset (also `wgnn::ops::DropoutSpec`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DropoutSpec {
+    /// The rate p: the probability that an element is dropped, in [0, 1].
+    pub rate: f32,
+    /// The generator's key.
+    pub seed: u64,
+    /// The stream: calls with different offsets draw independent masks.
+    pub offset: u64,
+}
+
+/// How a kernel treats a rate. The discriminants are the WGSL values (`DROP_KEEP_ALL`,
+/// `DROP_THRESHOLD`, `DROP_ALL` in shaders/dropout_mask.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum DropMode {
+    /// `p <= 0`: every element is kept.
+    KeepAll = 0,
+    /// Keep iff the element's Philox word is `>=` the threshold.
+    Threshold = 1,
+    /// `p >= 1`: every element is dropped (output and gradient exactly zero).
+    DropAll = 2,
+}
+
+/// A rate as the kernels take it: the one place a rate becomes threshold, scale and mode.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DropoutLowering {
+    /// [`threshold`] of the rate.
+    pub threshold: u32,
+    /// [`scale`] of the rate: what kept values are multiplied by.
+    pub scale: f32,
+    /// Whether the threshold decides, or the rate keeps or drops everything.
+    pub mode: DropMode,
+}
+
+impl DropoutLowering {
+    /// The lowering of rate `p`, which must already be checked to lie in [0, 1].
+    ///
+    /// ```
+    /// use wgnn::philox::{DropMode, DropoutLowering};
+    /// let l = DropoutLowering::new(0.5);
+    /// assert_eq!((l.threshold, l.scale, l.mode), (0x8000_0000, 2.0, DropMode::Threshold));
+    /// assert_eq!(DropoutLowering::new(1.0).mode, DropMode::DropAll);
+    /// ```
+    pub fn new(p: f32) -> DropoutLowering {
+        let mode = if p <= 0.0 {
+            DropMode::KeepAll
+        } else if p >= 1.0 {
+            DropMode::DropAll
+        } else {
+            DropMode::Threshold
+        };
+        DropoutLowering {
+            threshold: threshold(p),
+            scale: scale(p),
+            mode,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +181,21 @@ mod tests {
         assert_eq!(mulhilo(0xFFFF_FFFF, 0xFFFF_FFFF), (0xFFFF_FFFE, 1));
         assert_eq!(mulhilo(1, 0xFFFF_FFFF), (0, 0xFFFF_FFFF));
         assert_eq!(mulhilo(0, 0xFFFF_FFFF), (0, 0));
+    }
+
+    #[test]
+    fn philox_dropout_lowering_modes_at_the_edges() {
+        assert_eq!(DropoutLowering::new(0.0).mode, DropMode::KeepAll);
+        assert_eq!(DropoutLowering::new(-0.0).mode, DropMode::KeepAll);
+        assert_eq!(DropoutLowering::new(1e-30).mode, DropMode::Threshold);
+        assert_eq!(DropoutLowering::new(0.999_999_9).mode, DropMode::Threshold);
+        let all = DropoutLowering::new(1.0);
+        assert_eq!(
+            (all.mode, all.scale, all.threshold),
+            (DropMode::DropAll, 0.0, u32::MAX)
+        );
+        let none = DropoutLowering::new(0.0);
+        assert_eq!((none.scale, none.threshold), (1.0, 0));
     }
 
     #[test]

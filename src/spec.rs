@@ -164,4 +164,3 @@ fn unit_interval(op: &'static str, name: &str, x: f32) -> Result<()> {
     }
     Ok(())
 }
-

@@ -686,6 +686,7 @@ fn weights_after_13_steps(
 fn fit_stops_on_non_finite_gradient_keeps_weights_and_best_checkpoint_at_no_extra_cost() {
     // Its own Gpu: the counters compared below must see no other test's work.
     let own = wgnn::Gpu::software().unwrap();
+    own.enable_test_hooks().unwrap(); // inject_non_finite below
     let gpu = &own;
     let (train, test) = wgnn::data::shipped_fashion_mnist().unwrap();
     let data = train.subset(0..320).unwrap();

@@ -7,17 +7,18 @@ use crate::graph::{DropoutOp, Graph, Op, ParamId};
 use crate::kernels::batchnorm::{BatchNorm, BatchNormParams};
 use crate::kernels::conv2d::{Conv2d, Conv2dDims, Conv2dPass};
 use crate::kernels::data::{
-    Data, DataParams, FINITE_SEGMENTS, FiniteParams, LOSS_CODE, StepUniform, finite_code,
+    Data, DataParams, FINITE_SEGMENTS, FiniteParams, LOSS_CODE, finite_code,
 };
 use crate::kernels::dropout::{Dropout, DropoutParams, DropoutSpec};
 use crate::kernels::elementwise::{Elementwise, ElementwiseParams, Pointwise};
 use crate::kernels::matmul::{Epilogue, Matmul, MatmulParams, MatmulTile};
 use crate::kernels::optim::{Optim, OptimParams};
-use crate::spec::{Adam, Sgd, Update};
 use crate::kernels::pool::{Pool, PoolParams};
 use crate::kernels::reduce::{Reduce, ReduceParams};
 use crate::kernels::softmax_xent::{FLAG_NO_GRAD, STATUS_WORDS, SoftmaxXent, SoftmaxXentParams};
+use crate::kernels::step::Step as StepUniform;
 use crate::kernels::{Family, uniform};
+use crate::spec::{Adam, Sgd, Update};
 use crate::tensor::{Buf, DType};
 use crate::{Error, Gpu, Result, Tensor};
 
@@ -190,7 +191,7 @@ pub fn gather_batch(
             &c3,
         ],
     );
-    crate::kernels::run(gpu, op, |pass| {
+    crate::ops::run(gpu, op, |pass| {
         k.record_gather(pass, &io, (rows * data.image_len) as u32)
     })?;
     Ok((x.to_vec()?, y.to_vec_u32()?))
@@ -1019,7 +1020,7 @@ fn materialize(gpu: &Gpu, b: Builder) -> Result<Materialized> {
         } = &mut rec
         {
             let mm = Matmul::get(gpu)?;
-            let t = mm.autotune(gpu, *trans, (*m, *n, *k))?;
+            let t = crate::tune::matmul_tile(gpu, *trans, (*m, *n, *k))?;
             mm.prepare_tile(gpu, *trans, (*m, *n, *k), t)?;
             *tile = Some(t);
         }

@@ -8,10 +8,11 @@ use std::time::Instant;
 
 use crate::graph::plan::Rec;
 use crate::kernels::conv2d::{Conv2d, Conv2dDims, Conv2dPass};
-use crate::kernels::dropout::{Dropout, DropoutParams, check_rate};
+use crate::kernels::dropout::{Dropout, DropoutParams};
 use crate::kernels::elementwise::{Elementwise, ElementwiseParams, Pointwise};
 use crate::kernels::matmul::{Epilogue, Matmul, MatmulParams};
 use crate::kernels::{uniform, zero_status, zero_step};
+use crate::ops::check_rate;
 use crate::ops::{DropoutSpec, Padding};
 use crate::tensor::DType;
 use crate::{Error, Gpu, Result, Tensor};
@@ -39,7 +40,7 @@ pub fn matmul_tile_for(
     n: usize,
     k: usize,
 ) -> Result<MatmulTile> {
-    Matmul::get(gpu)?.autotune(gpu, trans, (m as u32, n as u32, k as u32))
+    crate::tune::matmul_tile(gpu, trans, (m as u32, n as u32, k as u32))
 }
 
 /// [`crate::ops::matmul`] and [`crate::ops::dense`] in one, with the register-tile variant
@@ -63,7 +64,7 @@ pub fn matmul_with_tile(
         relu,
         dropout,
     };
-    crate::kernels::matmul::eager(
+    crate::ops::matmul::eager(
         "matmul",
         a,
         b,
@@ -91,7 +92,7 @@ pub fn matmul_checked(
     initial: [u32; 4],
 ) -> Result<(Tensor, [u32; 4])> {
     let status = Tensor::from_u32(a.gpu(), &initial, &[4])?;
-    let c = crate::kernels::matmul::eager(
+    let c = crate::ops::matmul::eager(
         "matmul",
         a,
         b,
@@ -112,7 +113,7 @@ pub fn matmul_checked(
 /// As [`crate::ops::bias_grad`].
 pub fn bias_grad_checked(dy: &Tensor, code: u32, initial: [u32; 4]) -> Result<(Tensor, [u32; 4])> {
     let status = Tensor::from_u32(dy.gpu(), &initial, &[4])?;
-    let out = crate::kernels::reduce::eager(dy, Some((&status, code)))?;
+    let out = crate::ops::reduce::eager(dy, Some((&status, code)))?;
     let s = status.to_vec_u32()?;
     Ok((out, [s[0], s[1], s[2], s[3]]))
 }
@@ -189,7 +190,7 @@ pub fn conv2d_with_kernel(
             ),
         ));
     }
-    crate::kernels::conv2d::eager(op, pass.pass(), &d, a, b, out, subgroup)
+    crate::ops::conv2d_eager(op, pass.pass(), &d, a, b, out, subgroup)
 }
 
 /// Kernels recorded with prepared bind groups, timed as one compute pass.
@@ -252,7 +253,7 @@ impl Timed {
     ) -> Result<Timed> {
         let op = "matmul";
         f32s(op, &[a, b, c])?;
-        let (m, k, n) = crate::kernels::matmul::dims(op, a.shape(), b.shape(), trans.0, trans.1)?;
+        let (m, k, n) = crate::ops::matmul::dims(op, a.shape(), b.shape(), trans.0, trans.1)?;
         if c.shape() != [m, n] {
             return Err(Error::shape(
                 op,
@@ -267,7 +268,7 @@ impl Timed {
         let (m, n, k) = (m as u32, n as u32, k as u32);
         let tile = match tile {
             Some(t) => t,
-            None => kern.autotune(gpu, trans, (m, n, k))?,
+            None => crate::tune::matmul_tile(gpu, trans, (m, n, k))?,
         };
         if !kern.tiles().contains(&tile) {
             return Err(Error::arg(op, format!("tile {tile:?} is not available")));

@@ -4,19 +4,23 @@
 //! Bias is not part of the convolution: [`crate::ops::bias_add`] and
 //! [`crate::ops::bias_grad`] work over the last (channel) dimension of NHWC tensors.
 
-use crate::kernels::{Bind, Family, WG, get, grid, run, uniform};
+use crate::kernels::shader::{Shader, wgsl};
+use crate::kernels::{Bind, Family, WG, get, grid};
 use crate::spec::Padding;
-use crate::tensor::DType;
-use crate::{Error, Gpu, Result, Tensor};
+use crate::{Error, Gpu, Result};
 
-pub(crate) const SOURCE: &str = include_str!("../../shaders/conv2d.wgsl");
+/// shaders/conv2d.wgsl on its own.
+pub(crate) const SHADER: Shader = Shader {
+    name: "conv2d",
+    parts: &[wgsl!("conv2d.wgsl")],
+};
 
-/// [`SOURCE`] with the subgroup entry points appended (compiled only on adapters whose
+/// [`SHADER`] with the subgroup entry points joined after it (compiled only on adapters whose
 /// subgroups have a fixed 8 or 16 lanes).
-pub(crate) const SUBGROUP_SOURCE: &str = concat!(
-    include_str!("../../shaders/conv2d.wgsl"),
-    include_str!("../../shaders/conv2d_subgroup.wgsl")
-);
+pub(crate) const SUBGROUP_SHADER: Shader = Shader {
+    name: "conv2d_subgroup",
+    parts: &[wgsl!("conv2d.wgsl"), wgsl!("conv2d_subgroup.wgsl")],
+};
 
 /// Mirrors `Conv2dParams` in shaders/conv2d.wgsl.
 #[repr(C)]
@@ -333,7 +337,7 @@ impl Conv2d {
         let family = Family::new(
             gpu,
             "conv2d",
-            SOURCE,
+            &SHADER,
             &[Bind::Uniform, Bind::Read, Bind::Read, Bind::Write],
         )?;
         let variants = |entry: &'static str| -> Result<[wgpu::ComputePipeline; 4]> {
@@ -349,8 +353,7 @@ impl Conv2d {
         let (subgroup, subgroup_half) = match lanes {
             None => (None, None),
             Some(lanes) => gpu.scoped("conv2d", || {
-                let module =
-                    crate::kernels::shader_module(gpu, "conv2d_subgroup", SUBGROUP_SOURCE, false);
+                let module = crate::kernels::shader_module(gpu, &SUBGROUP_SHADER, false);
                 // A layout over the family's own bind group layout, so its bind groups fit.
                 let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                     label: Some("conv2d_subgroup"),
@@ -552,214 +555,9 @@ impl Conv2d {
     }
 }
 
-/// Checks that `t` is f32, lives with `first`, and (when `shape` is given) has that shape.
-fn check(
-    op: &'static str,
-    first: &Tensor,
-    t: &Tensor,
-    what: &str,
-    shape: Option<([usize; 4], &Conv2dDims, Padding)>,
-) -> Result<()> {
-    t.expect(DType::F32, op)?;
-    first.same_gpu(t, op)?;
-    if let Some((want, d, padding)) = shape
-        && t.shape() != want
-    {
-        return Err(Error::shape(
-            op,
-            format!(
-                "{what} has shape {:?}, expected {want:?} (the output of input {:?}, kernel {:?}, stride {}, {padding:?} padding)",
-                t.shape(),
-                d.in_shape(),
-                d.kernel_shape(),
-                d.stride
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Allocates the output, binds (params, a, b, out) and records `pass` (with the subgroup
-/// kernel where it fits, unless `subgroup` is false).
-pub(crate) fn eager(
-    op: &'static str,
-    pass: Conv2dPass,
-    d: &Conv2dDims,
-    a: &Tensor,
-    b: &Tensor,
-    out_shape: [usize; 4],
-    subgroup: bool,
-) -> Result<Tensor> {
-    let gpu = a.gpu();
-    let k = Conv2d::get(gpu)?;
-    let out = Tensor::empty(gpu, op, &out_shape, DType::F32)?;
-    let params = uniform(gpu, op, &d.params());
-    if pass == Conv2dPass::BackwardWeight && d.weight_splits() > 1 {
-        let scratch = Tensor::empty(gpu, op, &[d.weight_scratch_len()], DType::F32)?;
-        let first = k
-            .family
-            .bind(gpu, &[&params, a.buffer(), b.buffer(), scratch.buffer()]);
-        let second = k.family.bind(
-            gpu,
-            &[&params, scratch.buffer(), scratch.buffer(), out.buffer()],
-        );
-        run(gpu, op, |p| {
-            k.record_pass(p, &first, d, pass, subgroup);
-            k.record_backward_weight_reduce(p, &second, d);
-        })?;
-        return Ok(out);
-    }
-    let io = k
-        .family
-        .bind(gpu, &[&params, a.buffer(), b.buffer(), out.buffer()]);
-    run(gpu, op, |p| k.record_pass(p, &io, d, pass, subgroup))?;
-    Ok(out)
-}
-
-/// 2-D convolution (cross-correlation, as Keras' `Conv2D`, without bias):
-/// `y[b, oy, ox, co] = sum over ky, kx, ci of x[b, oy*stride + ky - pad_top, ox*stride + kx - pad_left, ci] * w[ky, kx, ci, co]`,
-/// positions outside the image reading as zero.
-///
-/// `x` is NHWC `[n, h, w, cin]`, `w` HWIO `[kh, kw, cin, cout]`; the result is NHWC
-/// `[n, oh, ow, cout]` with `oh`, `ow` and the padding given by `padding` (see [`Padding`]);
-/// `stride` applies to both axes. Add a bias with [`crate::ops::bias_add`].
-///
-/// ```
-/// # fn main() -> wgnn::Result<()> {
-/// use wgnn::ops::{Padding, conv2d};
-/// let gpu = wgnn::Gpu::software()?;
-/// // A 3x3 single-channel image and a 2x2 kernel summing its window.
-/// let x = wgnn::Tensor::from_slice(&gpu, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0], &[1, 3, 3, 1])?;
-/// let w = wgnn::Tensor::from_slice(&gpu, &[1.0; 4], &[2, 2, 1, 1])?;
-/// let y = conv2d(&x, &w, 1, Padding::Valid)?;
-/// assert_eq!(y.shape(), [1, 2, 2, 1]);
-/// assert_eq!(y.to_vec()?, vec![12.0, 16.0, 24.0, 28.0]);
-/// # Ok(())
-/// # }
-/// ```
-///
-/// # Errors
-/// When a tensor is not a 4-D f32 tensor, the channel counts differ, `stride` is 0, the
-/// kernel is larger than the image with [`Padding::Valid`], the tensors live on different
-/// `Gpu`s, or the work is over the device's dispatch limits.
-pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: Padding) -> Result<Tensor> {
-    let op = "conv2d";
-    check(op, x, x, "x", None)?;
-    check(op, x, w, "w", None)?;
-    let d = Conv2dDims::new(op, x.shape(), w.shape(), stride, padding)?;
-    eager(op, Conv2dPass::Forward, &d, x, w, d.out_shape(), true)
-}
-
-/// The gradient of [`conv2d`] with respect to its input: `dx[b, iy, ix, ci]` is the sum of
-/// `dy[b, oy, ox, co] * w[ky, kx, ci, co]` over every output position and kernel tap that read
-/// `x[b, iy, ix, ci]`.
-///
-/// `dy` is NHWC `[n, oh, ow, cout]`, the output shape of a convolution of `input_shape`
-/// (`[n, h, w, cin]`, needed because with `stride > 1` several input sizes give one output
-/// size) with the HWIO kernel `w` under `stride` and `padding`; the result has `input_shape`.
-///
-/// # Errors
-/// As [`conv2d`] for `input_shape` and `w`, and when `dy` does not have the output shape or
-/// is not f32 on the same `Gpu`.
-pub fn conv2d_backward_input(
-    dy: &Tensor,
-    w: &Tensor,
-    input_shape: &[usize],
-    stride: usize,
-    padding: Padding,
-) -> Result<Tensor> {
-    let op = "conv2d_backward_input";
-    check(op, dy, dy, "dy", None)?;
-    check(op, dy, w, "w", None)?;
-    let d = Conv2dDims::new(op, input_shape, w.shape(), stride, padding)?;
-    check(op, dy, dy, "dy", Some((d.out_shape(), &d, padding)))?;
-    eager(op, Conv2dPass::BackwardInput, &d, dy, w, d.in_shape(), true)
-}
-
-/// The gradient of [`conv2d`] with respect to its kernel: `dw[ky, kx, ci, co]` is the sum
-/// over `b, oy, ox` of `x[b, oy*stride + ky - pad_top, ox*stride + kx - pad_left, ci] * dy[b, oy, ox, co]`.
-///
-/// `x` is the NHWC input `[n, h, w, cin]`, `dy` NHWC `[n, oh, ow, cout]` (the output shape
-/// for `x`, `kernel_shape`, `stride` and `padding`); the result is HWIO `kernel_shape`
-/// `[kh, kw, cin, cout]`. The bias gradient is [`crate::ops::bias_grad`] of `dy`.
-///
-/// # Errors
-/// As [`conv2d`] for `x` and `kernel_shape`, and when `dy` does not have the output shape or
-/// is not f32 on the same `Gpu`.
-pub fn conv2d_backward_weight(
-    x: &Tensor,
-    dy: &Tensor,
-    kernel_shape: &[usize],
-    stride: usize,
-    padding: Padding,
-) -> Result<Tensor> {
-    let op = "conv2d_backward_weight";
-    check(op, x, x, "x", None)?;
-    check(op, x, dy, "dy", None)?;
-    let d = Conv2dDims::new(op, x.shape(), kernel_shape, stride, padding)?;
-    check(op, x, dy, "dy", Some((d.out_shape(), &d, padding)))?;
-    eager(
-        op,
-        Conv2dPass::BackwardWeight,
-        &d,
-        x,
-        dy,
-        d.kernel_shape(),
-        true,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wgpu::naga;
-
-    #[test]
-    fn conv2d_shader_validates_and_params_match_wgsl_layout() {
-        let module = naga::front::wgsl::parse_str(SOURCE)
-            .unwrap_or_else(|e| panic!("{}", e.emit_to_string(SOURCE)));
-        let mut v = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::default(),
-        );
-        if let Err(e) = v.validate(&module) {
-            panic!("{}", e.emit_to_string(SOURCE));
-        }
-        let (members, span) = module
-            .types
-            .iter()
-            .find_map(|(_, t)| match (&t.inner, t.name.as_deref()) {
-                (naga::TypeInner::Struct { members, span }, Some("Conv2dParams")) => {
-                    Some((members.clone(), *span))
-                }
-                _ => None,
-            })
-            .expect("Conv2dParams in conv2d.wgsl");
-        assert_eq!(span as usize, size_of::<Conv2dParams>());
-        let rust = [
-            ("n", std::mem::offset_of!(Conv2dParams, n)),
-            ("h", std::mem::offset_of!(Conv2dParams, h)),
-            ("w", std::mem::offset_of!(Conv2dParams, w)),
-            ("cin", std::mem::offset_of!(Conv2dParams, cin)),
-            ("oh", std::mem::offset_of!(Conv2dParams, oh)),
-            ("ow", std::mem::offset_of!(Conv2dParams, ow)),
-            ("cout", std::mem::offset_of!(Conv2dParams, cout)),
-            ("kh", std::mem::offset_of!(Conv2dParams, kh)),
-            ("kw", std::mem::offset_of!(Conv2dParams, kw)),
-            ("stride", std::mem::offset_of!(Conv2dParams, stride)),
-            ("pad_top", std::mem::offset_of!(Conv2dParams, pad_top)),
-            ("pad_left", std::mem::offset_of!(Conv2dParams, pad_left)),
-            ("splits", std::mem::offset_of!(Conv2dParams, splits)),
-            ("per_split", std::mem::offset_of!(Conv2dParams, per_split)),
-            ("_pad0", std::mem::offset_of!(Conv2dParams, _pad)),
-            ("_pad1", std::mem::offset_of!(Conv2dParams, _pad) + 4),
-        ];
-        assert_eq!(members.len(), rust.len());
-        for (m, (name, off)) in members.iter().zip(rust) {
-            assert_eq!(m.name.as_deref(), Some(name));
-            assert_eq!(m.offset as usize, off, "Conv2dParams.{name}");
-        }
-    }
 
     #[test]
     fn conv2d_out_shape_follows_keras_and_matches_reference() {

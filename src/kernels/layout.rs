@@ -1,208 +1,204 @@
-//! Checks, without a GPU, that every shader parses and validates with naga and that every
-//! params struct has the same size and field offsets in Rust and in WGSL.
+//! Checks, without a GPU, that every params struct has the same size and field offsets in
+//! Rust and in WGSL, and that the constants both languages name have the same values. (That
+//! every shader module parses and validates is `kernels::shader`'s test.)
 
 use wgpu::naga;
 
-/// Every shader source as the pipelines receive it, by family name.
-pub(crate) fn sources() -> Vec<(&'static str, &'static str)> {
-    use crate::kernels::*;
-    vec![
-        ("dropout", dropout::SOURCE),
-        ("philox_words", dropout::WORDS_SOURCE),
-        ("elementwise", elementwise::SOURCE),
-        ("matmul", matmul::SOURCE),
-        ("reduce", reduce::SOURCE),
-        ("data", data::SOURCE),
-    ]
+use crate::kernels::shader::Shader;
+
+fn parse(shader: &Shader) -> naga::Module {
+    let src = shader.portable();
+    naga::front::wgsl::parse_str(&src)
+        .unwrap_or_else(|e| panic!("{}: {}", shader.name, e.emit_to_string(&src)))
 }
 
-fn parse(name: &str, src: &str) -> naga::Module {
-    match naga::front::wgsl::parse_str(src) {
-        Ok(m) => m,
-        Err(e) => panic!("{name}: {}", e.emit_to_string(src)),
-    }
-}
-
-/// (span, [(member name, offset)]) of the WGSL struct `ty` in `src`.
-pub(crate) fn wgsl_layout(src: &str, ty: &str) -> (u32, Vec<(String, u32)>) {
-    let module = parse(ty, src);
+/// (span, [(member name, offset)]) of the WGSL struct `ty` in `shader`.
+pub(crate) fn wgsl_layout(shader: &Shader, ty: &str) -> (u32, Vec<(String, u32)>) {
+    let module = parse(shader);
     for (_, t) in module.types.iter() {
         if t.name.as_deref() == Some(ty)
             && let naga::TypeInner::Struct { members, span } = &t.inner
         {
-            {
-                let m = members
-                    .iter()
-                    .map(|m| (m.name.clone().unwrap_or_default(), m.offset))
-                    .collect();
-                return (*span, m);
-            }
+            let m = members
+                .iter()
+                .map(|m| (m.name.clone().unwrap_or_default(), m.offset))
+                .collect();
+            return (*span, m);
         }
     }
-    panic!("struct {ty} not found in its shader");
+    panic!("struct {ty} not found in {}", shader.name);
 }
 
-/// Asserts that Rust struct `$rust` and WGSL struct `$wgsl` of `$src` agree in size and in
-/// the offsets of the named fields.
+/// The value of the WGSL `const name: u32` in `shader`.
+pub(crate) fn wgsl_u32(shader: &Shader, name: &str) -> u32 {
+    let module = parse(shader);
+    let (_, c) = module
+        .constants
+        .iter()
+        .find(|(_, c)| c.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("const {name} not found in {}", shader.name));
+    match module.global_expressions[c.init] {
+        naga::Expression::Literal(naga::Literal::U32(v)) => v,
+        ref e => panic!("{}: const {name} is {e:?}, not a u32 literal", shader.name),
+    }
+}
+
+/// Asserts that Rust struct `$rust` and WGSL struct `$wgsl` of shader `$shader` have the same
+/// size, that `$fields` are the WGSL struct's members in order (padding, named `_..`, aside),
+/// and that each lies at the same offset in both.
 macro_rules! assert_layout {
-    ($src:expr, $wgsl:literal, $rust:ty, [$($field:ident),* $(,)?]) => {{
-        let (span, members) = $crate::kernels::layout::wgsl_layout($src, $wgsl);
-        assert_eq!(span as usize, size_of::<$rust>(), "{}: WGSL size {} != Rust size {}", $wgsl, span, size_of::<$rust>());
+    ($shader:expr, $wgsl:literal, $rust:ty, [$($field:ident),* $(,)?]) => {{
+        let (span, members) = $crate::kernels::layout::wgsl_layout(&$shader, $wgsl);
+        assert_eq!(
+            span as usize,
+            size_of::<$rust>(),
+            "{}: WGSL size {} != Rust size {}",
+            $wgsl,
+            span,
+            size_of::<$rust>()
+        );
+        let named: Vec<&str> = members
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| !n.starts_with('_'))
+            .collect();
+        assert_eq!(named, [$(stringify!($field)),*], "{}: members", $wgsl);
         $(
             let name = stringify!($field);
-            let off = members.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("{}: no member {}", $wgsl, name)).1;
-            assert_eq!(off as usize, std::mem::offset_of!($rust, $field), "{}.{}: WGSL offset {} != Rust offset", $wgsl, name, off);
+            let off = members.iter().find(|(n, _)| n == name).expect("listed member").1;
+            assert_eq!(
+                off as usize,
+                std::mem::offset_of!($rust, $field),
+                "{}.{}: WGSL offset {} != Rust offset",
+                $wgsl,
+                name,
+                off
+            );
         )*
     }};
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::kernels::*;
-
-    #[test]
-    fn shaders_parse_and_validate_with_naga() {
-        for (name, src) in sources() {
-            let module = parse(name, src);
-            let mut v = naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::default(),
-            );
-            if let Err(e) = v.validate(&module) {
-                panic!("{name}: {}", e.emit_to_string(src));
-            }
-        }
-    }
-
-    /// Every source that draws Philox carries the portable `mulhilo` between the markers
-    /// `specialize` looks for, and its 64-bit specialisation validates with naga. (That the
-    /// two give the same bits is tested on a device in tests/philox.rs.)
-    #[test]
-    fn philox_sources_specialise_to_64_bit_mulhilo() {
-        let mut all = sources();
-        all.push(("optim", optim::SOURCE));
-        all.push(("matmul_subgroup", matmul::SUBGROUP_SOURCE));
-        let mut specialised = 0;
-        for (name, src) in all {
-            let plain = specialize(src, wgpu::Features::empty(), true);
-            assert_eq!(plain, src, "{name}: changed without SHADER_INT64");
-            let wide = specialize(src, wgpu::Features::SHADER_INT64, true);
-            if !src.contains("fn philox4x32_10") {
-                assert_eq!(wide, src, "{name}: no Philox, yet changed");
-                continue;
-            }
-            specialised += 1;
-            assert!(
-                !wide.contains("a0 * b0"),
-                "{name}: portable mulhilo left in"
-            );
-            assert_eq!(wide.matches("fn mulhilo(").count(), 1, "{name}");
-            assert!(wide.contains("u64(a) * u64(b)"), "{name}");
-            let module = parse(name, &wide);
-            let caps =
-                naga::valid::Capabilities::SHADER_INT64 | naga::valid::Capabilities::SUBGROUP;
-            let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
-            if let Err(e) = v.validate(&module) {
-                panic!("{name}: {}", e.emit_to_string(&wide));
-            }
-        }
-        assert_eq!(specialised, 7, "sources with Philox");
-        // A checkout with CRLF line endings splices the same way.
-        let crlf = dropout::SOURCE.replace('\n', "\r\n");
-        let wide = specialize(&crlf, wgpu::Features::SHADER_INT64, true);
-        assert!(!wide.contains("a0 * b0") && !wide.contains("END mulhilo"));
-        assert_eq!(wide.matches("fn mulhilo(").count(), 1);
-    }
-
-    /// The subgroup matmul carries its portable loads between the markers, and its 64-bit
-    /// specialisation (both splices) validates with naga. (Same bits: tests/dense.rs.)
-    #[test]
-    fn matmul_subgroup_specialises_to_64_bit_loads() {
-        let src = matmul::SUBGROUP_SOURCE;
-        assert_eq!(src.matches("fn b_pair(").count(), 1);
-        assert_eq!(src.matches("fn a_next(").count(), 1);
-        assert!(!src.contains("array<vec4<u64>>"));
-        for (name, text) in [("lf", src.to_string()), ("crlf", src.replace('\n', "\r\n"))] {
-            let wide = specialize(&text, wgpu::Features::SHADER_INT64, true);
-            assert_eq!(wide.matches("fn b_pair(").count(), 1, "{name}");
-            assert_eq!(wide.matches("fn a_next(").count(), 1, "{name}");
-            for binding in ["b64: array<vec4<u64>>", "a64: array<vec4<u64>>"] {
-                assert!(wide.contains(binding), "{name}: {binding}");
-            }
-            assert!(
-                !wide.contains("END wide") && !wide.contains("END mulhilo"),
-                "{name}"
-            );
-            assert!(
-                wide.contains("u64(a) * u64(b)"),
-                "{name}: Philox spliced too"
-            );
-        }
-        // Without wide loads (16 lanes) only Philox is spliced.
-        let narrow = specialize(src, wgpu::Features::SHADER_INT64, false);
-        assert!(narrow.contains("BEGIN wide loads") && !narrow.contains("array<vec4<u64>>"));
-        assert!(narrow.contains("u64(a) * u64(b)"));
-        // The plain matmul has no wide loads and gains no binding.
-        assert!(!matmul::SOURCE.contains("BEGIN wide"));
-        let wide = specialize(matmul::SUBGROUP_SOURCE, wgpu::Features::SHADER_INT64, true);
-        let module = parse("matmul_subgroup", &wide);
-        let caps = naga::valid::Capabilities::SHADER_INT64 | naga::valid::Capabilities::SUBGROUP;
-        let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
-        if let Err(e) = v.validate(&module) {
-            panic!("matmul_subgroup: {}", e.emit_to_string(&wide));
-        }
-    }
 
     #[test]
     fn params_structs_match_wgsl_layout() {
         assert_layout!(
-            dropout::SOURCE,
-            "DropoutParams",
-            dropout::DropoutParams,
-            [len, threshold, mode, scale, seed, offset]
+            data::SHADER,
+            "Step",
+            step::Step,
+            [step, batch_start, poison]
         );
         assert_layout!(
-            dropout::WORDS_SOURCE,
+            dropout::SHADER,
+            "DropoutMask",
+            dropout_mask::DropoutMask,
+            [seed, offset, threshold, mode, scale]
+        );
+        assert_layout!(
+            dropout::SHADER,
+            "DropoutParams",
+            dropout::DropoutParams,
+            [mask, len]
+        );
+        assert_layout!(
+            dropout::WORDS_SHADER,
             "WordsParams",
             dropout::WordsParams,
             [count]
         );
         assert_layout!(
-            elementwise::SOURCE,
+            elementwise::SHADER,
             "ElementwiseParams",
             elementwise::ElementwiseParams,
             [len, cols, scale]
         );
         assert_layout!(
-            matmul::SOURCE,
+            matmul::SHADER,
             "MatmulParams",
             matmul::MatmulParams,
-            [m, n, k, flags, threshold, mode, scale, seed, offset]
+            [m, n, k, flags, check, mask]
         );
         assert_layout!(
-            reduce::SOURCE,
+            reduce::SHADER,
             "ReduceParams",
             reduce::ReduceParams,
-            [rows, cols]
+            [rows, cols, check]
         );
         assert_layout!(
-            dropout::SOURCE,
-            "Step",
-            data::StepUniform,
-            [step, batch_start]
-        );
-        assert_layout!(
-            data::SOURCE,
+            data::SHADER,
             "DataParams",
             data::DataParams,
             [rows, image_len, scale, per_chunk]
         );
         assert_layout!(
-            data::SOURCE,
+            data::SHADER,
             "FiniteParams",
             data::FiniteParams,
             [lens, codes]
         );
+        assert_layout!(
+            batchnorm::SHADER,
+            "BatchNormParams",
+            batchnorm::BatchNormParams,
+            [rows, channels, chunk, chunks, len, epsilon, momentum]
+        );
+        assert_layout!(
+            conv2d::SHADER,
+            "Conv2dParams",
+            conv2d::Conv2dParams,
+            [
+                n, h, w, cin, oh, ow, cout, kh, kw, stride, pad_top, pad_left, splits, per_split
+            ]
+        );
+        assert_layout!(
+            optim::SHADER,
+            "OptimParams",
+            optim::OptimParams,
+            [len, lr, momentum, decay, beta1, beta2, t0, eps_hat]
+        );
+        assert_layout!(
+            pool::SHADER,
+            "PoolParams",
+            pool::PoolParams,
+            [n, h, w, c, oh, ow, kh, kw, sh, sw, blocks]
+        );
+        assert_layout!(
+            softmax_xent::SHADER,
+            "SoftmaxXentParams",
+            softmax_xent::SoftmaxXentParams,
+            [rows, cols, flags, scale]
+        );
+    }
+
+    /// Constants named in both languages have one value.
+    #[test]
+    fn params_constants_match_wgsl() {
+        use super::wgsl_u32;
+        use crate::philox::DropMode;
+        for (shader, name, value) in [
+            (dropout::SHADER, "DROP_KEEP_ALL", DropMode::KeepAll as u32),
+            (
+                dropout::SHADER,
+                "DROP_THRESHOLD",
+                DropMode::Threshold as u32,
+            ),
+            (dropout::SHADER, "DROP_ALL", DropMode::DropAll as u32),
+            (matmul::SHADER, "EPI_BIAS", matmul::EPI_BIAS),
+            (matmul::SHADER, "EPI_RELU", matmul::EPI_RELU),
+            (
+                softmax_xent::SHADER,
+                "FLAG_ACCUMULATE",
+                softmax_xent::FLAG_ACCUMULATE,
+            ),
+            (
+                softmax_xent::SHADER,
+                "FLAG_NO_GRAD",
+                softmax_xent::FLAG_NO_GRAD,
+            ),
+        ] {
+            assert_eq!(wgsl_u32(&shader, name), value, "{}: {name}", shader.name);
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! One Rust module per shader family: params structs, pipelines and `record_*` methods.
 //!
-//! Kernels record into a compute pass and never submit; the eager [`crate::ops`] functions
-//! and the executor are the only places that create encoders and submit.
+//! Kernels record into a compute pass and never submit; the eager `ops` functions and the
+//! executor are the only places that create encoders and submit. Every shader module is
+//! whole WGSL files joined by [`shader::compose`].
 
 use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 
-use crate::{Error, Gpu, Result, Tensor};
+use crate::{Gpu, Result};
+use shader::{Shader, Variant};
 
 pub(crate) mod batchnorm;
 #[doc(hidden)]
@@ -14,6 +16,7 @@ pub mod bench_support;
 pub(crate) mod conv2d;
 pub(crate) mod data;
 pub(crate) mod dropout;
+pub(crate) mod dropout_mask;
 pub(crate) mod elementwise;
 #[cfg(test)]
 pub(crate) mod layout;
@@ -21,7 +24,9 @@ pub(crate) mod matmul;
 pub(crate) mod optim;
 pub(crate) mod pool;
 pub(crate) mod reduce;
+pub(crate) mod shader;
 pub(crate) mod softmax_xent;
+pub(crate) mod step;
 
 /// Workgroup size of every one-dimensional kernel (a multiple of lavapipe's 8 SIMD lanes).
 pub(crate) const WG: u32 = 64;
@@ -62,74 +67,28 @@ pub(crate) fn get<'a, K>(
     Ok(slot.get().expect("slot was just filled"))
 }
 
-/// The regions `specialize` replaces on devices with `SHADER_INT64`: the BEGIN and END
-/// marker lines, what goes in their place, and whether only a caller that asks for wide loads
-/// gets it.
-const SPLICES_64: [(&str, &str, &str, bool); 2] = [
-    // Philox's portable `mulhilo` (shaders/philox.wgsl) becomes one widening multiply.
-    (
-        "// BEGIN mulhilo",
-        "// END mulhilo",
-        include_str!("../../shaders/philox_mulhilo64.wgsl"),
-        false,
-    ),
-    // The subgroup matmul's operand loads (shaders/matmul_subgroup.wgsl) become 64-bit.
-    (
-        "// BEGIN wide loads",
-        "// END wide loads",
-        include_str!("../../shaders/matmul_wide.wgsl"),
-        true,
-    ),
-];
-
-/// `source` as compiled for a device with `features`: where the device has 64-bit integers,
-/// each region of [`SPLICES_64`] found in `source` is replaced: Philox's `mulhilo` by a
-/// single widening multiply and, if `wide_loads`, the subgroup matmul's operand loads by ones
-/// that load eight floats as a `vec4<u64>`. Each pair gives the same bits (tests/philox.rs
-/// and tests/dense.rs run both on one adapter); other sources come back unchanged.
-pub(crate) fn specialize(
-    source: &str,
-    features: wgpu::Features,
-    wide_loads: bool,
-) -> std::borrow::Cow<'_, str> {
-    if !features.contains(wgpu::Features::SHADER_INT64) {
-        return source.into();
-    }
-    let mut out: std::borrow::Cow<'_, str> = source.into();
-    for (begin_mark, end_mark, wide, only_if_asked) in SPLICES_64 {
-        if only_if_asked && !wide_loads {
-            continue;
-        }
-        let Some(begin) = out.find(begin_mark) else {
-            continue;
-        };
-        let Some(len) = out[begin..].find(end_mark) else {
-            continue;
-        };
-        // Through the END line's line break (LF or CRLF), so either checkout works.
-        let after_end = begin + len + end_mark.len();
-        let end = out[after_end..]
-            .find('\n')
-            .map_or(out.len(), |i| after_end + i + 1);
-        out = format!("{}{wide}{}", &out[..begin], &out[end..]).into();
-    }
-    out
+/// Compiles `shader` for the device: its files joined by [`shader::compose`] for the
+/// device's features (wide loads only if `wide_loads`, which only the subgroup matmul asks
+/// for). Call inside [`Gpu::scoped`] so a compile error becomes an `Err`.
+pub(crate) fn shader_module(gpu: &Gpu, shader: &Shader, wide_loads: bool) -> wgpu::ShaderModule {
+    let d = gpu.device();
+    gpu.inner.compiled.store(true, Ordering::SeqCst);
+    let variant = Variant::new(d.features(), wide_loads);
+    d.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(shader.name),
+        source: wgpu::ShaderSource::Wgsl(shader.source(variant).into()),
+    })
 }
 
-/// Compiles WGSL `source`, specialised for the device (see [`specialize`]; wide loads only
-/// if `wide_loads`, which only the subgroup matmul asks for). Call inside [`Gpu::scoped`] so
-/// a compile error becomes an `Err`.
-pub(crate) fn shader_module(
-    gpu: &Gpu,
-    label: &'static str,
-    source: &str,
-    wide_loads: bool,
-) -> wgpu::ShaderModule {
-    let d = gpu.device();
-    d.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(label),
-        source: wgpu::ShaderSource::Wgsl(specialize(source, d.features(), wide_loads)),
-    })
+/// The override constants every pipeline of `shader` gets besides its own: `TEST_HOOKS` on
+/// where the `Gpu` has test hooks and the shader declares them; nothing otherwise, so the
+/// hook branches keep their default (false) and compile out.
+pub(crate) fn hook_constants(gpu: &Gpu, shader: &Shader) -> &'static [(&'static str, f64)] {
+    if shader.has_test_hooks() && gpu.test_hooks() {
+        &[("TEST_HOOKS", 1.0)]
+    } else {
+        &[]
+    }
 }
 
 /// The subgroup size the subgroup kernels (matmul, conv2d) are compiled for, if they suit the
@@ -167,6 +126,8 @@ pub(crate) struct Family {
     pub layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
     label: &'static str,
+    /// `TEST_HOOKS` for every pipeline ([`hook_constants`]).
+    hooks: &'static [(&'static str, f64)],
     /// The binding number of each layout entry, in order.
     numbers: Vec<u32>,
     /// Extra read-only bindings that view another binding's buffer under a second type:
@@ -175,9 +136,9 @@ pub(crate) struct Family {
 }
 
 impl Family {
-    /// Compiles `source` (WGSL) and makes the layout for `binds` (bindings 0, 1, ...).
-    pub fn new(gpu: &Gpu, label: &'static str, source: &str, binds: &[Bind]) -> Result<Family> {
-        Family::new_aliased(gpu, label, source, binds, &[])
+    /// Compiles `shader` and makes the layout for `binds` (bindings 0, 1, ...).
+    pub fn new(gpu: &Gpu, label: &'static str, shader: &Shader, binds: &[Bind]) -> Result<Family> {
+        Family::new_aliased(gpu, label, shader, binds, &[])
     }
 
     /// As [`Family::new`] with explicit binding numbers, for entry points that use only some
@@ -185,12 +146,12 @@ impl Family {
     pub fn new_sparse(
         gpu: &Gpu,
         label: &'static str,
-        source: &str,
+        shader: &Shader,
         binds: &[(u32, Bind)],
     ) -> Result<Family> {
         let d = gpu.device();
         gpu.scoped(label, || {
-            let module = shader_module(gpu, label, source, false);
+            let module = shader_module(gpu, shader, false);
             let entries: Vec<_> = binds
                 .iter()
                 .map(|(i, b)| wgpu::BindGroupLayoutEntry {
@@ -228,6 +189,7 @@ impl Family {
                 layout,
                 pipeline_layout,
                 label,
+                hooks: hook_constants(gpu, shader),
                 numbers,
                 aliases: Vec::new(),
             }
@@ -239,7 +201,7 @@ impl Family {
     pub fn new_aliased(
         gpu: &Gpu,
         label: &'static str,
-        source: &str,
+        shader: &Shader,
         binds: &[Bind],
         aliases: &[(u32, usize)],
     ) -> Result<Family> {
@@ -249,19 +211,22 @@ impl Family {
             .map(|(i, b)| (i as u32, *b))
             .collect();
         numbered.extend(aliases.iter().map(|&(number, _)| (number, Bind::Read)));
-        let mut family = Family::new_sparse(gpu, label, source, &numbered)?;
+        let mut family = Family::new_sparse(gpu, label, shader, &numbered)?;
         family.numbers.truncate(binds.len());
         family.aliases = aliases.to_vec();
         Ok(family)
     }
 
-    /// A pipeline for `entry` with override `constants`.
+    /// A pipeline for `entry` with override `constants` (and `TEST_HOOKS` where the `Gpu`
+    /// has test hooks).
     pub fn pipeline(
         &self,
         gpu: &Gpu,
         entry: &'static str,
         constants: &[(&str, f64)],
     ) -> Result<wgpu::ComputePipeline> {
+        let constants: Vec<(&str, f64)> = constants.iter().chain(self.hooks).copied().collect();
+        let constants = constants.as_slice();
         gpu.scoped(self.label, || {
             gpu.device()
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -343,20 +308,7 @@ pub(crate) fn uniform<T: bytemuck::Pod>(gpu: &Gpu, label: &str, value: &T) -> wg
 pub(crate) fn zero_step(gpu: &Gpu) -> &wgpu::Buffer {
     gpu.kernels()
         .zero_step
-        .get_or_init(|| uniform(gpu, "wgnn zero step", &data::StepUniform::default()))
-}
-
-/// Checks that `status` is a training status word (u32 [4]) on `like`'s `Gpu`.
-pub(crate) fn expect_status(op: &'static str, status: &Tensor, like: &Tensor) -> Result<()> {
-    status.expect(crate::DType::U32, op)?;
-    like.same_gpu(status, op)?;
-    if status.len() != 4 {
-        return Err(Error::shape(
-            op,
-            format!("status has shape {:?}, expected [4]", status.shape()),
-        ));
-    }
-    Ok(())
+        .get_or_init(|| uniform(gpu, "wgnn zero step", &step::Step::default()))
 }
 
 /// A 16-byte zero storage buffer: the status eager optimizer calls bind (never set).
@@ -410,31 +362,4 @@ pub(crate) fn dispatch_1d(
     pass.set_pipeline(pipeline);
     pass.set_bind_group(0, bind, &[]);
     pass.dispatch_workgroups(gx, gy, 1);
-}
-
-/// Records `f` into one compute pass and submits it (the eager path). Does not wait.
-pub(crate) fn run(
-    gpu: &Gpu,
-    op: &'static str,
-    f: impl FnOnce(&mut wgpu::ComputePass<'_>),
-) -> Result<()> {
-    gpu.check_alive(op)?;
-    gpu.scoped(op, || {
-        let mut enc = gpu
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(op),
-                timestamp_writes: None,
-            });
-            f(&mut pass);
-        }
-        gpu.submit(enc.finish());
-    })
-}
-
-/// Splits a u64 into the (lo, hi) words WGSL structs use.
-pub(crate) fn words(x: u64) -> [u32; 2] {
-    crate::philox::split(x)
 }

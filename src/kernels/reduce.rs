@@ -1,16 +1,14 @@
 //! Entry points of shaders/reduce.wgsl.
 
-use crate::kernels::{
-    Bind, Family, dispatch_1d, expect_status, get, run, uniform, zero_status, zero_step,
-};
-use crate::tensor::DType;
-use crate::{Error, Gpu, Result, Tensor};
+use crate::kernels::shader::{FINITE, STEP, Shader, wgsl};
+use crate::kernels::{Bind, Family, dispatch_1d, get};
+use crate::{Gpu, Result};
 
-pub(crate) const SOURCE: &str = concat!(
-    include_str!("../../shaders/philox.wgsl"),
-    include_str!("../../shaders/finite.wgsl"),
-    include_str!("../../shaders/reduce.wgsl")
-);
+/// shaders/reduce.wgsl after the step and the non-finite check.
+pub(crate) const SHADER: Shader = Shader {
+    name: "reduce",
+    parts: &[STEP, FINITE, wgsl!("reduce.wgsl")],
+};
 
 /// Mirrors `ReduceParams` in shaders/reduce.wgsl.
 #[repr(C)]
@@ -35,7 +33,7 @@ impl Reduce {
         let family = Family::new(
             gpu,
             "reduce",
-            SOURCE,
+            &SHADER,
             &[
                 Bind::Uniform,
                 Bind::Read,
@@ -69,52 +67,4 @@ impl Reduce {
             dispatch_1d(pass, &self.bias_grad, io, cols);
         }
     }
-}
-
-/// The bias gradient: the sum of `dy` over every dimension but the last (`[.., c]` -> `[c]`).
-///
-/// # Errors
-/// When `dy` is not f32.
-pub fn bias_grad(dy: &Tensor) -> Result<Tensor> {
-    eager(dy, None)
-}
-
-/// [`bias_grad`], and with `check` = (status, code) every sum checked as in a training step,
-/// reporting to that status tensor (u32 [4]).
-pub(crate) fn eager(dy: &Tensor, check: Option<(&Tensor, u32)>) -> Result<Tensor> {
-    let op = "bias_grad";
-    dy.expect(DType::F32, op)?;
-    if let Some((status, _)) = check {
-        expect_status(op, status, dy)?;
-    }
-    let gpu = dy.gpu();
-    let k = Reduce::get(gpu)?;
-    let cols = *dy
-        .shape()
-        .last()
-        .ok_or_else(|| Error::shape(op, "dy has no dimensions"))?;
-    let rows = dy.len() / cols;
-    let out = Tensor::empty(gpu, op, &[cols], DType::F32)?;
-    let params = uniform(
-        gpu,
-        op,
-        &ReduceParams {
-            rows: rows as u32,
-            cols: cols as u32,
-            check: check.map_or(0, |(_, code)| code),
-            _pad: 0,
-        },
-    );
-    let io = k.family.bind(
-        gpu,
-        &[
-            &params,
-            dy.buffer(),
-            out.buffer(),
-            zero_step(gpu),
-            check.map_or(zero_status(gpu), |(status, _)| status.buffer()),
-        ],
-    );
-    run(gpu, op, |pass| k.record_bias_grad(pass, &io, cols as u32))?;
-    Ok(out)
 }

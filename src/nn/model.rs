@@ -10,7 +10,7 @@ use rand::{RngExt, SeedableRng};
 use crate::data::Dataset;
 use crate::graph::plan::{GpuDataset, Metrics, Mode, ParamRefs, Plan, Reading};
 use crate::graph::{DropoutOp, Graph, Node, Op, layer_err};
-use crate::kernels::data::StepUniform;
+use crate::kernels::step::Step as StepUniform;
 use crate::nn::layers::{Activation, Layer};
 use crate::nn::weights::{self, NamedTensor, WeightSpec, WeightsOptions};
 use crate::spec::Padding;
@@ -1353,9 +1353,18 @@ impl Sequential {
     }
 
     /// Test hook: makes the loss of global training step `step` NaN (`gradient` false) or
-    /// the first checked gradient non-finite (`gradient` true).
+    /// the first checked gradient non-finite (`gradient` true). Needs a `Gpu` with test hooks
+    /// (`Gpu::enable_test_hooks`).
     #[doc(hidden)]
     pub fn inject_non_finite(&mut self, step: Option<u64>, gradient: bool) -> Result<()> {
+        if let Some(c) = self.compiled.as_ref()
+            && !c.gpu.test_hooks()
+        {
+            return Err(Error::arg(
+                "inject_non_finite",
+                "the model's Gpu has no test hooks (Gpu::enable_test_hooks before compiling any kernel)",
+            ));
+        }
         if let Some(c) = self.compiled.as_mut() {
             c.poison_kind = if gradient { 2 } else { 1 };
         }

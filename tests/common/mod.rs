@@ -18,6 +18,8 @@ pub fn gpus() -> &'static [Gpu] {
         let all =
             Gpu::software_all().expect("a software adapter (apt-get install mesa-vulkan-drivers)");
         for g in &all {
+            // Before any kernel compiles: `Sequential::inject_non_finite` needs the hooks.
+            g.enable_test_hooks().expect("a fresh Gpu takes test hooks");
             eprintln!("test adapter: {}", g.info());
         }
         all
@@ -41,6 +43,8 @@ pub fn portable_gpu() -> Option<&'static Gpu> {
         // Opened by wgnn, subgroups and all, so the subgroup kernels run too.
         let gpu =
             wgnn::bench_support::open_without_int64(&adapter).expect("a device without int64");
+        gpu.enable_test_hooks()
+            .expect("a fresh Gpu takes test hooks");
         assert!(
             !gpu.device()
                 .features()
@@ -51,7 +55,8 @@ pub fn portable_gpu() -> Option<&'static Gpu> {
     .as_ref()
 }
 
-/// `gpus()` and `portable_gpu()`: every adapter, and both versions of the 64-bit splices.
+/// `gpus()` and `portable_gpu()`: every adapter, and both versions of the 64-bit file choices
+/// (kernels::shader::compose).
 pub fn gpus_and_portable() -> Vec<&'static Gpu> {
     gpus().iter().chain(portable_gpu()).collect()
 }

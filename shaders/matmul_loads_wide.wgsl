@@ -1,6 +1,6 @@
-// matmul_wide.wgsl: b_pair and a_next for devices with 64-bit integers (SHADER_INT64) and
-// subgroups of 8 lanes, spliced into matmul_subgroup.wgsl in place of its portable ones by
-// kernels::specialize. (At 16 lanes, lavapipe at 512 bits, the same loads measured 2.3x
+// matmul_loads_wide.wgsl: b_pair and a_next for devices with 64-bit integers (SHADER_INT64)
+// and subgroups of 8 lanes, joined after matmul_subgroup.wgsl in place of
+// shaders/matmul_loads_portable.wgsl by kernels::shader::compose. (At 16 lanes, lavapipe at 512 bits, the same loads measured 2.3x
 // slower at 1024^3, so there the portable ones stay.)
 // lavapipe loads a storage buffer one lane and one component at a time (a loop over the
 // lanes with a bounds check per component), so reading eight floats as one vec4<u64> rather

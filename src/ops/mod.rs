@@ -1,0 +1,106 @@
+//! Every kernel as a function on tensors: records one op, submits it, returns the result
+//! without waiting (read it with [`crate::Tensor::to_vec`]).
+//!
+//! Shapes: images NHWC, conv kernels HWIO, matrices row-major `[rows, cols]`.
+//!
+//! Each function validates its arguments (an `Err` leaves nothing recorded), then records
+//! through the same `record_*` methods of `crate::kernels` a training step uses and submits
+//! them with [`run`], one compute pass per op.
+
+mod batchnorm;
+mod conv2d;
+mod data;
+mod dropout;
+mod elementwise;
+pub(crate) mod matmul;
+mod optim;
+mod pool;
+pub(crate) mod reduce;
+mod softmax_xent;
+
+pub use batchnorm::{
+    batch_norm_backward, batch_norm_inference, batch_norm_train, batch_norm_update_moving,
+};
+pub(crate) use conv2d::eager as conv2d_eager;
+pub use conv2d::{conv2d, conv2d_backward_input, conv2d_backward_weight};
+#[doc(hidden)]
+pub use data::{check_finite, spin};
+#[doc(hidden)]
+pub use dropout::philox_words;
+pub use dropout::{dropout, dropout_backward};
+pub use elementwise::{bias_add, relu, relu_backward, relu_dropout_backward};
+pub use matmul::{dense, matmul};
+pub use optim::{adam_update, sgd_update};
+pub use pool::{max_pool2d, max_pool2d_backward};
+pub use reduce::bias_grad;
+pub use softmax_xent::{accuracy, softmax, softmax_cross_entropy};
+
+pub use crate::philox::DropoutSpec;
+pub use crate::spec::{Adam, Padding, Sgd};
+
+use crate::{Error, Gpu, Result, Tensor};
+
+/// Checks that `status` is a training status word (u32 [4]) on `like`'s `Gpu`.
+pub(crate) fn expect_status(op: &'static str, status: &Tensor, like: &Tensor) -> Result<()> {
+    status.expect(crate::DType::U32, op)?;
+    like.same_gpu(status, op)?;
+    if status.len() != 4 {
+        return Err(Error::shape(
+            op,
+            format!("status has shape {:?}, expected [4]", status.shape()),
+        ));
+    }
+    Ok(())
+}
+
+/// Records `f` into one compute pass and submits it (the eager path). Does not wait.
+pub(crate) fn run(
+    gpu: &Gpu,
+    op: &'static str,
+    f: impl FnOnce(&mut wgpu::ComputePass<'_>),
+) -> Result<()> {
+    gpu.check_alive(op)?;
+    gpu.scoped(op, || {
+        let mut enc = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(op),
+                timestamp_writes: None,
+            });
+            f(&mut pass);
+        }
+        gpu.submit(enc.finish());
+    })
+}
+
+/// `Err` unless `p` is a number in [0, 1].
+pub(crate) fn check_rate(op: &'static str, p: f32) -> Result<()> {
+    if !(0.0..=1.0).contains(&p) {
+        return Err(Error::arg(op, format!("rate {p} is outside [0, 1]")));
+    }
+    Ok(())
+}
+
+/// `Err` unless `a` and `b` (named `an` and `bn` in the message) share a `Gpu` and a shape.
+pub(crate) fn same_shape(
+    op: &'static str,
+    a: &Tensor,
+    an: &str,
+    b: &Tensor,
+    bn: &str,
+) -> Result<()> {
+    a.same_gpu(b, op)?;
+    if a.shape() != b.shape() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{an} and {bn} differ in shape ({an} {:?}, {bn} {:?})",
+                a.shape(),
+                b.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
