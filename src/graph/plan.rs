@@ -17,7 +17,8 @@ use crate::spec::{Adam, Sgd, Update};
 use crate::kernels::pool::{Pool, PoolParams};
 use crate::kernels::reduce::{Reduce, ReduceParams};
 use crate::kernels::softmax_xent::{FLAG_NO_GRAD, STATUS_WORDS, SoftmaxXent, SoftmaxXentParams};
-use crate::kernels::{Family, uniform};
+pub(crate) use crate::kernels::rec::{BnPass, Rec};
+use crate::kernels::uniform;
 use crate::tensor::{Buf, DType};
 use crate::{Error, Gpu, Result, Tensor};
 
@@ -215,154 +216,6 @@ enum Res {
     Uniform(Vec<u8>),
     /// The zero status word of kernels that check nothing (never written).
     ZeroStatus,
-}
-
-/// What an instruction dispatches: one variant per kernel entry point family.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Rec {
-    Gather {
-        elements: u32,
-    },
-    Metrics,
-    Tally,
-    CheckFinite {
-        vec4s: u32,
-    },
-    /// `tile` is chosen (autotuned) when the plan is materialized, recorded as is after.
-    Matmul {
-        trans: (bool, bool),
-        mnk: [u32; 3],
-        tile: Option<MatmulTile>,
-    },
-    Pointwise {
-        which: Pointwise,
-        len: u32,
-    },
-    Dropout {
-        backward: bool,
-        len: u32,
-    },
-    BiasGrad {
-        cols: u32,
-    },
-    SoftmaxLoss {
-        rows: u32,
-    },
-    PoolForward(PoolParams),
-    PoolBackward(PoolParams),
-    Sgd {
-        len: u32,
-    },
-    Adam {
-        len: u32,
-    },
-    Conv(Conv2dPass, Conv2dDims),
-    ConvWeightReduce(Conv2dDims), // the second pass of a weight gradient split over the batch
-    Bn(BnPass, BatchNormParams),
-}
-
-/// The entry points of shaders/batchnorm.wgsl the executor records.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum BnPass {
-    PartialMoments,
-    ReduceMoments,
-    Forward,
-    Inference,
-    UpdateMoving,
-    PartialGrads,
-    ReduceGrads,
-    Backward,
-}
-
-impl Rec {
-    fn family(self, gpu: &Gpu) -> Result<&Family> {
-        Ok(match self {
-            Rec::Gather { .. } => &Data::get(gpu)?.gather_family,
-            Rec::Metrics | Rec::Tally => &Data::get(gpu)?.metrics_family,
-            Rec::CheckFinite { .. } => &Data::get(gpu)?.finite_family,
-            Rec::Matmul { .. } => &Matmul::get(gpu)?.family,
-            Rec::Pointwise { .. } => &Elementwise::get(gpu)?.family,
-            Rec::Dropout { .. } => &Dropout::get(gpu)?.family,
-            Rec::BiasGrad { .. } => &Reduce::get(gpu)?.family,
-            Rec::SoftmaxLoss { .. } => &SoftmaxXent::get(gpu)?.family,
-            Rec::PoolForward(_) | Rec::PoolBackward(_) => &Pool::get(gpu)?.family,
-            Rec::Sgd { .. } => &Optim::get(gpu)?.sgd_family,
-            Rec::Adam { .. } => &Optim::get(gpu)?.adam_family,
-            Rec::Conv(..) | Rec::ConvWeightReduce(_) => &Conv2d::get(gpu)?.family,
-            Rec::Bn(pass, _) => {
-                let k = BatchNorm::get(gpu)?;
-                match pass {
-                    BnPass::PartialMoments | BnPass::PartialGrads => &k.partial_family,
-                    BnPass::ReduceMoments | BnPass::ReduceGrads => &k.reduce_family,
-                    BnPass::Forward | BnPass::Inference | BnPass::Backward => &k.apply_family,
-                    BnPass::UpdateMoving => &k.moving_family,
-                }
-            }
-        })
-    }
-
-    /// Records the dispatch with bind group `io` (made with [`Rec::family`]'s layout); a
-    /// matmul's tile must be chosen by then. The bench's timed kernels record through it too.
-    pub(crate) fn record(
-        self,
-        gpu: &Gpu,
-        pass: &mut wgpu::ComputePass<'_>,
-        io: &wgpu::BindGroup,
-    ) -> Result<()> {
-        match self {
-            Rec::Gather { elements } => Data::get(gpu)?.record_gather(pass, io, elements),
-            Rec::Metrics => Data::get(gpu)?.record_metrics(pass, io),
-            Rec::Tally => Data::get(gpu)?.record_tally(pass, io),
-            Rec::CheckFinite { vec4s } => Data::get(gpu)?.record_check_finite(pass, io, vec4s),
-            Rec::Matmul {
-                trans,
-                mnk: [m, n, k],
-                tile,
-            } => {
-                let tile = tile.ok_or_else(|| Error::arg("plan", "matmul tile not chosen"))?;
-                Matmul::get(gpu)?.record_tile(gpu, pass, io, trans, (m, n, k), tile)?;
-            }
-            Rec::Pointwise { which, len } => Elementwise::get(gpu)?.record(pass, which, io, len),
-            Rec::Dropout {
-                backward: false,
-                len,
-            } => Dropout::get(gpu)?.record_forward(pass, io, len),
-            Rec::Dropout {
-                backward: true,
-                len,
-            } => Dropout::get(gpu)?.record_backward(pass, io, len),
-            Rec::BiasGrad { cols } => Reduce::get(gpu)?.record_bias_grad(pass, io, cols),
-            Rec::SoftmaxLoss { rows } => SoftmaxXent::get(gpu)?.record_loss(pass, io, rows),
-            Rec::PoolForward(p) => Pool::get(gpu)?.record_forward(pass, io, &p),
-            Rec::PoolBackward(p) => Pool::get(gpu)?.record_backward(pass, io, &p),
-            Rec::Sgd { len } => Optim::get(gpu)?.record_sgd_update(pass, io, len),
-            Rec::Adam { len } => Optim::get(gpu)?.record_adam_update(pass, io, len),
-            Rec::Conv(Conv2dPass::Forward, d) => Conv2d::get(gpu)?.record_forward(pass, io, &d),
-            Rec::Conv(Conv2dPass::BackwardInput, d) => {
-                Conv2d::get(gpu)?.record_backward_input(pass, io, &d)
-            }
-            Rec::Bn(which, p) => {
-                let k = BatchNorm::get(gpu)?;
-                match which {
-                    BnPass::PartialMoments => k.record_partial_moments(pass, io, &p),
-                    BnPass::ReduceMoments => k.record_reduce_moments(pass, io, &p),
-                    BnPass::Forward => k.record_forward(pass, io, &p),
-                    BnPass::Inference => k.record_inference(pass, io, &p),
-                    BnPass::UpdateMoving => k.record_update_moving(pass, io, &p),
-                    BnPass::PartialGrads => k.record_partial_grads(pass, io, &p),
-                    BnPass::ReduceGrads => k.record_reduce_grads(pass, io, &p),
-                    BnPass::Backward => k.record_backward(pass, io, &p),
-                }
-            }
-            Rec::Conv(Conv2dPass::BackwardWeight, d) => {
-                Conv2d::get(gpu)?.record_backward_weight(pass, io, &d)
-            }
-            Rec::ConvWeightReduce(d) => {
-                Conv2d::get(gpu)?.record_backward_weight_reduce(pass, io, &d)
-            }
-        }
-        Ok(())
-    }
 }
 
 struct Instr {
@@ -905,6 +758,11 @@ impl Plan {
             input,
             buffers,
         })
+    }
+
+    /// The number of dispatches a step records.
+    pub fn dispatches(&self) -> usize {
+        self.cmds.len()
     }
 
     /// Records the step's dispatches into `pass`.
