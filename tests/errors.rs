@@ -4,7 +4,9 @@
 mod common;
 
 use wgnn::data::Dataset;
-use wgnn::nn::{Activation, Conv2d, Dense, Dropout, Fit, Layer, MaxPool2d, Optimizer, Sequential};
+use wgnn::nn::{
+    Activation, BatchNorm, Conv2d, Dense, Dropout, Fit, Layer, MaxPool2d, Optimizer, Sequential,
+};
 
 /// A data set of `count` grey `side` x `side` images, label `i % classes`, `classes` classes.
 fn images(count: usize, side: usize, classes: usize) -> Dataset {
@@ -23,6 +25,16 @@ fn mlp() -> Sequential {
     Sequential::new(&[784])
         .with(Dense::new(16).unwrap().activation(Activation::Relu))
         .with(Dense::new(10).unwrap())
+}
+
+/// Dense, a frozen BatchNorm, Dense: compiles, but training cannot plan its backward.
+fn frozen_bn() -> Sequential {
+    compiled(
+        Sequential::new(&[784])
+            .with(Dense::new(16).unwrap().activation(Activation::Relu))
+            .with(BatchNorm::new().trainable(false))
+            .with(Dense::new(10).unwrap()),
+    )
 }
 
 fn compiled(model: Sequential) -> Sequential {
@@ -256,6 +268,20 @@ fn errors_every_layer_api_mistake_has_a_message_naming_layer_or_argument() {
                  dense/kernel, dense/bias, dense_1/kernel, dense_1/bias)",
                 deeper.display()
             ),
+        ),
+        (
+            "a frozen BatchNorm after a trainable layer, through fit",
+            Box::new(|| frozen_bn().fit(&images(8, 28, 10), &quiet(1, 4)).map(drop)),
+            "fit: layer 1 (BatchNormalization): a frozen BatchNormalization after a trainable \
+             layer is not supported yet"
+                .into(),
+        ),
+        (
+            "a frozen BatchNorm after a trainable layer, through trainer",
+            Box::new(|| frozen_bn().trainer(&images(8, 28, 10), 4).map(drop)),
+            "trainer: layer 1 (BatchNormalization): a frozen BatchNormalization after a \
+             trainable layer is not supported yet"
+                .into(),
         ),
         (
             "set_trainable on a missing layer",
