@@ -2,6 +2,7 @@
 //! bench's timed kernels) can find the bind group layout at plan time and record the dispatch
 //! at step time through one `match`.
 
+use crate::kernels::Family;
 use crate::kernels::batchnorm::{BatchNorm, BatchNormParams};
 use crate::kernels::conv2d::{Conv2d, Conv2dDims, Conv2dPass};
 use crate::kernels::data::Data;
@@ -12,7 +13,6 @@ use crate::kernels::optim::Optim;
 use crate::kernels::pool::{Pool, PoolParams};
 use crate::kernels::reduce::Reduce;
 use crate::kernels::softmax_xent::SoftmaxXent;
-use crate::kernels::Family;
 use crate::{Error, Gpu, Result};
 
 /// What an instruction dispatches: one variant per kernel entry point family.
@@ -118,7 +118,9 @@ impl Rec {
                 mnk: [m, n, k],
                 tile,
             } => {
-                let tile = tile.ok_or_else(|| Error::internal("record", "matmul tile not chosen before recording"))?;
+                let tile = tile.ok_or_else(|| {
+                    Error::internal("record", "matmul tile not chosen before recording")
+                })?;
                 Matmul::get(gpu)?.record_tile(gpu, pass, io, trans, (m, n, k), tile)?;
             }
             Rec::Pointwise { which, len } => Elementwise::get(gpu)?.record(pass, which, io, len),
@@ -163,4 +165,3 @@ impl Rec {
         Ok(())
     }
 }
-
