@@ -145,7 +145,7 @@ fn errors_every_layer_api_mistake_has_a_message_naming_layer_or_argument() {
         (
             "negative learning rate",
             Box::new(|| mlp().compile(common::gpu(), Optimizer::sgd(-0.1, 0.0), 1)),
-            "compile: optimizer learning rate -0.1 is outside [0, inf)".into(),
+            "compile: lr -0.1 is not a finite number >= 0".into(),
         ),
         (
             "fit before compile",
