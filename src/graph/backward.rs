@@ -5,7 +5,7 @@
 use crate::graph::forward::{Forward, Saved};
 use crate::graph::instr::{Builder, Res, bytes};
 use crate::graph::metrics::Metrics;
-use crate::graph::plan::ParamRefs;
+use crate::graph::plan::{Job, ParamRefs};
 use crate::graph::{Graph, Op, ParamId, layer_err};
 use crate::kernels::conv2d::Conv2dPass;
 use crate::kernels::data::finite_code;
@@ -26,17 +26,17 @@ pub(super) struct Gradients {
 
 /// Appends the backward pass from `dlogits`; `None` when no node trains (nothing is
 /// appended). Layers before the first trainable one get no input gradient; frozen
-/// parameters get no gradient. Errors name `op`, the public call.
+/// parameters get no gradient. Errors name `job.op`, the public call.
 pub(super) fn backward(
     b: &mut Builder,
-    op: &'static str,
+    job: Job,
     graph: &Graph,
     params: &ParamRefs<'_>,
-    batch: usize,
     fwd: &Forward,
     dlogits: Res,
     metrics: &Metrics,
 ) -> Result<Option<Gradients>> {
+    let Job { op, batch, .. } = job;
     let trainable = |p: &ParamId| params.trainable[*p];
     let node_trains = |op: &Op| match op {
         Op::Dense { w, b, .. } | Op::Conv2d { w, b, .. } => {

@@ -3,7 +3,7 @@
 
 use crate::Result;
 use crate::graph::instr::{Builder, Res, batched, bytes};
-use crate::graph::plan::ParamRefs;
+use crate::graph::plan::{Job, Mode, ParamRefs};
 use crate::graph::{Graph, Op, ParamId};
 use crate::kernels::batchnorm::BatchNormParams;
 use crate::kernels::conv2d::{Conv2dDims, Conv2dPass};
@@ -37,17 +37,17 @@ pub(super) struct Forward {
     pub moving: Vec<(BatchNormParams, [Res; 4])>,
 }
 
-/// Appends the forward pass of `graph` over `batch` samples from `x0`; `train` turns dropout
-/// and batch statistics on. Errors name `op`, the public call.
+/// Appends the forward pass of `graph` over `job.batch` samples from `x0`; training mode
+/// turns dropout and batch statistics on. Errors name `job.op`, the public call.
 pub(super) fn forward(
     b: &mut Builder,
-    op: &'static str,
+    job: Job,
     graph: &Graph,
     params: &ParamRefs<'_>,
-    batch: usize,
-    train: bool,
     x0: Res,
 ) -> Result<Forward> {
+    let Job { op, batch, mode } = job;
+    let train = mode == Mode::Train;
     let t = |i: &ParamId| Res::T(params.values[*i].clone());
     let mut fwd = Forward {
         acts: vec![x0],

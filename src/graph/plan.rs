@@ -127,7 +127,7 @@ impl Plan {
             }
         };
 
-        let fwd = forward(&mut b, op, &graph, params, batch, train, x0)?;
+        let fwd = forward(&mut b, job, &graph, params, x0)?;
         let logits = fwd.acts[graph.nodes.len()].clone();
         if let (Some(labels), Some(m)) = (labels, metrics) {
             let sizes = [batch, classes, in_len];
@@ -135,7 +135,7 @@ impl Plan {
                 metrics::loss(&mut b, m, sizes, logits.clone(), labels, train);
             if train {
                 let tally = m.skip.then_some(metric_binds);
-                let grads = backward(&mut b, op, &graph, params, batch, &fwd, dlogits, m)?;
+                let grads = backward(&mut b, job, &graph, params, &fwd, dlogits, m)?;
                 updates(&mut b, params, m, grads, tally, fwd.moving);
             }
         }

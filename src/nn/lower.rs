@@ -70,6 +70,7 @@ pub(crate) fn lower(op: &'static str, input: &[usize], layers: &[Layer]) -> Resu
     let mut shapes = Vec::new();
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for (i, layer) in layers.iter().enumerate() {
+        layer.check(op, i)?;
         let kind = layer.kind();
         let c = counts.entry(kind).or_insert(0);
         let name = if *c == 0 {
@@ -116,21 +117,28 @@ pub(crate) fn lower(op: &'static str, input: &[usize], layers: &[Layer]) -> Resu
                 let fan_in = shape[0];
                 let w = param(
                     "kernel",
-                    vec![fan_in, d.units],
-                    d.trainable,
-                    d.l2,
-                    Init::Glorot(fan_in, d.units),
+                    vec![fan_in, d.units()],
+                    d.is_trainable(),
+                    d.get_l2(),
+                    Init::Glorot(fan_in, d.units()),
                     true,
                 );
-                let b = d
-                    .use_bias
-                    .then(|| param("bias", vec![d.units], d.trainable, 0.0, Init::Zeros, true));
-                let out = vec![d.units];
+                let b = d.has_bias().then(|| {
+                    param(
+                        "bias",
+                        vec![d.units()],
+                        d.is_trainable(),
+                        0.0,
+                        Init::Zeros,
+                        true,
+                    )
+                });
+                let out = vec![d.units()];
                 push(
                     Op::Dense {
                         w,
                         b,
-                        relu: d.activation == Activation::Relu,
+                        relu: d.get_activation() == Activation::Relu,
                         dropout: None,
                     },
                     out.clone(),
@@ -146,10 +154,10 @@ pub(crate) fn lower(op: &'static str, input: &[usize], layers: &[Layer]) -> Resu
                         format!("expects an [height, width, channels] input, got {shape:?}"),
                     ));
                 }
-                let [kh, kw] = cv.kernel;
+                let [kh, kw] = cv.kernel();
                 let (oh, ow) = match (
-                    out_size(shape[0], kh, cv.stride, cv.padding),
-                    out_size(shape[1], kw, cv.stride, cv.padding),
+                    out_size(shape[0], kh, cv.get_stride(), cv.get_padding()),
+                    out_size(shape[1], kw, cv.get_stride(), cv.get_padding()),
                 ) {
                     (Some(a), Some(b)) => (a, b),
                     _ => {
@@ -165,34 +173,34 @@ pub(crate) fn lower(op: &'static str, input: &[usize], layers: &[Layer]) -> Resu
                 let cin = shape[2];
                 let w = param(
                     "kernel",
-                    vec![kh, kw, cin, cv.filters],
-                    cv.trainable,
-                    cv.l2,
-                    Init::Glorot(kh * kw * cin, kh * kw * cv.filters),
+                    vec![kh, kw, cin, cv.filters()],
+                    cv.is_trainable(),
+                    cv.get_l2(),
+                    Init::Glorot(kh * kw * cin, kh * kw * cv.filters()),
                     true,
                 );
-                let b = cv.use_bias.then(|| {
+                let b = cv.has_bias().then(|| {
                     param(
                         "bias",
-                        vec![cv.filters],
-                        cv.trainable,
+                        vec![cv.filters()],
+                        cv.is_trainable(),
                         0.0,
                         Init::Zeros,
                         true,
                     )
                 });
-                let out = vec![oh, ow, cv.filters];
+                let out = vec![oh, ow, cv.filters()];
                 push(
                     Op::Conv2d {
                         w,
                         b,
-                        stride: cv.stride,
-                        padding: cv.padding,
+                        stride: cv.get_stride(),
+                        padding: cv.get_padding(),
                     },
                     out.clone(),
                     &shape,
                 );
-                if cv.activation == Activation::Relu {
+                if cv.get_activation() == Activation::Relu {
                     push(Op::Relu, out.clone(), &out);
                 }
                 shape = out;
@@ -205,20 +213,20 @@ pub(crate) fn lower(op: &'static str, input: &[usize], layers: &[Layer]) -> Resu
                         format!("expects an [height, width, channels] input, got {shape:?}"),
                     ));
                 }
-                let oh = out_size(shape[0], p.window[0], p.stride[0], Padding::Valid);
-                let ow = out_size(shape[1], p.window[1], p.stride[1], Padding::Valid);
+                let oh = out_size(shape[0], p.window()[0], p.get_stride()[0], Padding::Valid);
+                let ow = out_size(shape[1], p.window()[1], p.get_stride()[1], Padding::Valid);
                 let (Some(oh), Some(ow)) = (oh, ow) else {
                     return Err(layer_err(
                         op,
                         at,
-                        format!("window {:?} is larger than its input {shape:?}", p.window),
+                        format!("window {:?} is larger than its input {shape:?}", p.window()),
                     ));
                 };
                 let out = vec![oh, ow, shape[2]];
                 push(
                     Op::MaxPool {
-                        window: p.window,
-                        stride: p.stride,
+                        window: p.window(),
+                        stride: p.get_stride(),
                     },
                     out.clone(),
                     &shape,
@@ -227,8 +235,8 @@ pub(crate) fn lower(op: &'static str, input: &[usize], layers: &[Layer]) -> Resu
             }
             Layer::BatchNorm(bn) => {
                 let c = *shape.last().unwrap_or(&1);
-                let gamma = param("gamma", vec![c], bn.trainable, 0.0, Init::Ones, true);
-                let beta = param("beta", vec![c], bn.trainable, 0.0, Init::Zeros, true);
+                let gamma = param("gamma", vec![c], bn.is_trainable(), 0.0, Init::Ones, true);
+                let beta = param("beta", vec![c], bn.is_trainable(), 0.0, Init::Zeros, true);
                 let mean = param("moving_mean", vec![c], false, 0.0, Init::Zeros, false);
                 let var = param("moving_variance", vec![c], false, 0.0, Init::Ones, false);
                 let op = Op::BatchNorm {
@@ -236,9 +244,9 @@ pub(crate) fn lower(op: &'static str, input: &[usize], layers: &[Layer]) -> Resu
                     beta,
                     mean,
                     var,
-                    epsilon: bn.epsilon,
-                    momentum: bn.momentum,
-                    frozen: !bn.trainable,
+                    epsilon: bn.get_epsilon(),
+                    momentum: bn.get_momentum(),
+                    frozen: !bn.is_trainable(),
                 };
                 push(op, shape.clone(), &shape);
             }
@@ -250,7 +258,7 @@ pub(crate) fn lower(op: &'static str, input: &[usize], layers: &[Layer]) -> Resu
             Layer::Relu => push(Op::Relu, shape.clone(), &shape),
             Layer::Dropout(d) => push(
                 Op::Dropout(DropoutOp {
-                    rate: d.rate,
+                    rate: d.rate(),
                     stream: i as u64,
                 }),
                 shape.clone(),
