@@ -104,6 +104,14 @@ pub enum Error {
         /// What is wrong, with the byte offset and field where known.
         msg: String,
     },
+    /// A broken internal invariant of wgnn: a bug in wgnn, not in the caller's use of it.
+    #[error("wgnn internal error in {op}: {msg}; please report this as a bug")]
+    Internal {
+        /// The public call during which the invariant broke.
+        op: &'static str,
+        /// The invariant that broke.
+        msg: String,
+    },
     /// An I/O error, with the path it concerns.
     #[error("{path}: {source}")]
     Io {
@@ -124,6 +132,13 @@ impl Error {
     }
     pub(crate) fn arg(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Argument {
+            op,
+            msg: msg.into(),
+        }
+    }
+    /// A broken invariant of wgnn itself (its message asks for a bug report).
+    pub(crate) fn internal(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Internal {
             op,
             msg: msg.into(),
         }

@@ -466,6 +466,30 @@ impl Gpu {
         self.inner.queue.submit(Some(cmd))
     }
 
+    /// Records `f` into one compute pass of a new encoder and submits it (an eager op, the
+    /// autotuner's timing, a test's gather): checks the device first and turns validation
+    /// errors into an `Err` naming `op`. Does not wait.
+    pub(crate) fn submit_pass(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut wgpu::ComputePass<'_>),
+    ) -> Result<()> {
+        self.check_alive(op)?;
+        self.scoped(op, || {
+            let mut enc = self
+                .device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(op),
+                    timestamp_writes: None,
+                });
+                f(&mut pass);
+            }
+            self.submit(enc.finish());
+        })
+    }
+
     /// Blocks until all submitted work has finished, at most the configured timeout. A
     /// readback waits here before it submits its copy: some drivers (lavapipe) block in the
     /// submit itself while earlier work runs, where no timeout applies.

@@ -35,7 +35,7 @@ pub(crate) mod tune;
 pub use error::{Error, Result};
 pub use gpu::{ExecStats, Gpu, GpuInfo, ObjectCounts};
 #[doc(hidden)]
-pub use graph::plan::gather_batch;
+pub use graph::gather_batch;
 #[doc(hidden)]
 pub use kernels::bench_support;
 #[doc(hidden)]

@@ -132,7 +132,7 @@ fn time_tiles(
         for run_index in 0..=TUNE_RUNS {
             let start = Instant::now();
             let mut recorded = Ok(());
-            crate::ops::run(gpu, op, |pass| {
+            gpu.submit_pass(op, |pass| {
                 recorded = kern.record_tile(gpu, pass, &io, trans, (m, n, k), tile);
             })?;
             recorded?;

@@ -123,7 +123,9 @@ fn forbidden(layer: &str) -> (&'static [&'static str], bool) {
         "kernels" => (&["graph", "ops", "nn", "data"], true),
         "gpu" | "tensor" => (&["graph", "ops", "nn", "data"], true),
         "philox" | "spec" | "reference" | "error" => (
-            &["gpu", "tensor", "kernels", "graph", "ops", "nn", "data", "Gpu", "Tensor", "DType"],
+            &[
+                "gpu", "tensor", "kernels", "graph", "ops", "nn", "data", "Gpu", "Tensor", "DType",
+            ],
             false,
         ),
         _ => (&[], true),
@@ -154,7 +156,10 @@ fn architecture_layers_import_only_downward() {
             }
         }
     }
-    assert!(checked > 100, "only {checked} crate paths found: the scan is broken");
+    assert!(
+        checked > 100,
+        "only {checked} crate paths found: the scan is broken"
+    );
     assert!(
         broken.is_empty(),
         "imports against the layers:\n{}",
@@ -228,11 +233,18 @@ fn architecture_no_test_scaffolding_without_the_feature() {
             }
             // Hidden is still public: every `#[doc(hidden)]` public item is feature-gated.
             if at > 0 && lines[at - 1].trim() == "#[doc(hidden)]" && !gated(&lines, at) {
-                broken.push(format!("{}:{}: hidden but public: {l}", path.display(), at + 1));
+                broken.push(format!(
+                    "{}:{}: hidden but public: {l}",
+                    path.display(),
+                    at + 1
+                ));
             }
         }
     }
-    assert!(found >= 5, "only {found} scaffolding items found: the scan is broken");
+    assert!(
+        found >= 5,
+        "only {found} scaffolding items found: the scan is broken"
+    );
     assert!(
         broken.is_empty(),
         "test scaffolding public without `#[cfg(feature = \"testing\")]`:\n{}",

@@ -4,7 +4,9 @@
 mod common;
 
 use wgnn::data::Dataset;
-use wgnn::nn::{Activation, Conv2d, Dense, Dropout, Fit, Layer, MaxPool2d, Optimizer, Sequential};
+use wgnn::nn::{
+    Activation, BatchNorm, Conv2d, Dense, Dropout, Fit, Layer, MaxPool2d, Optimizer, Sequential,
+};
 
 /// A data set of `count` grey `side` x `side` images, label `i % classes`, `classes` classes.
 fn images(count: usize, side: usize, classes: usize) -> Dataset {
@@ -23,6 +25,16 @@ fn mlp() -> Sequential {
     Sequential::new(&[784])
         .with(Dense::new(16).unwrap().activation(Activation::Relu))
         .with(Dense::new(10).unwrap())
+}
+
+/// Dense, a frozen BatchNorm, Dense: compiles, but training cannot plan its backward.
+fn frozen_bn() -> Sequential {
+    compiled(
+        Sequential::new(&[784])
+            .with(Dense::new(16).unwrap().activation(Activation::Relu))
+            .with(BatchNorm::new().trainable(false))
+            .with(Dense::new(10).unwrap()),
+    )
 }
 
 fn compiled(model: Sequential) -> Sequential {
@@ -133,7 +145,7 @@ fn errors_every_layer_api_mistake_has_a_message_naming_layer_or_argument() {
         (
             "negative learning rate",
             Box::new(|| mlp().compile(common::gpu(), Optimizer::sgd(-0.1, 0.0), 1)),
-            "compile: optimizer learning rate -0.1 is outside [0, inf)".into(),
+            "compile: lr -0.1 is not a finite number >= 0".into(),
         ),
         (
             "fit before compile",
@@ -258,6 +270,20 @@ fn errors_every_layer_api_mistake_has_a_message_naming_layer_or_argument() {
             ),
         ),
         (
+            "a frozen BatchNorm after a trainable layer, through fit",
+            Box::new(|| frozen_bn().fit(&images(8, 28, 10), &quiet(1, 4)).map(drop)),
+            "fit: layer 1 (BatchNormalization): a frozen BatchNormalization after a trainable \
+             layer is not supported yet"
+                .into(),
+        ),
+        (
+            "a frozen BatchNorm after a trainable layer, through trainer",
+            Box::new(|| frozen_bn().trainer(&images(8, 28, 10), 4).map(drop)),
+            "trainer: layer 1 (BatchNormalization): a frozen BatchNormalization after a \
+             trainable layer is not supported yet"
+                .into(),
+        ),
+        (
             "set_trainable on a missing layer",
             Box::new(|| mlp().set_trainable(2, false)),
             "set_trainable: layer index 2 is out of range for 2 layers".into(),
@@ -282,4 +308,123 @@ fn errors_every_layer_api_mistake_has_a_message_naming_layer_or_argument() {
         cases.len(),
         wrong.join("\n")
     );
+}
+
+/// Every bad value of every layer, by every route a user has (constructor, builder): an
+/// `Err` naming the layer and the value. (Struct literals do not compile: the fields are
+/// private; `compile` checks the values again, see `nn::layers` unit tests.)
+#[test]
+fn errors_every_bad_layer_value_is_refused_by_constructor_and_builder() {
+    type Made = Box<dyn Fn() -> wgnn::Result<Layer>>;
+    fn ok<T: Into<Layer>>(r: wgnn::Result<T>) -> wgnn::Result<Layer> {
+        r.map(Into::into)
+    }
+    let conv = || Conv2d::new(2, [3, 3]).unwrap();
+    let pool = || MaxPool2d::new([2, 2]).unwrap();
+    let dense = || Dense::new(4).unwrap();
+    let mut cases: Vec<(String, Made, String)> = vec![
+        (
+            "Dense::new(0)".into(),
+            Box::new(|| ok(Dense::new(0))),
+            "Dense: units must be at least 1, got 0".into(),
+        ),
+        (
+            "Conv2d::new(0, [3, 3])".into(),
+            Box::new(|| ok(Conv2d::new(0, [3, 3]))),
+            "Conv2d: filters and kernel sides must be at least 1, got filters 0, kernel [3, 3]"
+                .into(),
+        ),
+        (
+            "Conv2d::new(2, [0, 3])".into(),
+            Box::new(|| ok(Conv2d::new(2, [0, 3]))),
+            "Conv2d: filters and kernel sides must be at least 1, got filters 2, kernel [0, 3]"
+                .into(),
+        ),
+        (
+            "Conv2d::new(2, [3, 0])".into(),
+            Box::new(|| ok(Conv2d::new(2, [3, 0]))),
+            "Conv2d: filters and kernel sides must be at least 1, got filters 2, kernel [3, 0]"
+                .into(),
+        ),
+        (
+            "Conv2d.stride(0)".into(),
+            Box::new(move || ok(conv().stride(0))),
+            "Conv2d: stride must be at least 1, got 0".into(),
+        ),
+        (
+            "MaxPool2d::new([0, 2])".into(),
+            Box::new(|| ok(MaxPool2d::new([0, 2]))),
+            "MaxPool2d: window sides must be at least 1, got [0, 2]".into(),
+        ),
+        (
+            "MaxPool2d::new([2, 0])".into(),
+            Box::new(|| ok(MaxPool2d::new([2, 0]))),
+            "MaxPool2d: window sides must be at least 1, got [2, 0]".into(),
+        ),
+        (
+            "MaxPool2d.stride([0, 1])".into(),
+            Box::new(move || ok(pool().stride([0, 1]))),
+            "MaxPool2d: strides must be at least 1, got [0, 1]".into(),
+        ),
+        (
+            "MaxPool2d.stride([1, 0])".into(),
+            Box::new(move || ok(pool().stride([1, 0]))),
+            "MaxPool2d: strides must be at least 1, got [1, 0]".into(),
+        ),
+    ];
+    for bad in [-0.5f32, 1.5, f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        cases.push((
+            format!("Dropout::new({bad})"),
+            Box::new(move || ok(Dropout::new(bad))),
+            format!("Dropout: rate {bad} is outside [0, 1]"),
+        ));
+        cases.push((
+            format!("BatchNorm.momentum({bad})"),
+            Box::new(move || ok(BatchNorm::new().momentum(bad))),
+            format!("BatchNorm: momentum {bad} is outside [0, 1]"),
+        ));
+    }
+    for bad in [-1.0f32, f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        cases.push((
+            format!("Dense.l2({bad})"),
+            Box::new(move || ok(dense().l2(bad))),
+            format!("Dense: l2 factor {bad} must be finite and >= 0"),
+        ));
+        cases.push((
+            format!("Conv2d.l2({bad})"),
+            Box::new(move || ok(conv().l2(bad))),
+            format!("Conv2d: l2 factor {bad} must be finite and >= 0"),
+        ));
+    }
+    for bad in [0.0f32, -1e-3, f32::NAN, f32::INFINITY] {
+        cases.push((
+            format!("BatchNorm.epsilon({bad})"),
+            Box::new(move || ok(BatchNorm::new().epsilon(bad))),
+            format!("BatchNorm: epsilon {bad} must be finite and > 0"),
+        ));
+    }
+    let mut wrong = Vec::new();
+    for (what, make, want) in &cases {
+        match make() {
+            Ok(layer) => wrong.push(format!("{what}: Ok({layer:?}), want Err({want:?})")),
+            Err(e) if e.to_string() != *want => wrong.push(format!(
+                "{what}:\n   got {:?}\n  want {want:?}",
+                e.to_string()
+            )),
+            Err(_) => {}
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
+    // The good values at the edges pass, and the getters return them.
+    assert_eq!(Dropout::new(0.0).unwrap().rate(), 0.0);
+    assert_eq!(Dropout::new(1.0).unwrap().rate(), 1.0);
+    assert_eq!(Dense::new(7).unwrap().units(), 7);
+    assert_eq!(Conv2d::new(5, [1, 2]).unwrap().filters(), 5);
+    assert_eq!(BatchNorm::new().momentum(0.0).unwrap().get_momentum(), 0.0);
 }

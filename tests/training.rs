@@ -302,6 +302,15 @@ fn graph_fused_dense_relu_dropout_matches_separate_ops() {
     let mut plain = mlp(0.4).unwrap();
     plain.compile(gpu, Optimizer::sgd(0.05, 0.9), SEED).unwrap();
     plain.set_fusion(false).unwrap();
+    // Two different plans: unfused, layer 0's dropout adds a forward and a backward
+    // dispatch, and layer 1's ReLU and dropout two forward and one backward dispatch.
+    let fused_dispatches = fused.trainer(&data, 32).unwrap().plan_dispatches();
+    let plain_dispatches = plain.trainer(&data, 32).unwrap().plan_dispatches();
+    assert_eq!(
+        plain_dispatches,
+        fused_dispatches + 5,
+        "dispatches per step, separate ops vs fused"
+    );
     train_steps(&mut fused, &data, 32, 10);
     train_steps(&mut plain, &data, 32, 10);
     for (a, b) in fused

@@ -35,6 +35,7 @@ use crate::{Error, Result};
 mod cifar;
 mod idx;
 mod image_folder;
+pub(crate) mod resident;
 
 pub use cifar::{cifar10, read_cifar_batch, read_cifar_reader};
 pub use idx::{

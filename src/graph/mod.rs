@@ -1,6 +1,13 @@
 //! The graph executor: a model's ops on symbolic shapes, their gradients, a plan that fixes
 //! every buffer and bind group once, and a training step recorded as one submission.
 //!
+//! Lives here: the [`Graph`] (this file), [`plan`] (the orchestration), in pipeline order
+//! [`gather`], [`forward`], [`metrics`], [`backward`], [`update`], [`alloc`] (over the
+//! instructions of [`instr`]), and [`run`] (epochs, evaluation, prediction for `nn`).
+//! May use: `kernels` (pipelines, params, [`Rec`](crate::kernels::rec::Rec)), `data`'s
+//! resident data sets, the device (`Gpu`, `Tensor`), `spec` and `error`; never `nn`.
+//! Holds no WGSL.
+//!
 //! # The graph
 //! A [`Graph`] is a chain of [`Node`]s, each reading the previous node's output and its own
 //! parameters (what a `Sequential` model needs; every op's gradient rule is local, so
@@ -20,13 +27,23 @@
 //! any mask can be recomputed on the host with [`crate::philox::keep`].
 //!
 //! # The plan
-//! [`plan::Plan`] lists the step's kernel dispatches against virtual buffers, gives each
+//! [`plan::Plan`] fuses the graph (unless fusion is off: the one place it happens), lists the step's kernel dispatches against virtual buffers, gives each
 //! virtual buffer a lifetime (first and last dispatch that touches it) and maps virtual
 //! buffers to physical ones, reusing a dead buffer of the right size class. Bind groups and
 //! uniforms are made then, once; a step afterwards writes one 16-byte uniform, records the
 //! dispatches into one compute pass and submits once.
 
+mod alloc;
+mod backward;
+mod forward;
+mod gather;
+mod instr;
+pub(crate) mod metrics;
 pub(crate) mod plan;
+pub(crate) mod run;
+mod update;
+
+pub use gather::gather_batch;
 
 use crate::Error;
 use crate::spec::Padding;
@@ -145,10 +162,14 @@ impl Graph {
     }
 }
 
-/// `Err` naming the layer when `cond` fails.
-pub(crate) fn layer_err(layer: (usize, &'static str), msg: impl std::fmt::Display) -> Error {
+/// An error of the public call `op` naming the layer (index and type).
+pub(crate) fn layer_err(
+    op: &'static str,
+    layer: (usize, &'static str),
+    msg: impl std::fmt::Display,
+) -> Error {
     Error::Shape {
-        op: "compile",
+        op,
         msg: format!("layer {} ({}): {msg}", layer.0, layer.1),
     }
 }

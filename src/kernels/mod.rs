@@ -23,6 +23,7 @@ pub(crate) mod layout;
 pub(crate) mod matmul;
 pub(crate) mod optim;
 pub(crate) mod pool;
+pub(crate) mod rec;
 pub(crate) mod reduce;
 pub(crate) mod shader;
 pub(crate) mod softmax_xent;

@@ -14,18 +14,20 @@ pub enum Activation {
 }
 
 /// A fully connected layer: `act(x W + b)`, `W` `[in, units]` Glorot-uniform initialised.
+///
+/// Its fields are private, so every value passes the checks of [`Dense::new`] and the
+/// builders (and `compile` checks them again):
+///
+/// ```compile_fail
+/// let d = wgnn::nn::Dense { units: 0 };
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dense {
-    /// Output features.
-    pub units: usize,
-    /// Output activation.
-    pub activation: Activation,
-    /// Whether the layer has a bias (Keras default `True`).
-    pub use_bias: bool,
-    /// L2 factor on the kernel (Keras `kernel_regularizer=l2(f)`): adds `f * sum(W^2)` to the loss.
-    pub l2: f32,
-    /// Whether training updates the layer's weights.
-    pub trainable: bool,
+    units: usize,
+    activation: Activation,
+    use_bias: bool,
+    l2: f32,
+    trainable: bool,
 }
 
 impl Dense {
@@ -34,16 +36,14 @@ impl Dense {
     /// # Errors
     /// When `units` is 0.
     pub fn new(units: usize) -> Result<Dense> {
-        if units == 0 {
-            return Err(Error::arg("Dense", "units must be at least 1, got 0"));
-        }
-        Ok(Dense {
+        Dense {
             units,
             activation: Activation::Linear,
             use_bias: true,
             l2: 0.0,
             trainable: true,
-        })
+        }
+        .checked()
     }
 
     /// Sets the activation.
@@ -52,14 +52,20 @@ impl Dense {
         self
     }
 
-    /// Sets the L2 factor of the kernel.
+    /// With (`true`, the Keras default) or without a bias.
+    pub fn use_bias(mut self, on: bool) -> Dense {
+        self.use_bias = on;
+        self
+    }
+
+    /// Sets the L2 factor of the kernel (Keras `kernel_regularizer=l2(f)`): adds
+    /// `f * sum(W^2)` to the loss.
     ///
     /// # Errors
     /// When `f` is negative or not finite.
     pub fn l2(mut self, f: f32) -> Result<Dense> {
-        check_l2("Dense", f)?;
         self.l2 = f;
-        Ok(self)
+        self.checked()
     }
 
     /// Freezes (`false`) or unfreezes the layer.
@@ -67,27 +73,61 @@ impl Dense {
         self.trainable = t;
         self
     }
+
+    /// Output features.
+    pub fn units(&self) -> usize {
+        self.units
+    }
+
+    /// The output activation.
+    pub fn get_activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Whether the layer has a bias.
+    pub fn has_bias(&self) -> bool {
+        self.use_bias
+    }
+
+    /// The L2 factor of the kernel.
+    pub fn get_l2(&self) -> f32 {
+        self.l2
+    }
+
+    /// Whether training updates the layer's weights.
+    pub fn is_trainable(&self) -> bool {
+        self.trainable
+    }
+
+    /// What is wrong with the values, if anything.
+    fn problem(&self) -> Option<String> {
+        if self.units == 0 {
+            return Some("units must be at least 1, got 0".into());
+        }
+        l2_problem(self.l2)
+    }
+
+    fn checked(self) -> Result<Dense> {
+        match self.problem() {
+            Some(msg) => Err(Error::arg("Dense", msg)),
+            None => Ok(self),
+        }
+    }
 }
 
 /// A 2-D convolution over NHWC input with an HWIO kernel, Glorot-uniform initialised.
+///
+/// Fields private; every value passes the checks of [`Conv2d::new`] and the builders.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conv2d {
-    /// Output channels.
-    pub filters: usize,
-    /// Kernel height and width.
-    pub kernel: [usize; 2],
-    /// Stride along both axes.
-    pub stride: usize,
-    /// `Valid` (Keras default) or `Same`.
-    pub padding: Padding,
-    /// Output activation.
-    pub activation: Activation,
-    /// Whether the layer has a bias.
-    pub use_bias: bool,
-    /// L2 factor on the kernel.
-    pub l2: f32,
-    /// Whether training updates the layer's weights.
-    pub trainable: bool,
+    filters: usize,
+    kernel: [usize; 2],
+    stride: usize,
+    padding: Padding,
+    activation: Activation,
+    use_bias: bool,
+    l2: f32,
+    trainable: bool,
 }
 
 impl Conv2d {
@@ -96,15 +136,7 @@ impl Conv2d {
     /// # Errors
     /// When `filters` or a kernel side is 0.
     pub fn new(filters: usize, kernel: [usize; 2]) -> Result<Conv2d> {
-        if filters == 0 || kernel[0] == 0 || kernel[1] == 0 {
-            return Err(Error::arg(
-                "Conv2d",
-                format!(
-                    "filters and kernel sides must be at least 1, got filters {filters}, kernel {kernel:?}"
-                ),
-            ));
-        }
-        Ok(Conv2d {
+        Conv2d {
             filters,
             kernel,
             stride: 1,
@@ -113,7 +145,8 @@ impl Conv2d {
             use_bias: true,
             l2: 0.0,
             trainable: true,
-        })
+        }
+        .checked()
     }
 
     /// Sets the stride.
@@ -121,11 +154,8 @@ impl Conv2d {
     /// # Errors
     /// When `s` is 0.
     pub fn stride(mut self, s: usize) -> Result<Conv2d> {
-        if s == 0 {
-            return Err(Error::arg("Conv2d", "stride must be at least 1, got 0"));
-        }
         self.stride = s;
-        Ok(self)
+        self.checked()
     }
 
     /// Sets the padding.
@@ -140,14 +170,19 @@ impl Conv2d {
         self
     }
 
+    /// With (`true`, the Keras default) or without a bias.
+    pub fn use_bias(mut self, on: bool) -> Conv2d {
+        self.use_bias = on;
+        self
+    }
+
     /// Sets the L2 factor of the kernel.
     ///
     /// # Errors
     /// When `f` is negative or not finite.
     pub fn l2(mut self, f: f32) -> Result<Conv2d> {
-        check_l2("Conv2d", f)?;
         self.l2 = f;
-        Ok(self)
+        self.checked()
     }
 
     /// Freezes (`false`) or unfreezes the layer.
@@ -155,15 +190,75 @@ impl Conv2d {
         self.trainable = t;
         self
     }
+
+    /// Output channels.
+    pub fn filters(&self) -> usize {
+        self.filters
+    }
+
+    /// Kernel height and width.
+    pub fn kernel(&self) -> [usize; 2] {
+        self.kernel
+    }
+
+    /// Stride along both axes.
+    pub fn get_stride(&self) -> usize {
+        self.stride
+    }
+
+    /// `Valid` (Keras default) or `Same`.
+    pub fn get_padding(&self) -> Padding {
+        self.padding
+    }
+
+    /// The output activation.
+    pub fn get_activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Whether the layer has a bias.
+    pub fn has_bias(&self) -> bool {
+        self.use_bias
+    }
+
+    /// The L2 factor of the kernel.
+    pub fn get_l2(&self) -> f32 {
+        self.l2
+    }
+
+    /// Whether training updates the layer's weights.
+    pub fn is_trainable(&self) -> bool {
+        self.trainable
+    }
+
+    fn problem(&self) -> Option<String> {
+        let (filters, kernel) = (self.filters, self.kernel);
+        if filters == 0 || kernel[0] == 0 || kernel[1] == 0 {
+            return Some(format!(
+                "filters and kernel sides must be at least 1, got filters {filters}, kernel {kernel:?}"
+            ));
+        }
+        if self.stride == 0 {
+            return Some("stride must be at least 1, got 0".into());
+        }
+        l2_problem(self.l2)
+    }
+
+    fn checked(self) -> Result<Conv2d> {
+        match self.problem() {
+            Some(msg) => Err(Error::arg("Conv2d", msg)),
+            None => Ok(self),
+        }
+    }
 }
 
 /// Max pooling over NHWC, valid padding; Keras' default stride is the window.
+///
+/// Fields private; every value passes the checks of [`MaxPool2d::new`] and the builder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MaxPool2d {
-    /// Window height and width.
-    pub window: [usize; 2],
-    /// Stride along height and width.
-    pub stride: [usize; 2],
+    window: [usize; 2],
+    stride: [usize; 2],
 }
 
 impl MaxPool2d {
@@ -172,16 +267,11 @@ impl MaxPool2d {
     /// # Errors
     /// When a window side is 0.
     pub fn new(window: [usize; 2]) -> Result<MaxPool2d> {
-        if window[0] == 0 || window[1] == 0 {
-            return Err(Error::arg(
-                "MaxPool2d",
-                format!("window sides must be at least 1, got {window:?}"),
-            ));
-        }
-        Ok(MaxPool2d {
+        MaxPool2d {
             window,
             stride: window,
-        })
+        }
+        .checked()
     }
 
     /// Sets the stride.
@@ -189,31 +279,52 @@ impl MaxPool2d {
     /// # Errors
     /// When a stride is 0.
     pub fn stride(mut self, s: [usize; 2]) -> Result<MaxPool2d> {
-        if s[0] == 0 || s[1] == 0 {
-            return Err(Error::arg(
-                "MaxPool2d",
-                format!("strides must be at least 1, got {s:?}"),
-            ));
-        }
         self.stride = s;
-        Ok(self)
+        self.checked()
+    }
+
+    /// Window height and width.
+    pub fn window(&self) -> [usize; 2] {
+        self.window
+    }
+
+    /// Stride along height and width.
+    pub fn get_stride(&self) -> [usize; 2] {
+        self.stride
+    }
+
+    fn problem(&self) -> Option<String> {
+        let (w, s) = (self.window, self.stride);
+        if w[0] == 0 || w[1] == 0 {
+            return Some(format!("window sides must be at least 1, got {w:?}"));
+        }
+        if s[0] == 0 || s[1] == 0 {
+            return Some(format!("strides must be at least 1, got {s:?}"));
+        }
+        None
+    }
+
+    fn checked(self) -> Result<MaxPool2d> {
+        match self.problem() {
+            Some(msg) => Err(Error::arg("MaxPool2d", msg)),
+            None => Ok(self),
+        }
     }
 }
 
 /// Batch normalisation over the last axis (Keras `BatchNormalization`): batch statistics in
 /// training, moving averages in inference.
+///
+/// Fields private; every value passes the checks of the builders.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchNorm {
-    /// Added to the variance (Keras default 1e-3).
-    pub epsilon: f32,
-    /// Moving-average momentum (Keras default 0.99).
-    pub momentum: f32,
-    /// Whether training updates gamma and beta; a frozen BatchNorm also runs in inference
-    /// mode, as in Keras.
-    pub trainable: bool,
+    epsilon: f32,
+    momentum: f32,
+    trainable: bool,
 }
 
 impl Default for BatchNorm {
+    /// Keras defaults: epsilon 1e-3, momentum 0.99, trainable.
     fn default() -> BatchNorm {
         BatchNorm {
             epsilon: 1e-3,
@@ -229,19 +340,75 @@ impl BatchNorm {
         BatchNorm::default()
     }
 
-    /// Freezes (`false`) or unfreezes the layer.
+    /// Sets the value added to the variance (Keras default 1e-3).
+    ///
+    /// # Errors
+    /// When `e` is not a finite number > 0.
+    pub fn epsilon(mut self, e: f32) -> Result<BatchNorm> {
+        self.epsilon = e;
+        self.checked()
+    }
+
+    /// Sets the moving-average momentum (Keras default 0.99).
+    ///
+    /// # Errors
+    /// When `m` is NaN or outside [0, 1].
+    pub fn momentum(mut self, m: f32) -> Result<BatchNorm> {
+        self.momentum = m;
+        self.checked()
+    }
+
+    /// Freezes (`false`) or unfreezes the layer; a frozen BatchNorm also runs in inference
+    /// mode, as in Keras.
     pub fn trainable(mut self, t: bool) -> BatchNorm {
         self.trainable = t;
         self
+    }
+
+    /// The value added to the variance.
+    pub fn get_epsilon(&self) -> f32 {
+        self.epsilon
+    }
+
+    /// The moving-average momentum.
+    pub fn get_momentum(&self) -> f32 {
+        self.momentum
+    }
+
+    /// Whether training updates gamma and beta (and uses batch statistics).
+    pub fn is_trainable(&self) -> bool {
+        self.trainable
+    }
+
+    fn problem(&self) -> Option<String> {
+        if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
+            return Some(format!("epsilon {} must be finite and > 0", self.epsilon));
+        }
+        if !(0.0..=1.0).contains(&self.momentum) {
+            return Some(format!("momentum {} is outside [0, 1]", self.momentum));
+        }
+        None
+    }
+
+    fn checked(self) -> Result<BatchNorm> {
+        match self.problem() {
+            Some(msg) => Err(Error::arg("BatchNorm", msg)),
+            None => Ok(self),
+        }
     }
 }
 
 /// Inverted dropout: in training each element is zeroed with probability `rate` and the rest
 /// scaled by `1 / (1 - rate)`; in inference the identity.
+///
+/// The rate is private, so only [`Dropout::new`] makes one:
+///
+/// ```compile_fail
+/// let d = wgnn::nn::Dropout { rate: -0.5 };
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dropout {
-    /// The probability of dropping an element, in [0, 1].
-    pub rate: f32,
+    rate: f32,
 }
 
 impl Dropout {
@@ -250,13 +417,24 @@ impl Dropout {
     /// # Errors
     /// When `rate` is NaN or outside [0, 1].
     pub fn new(rate: f32) -> Result<Dropout> {
-        if !(0.0..=1.0).contains(&rate) {
-            return Err(Error::arg(
-                "Dropout",
-                format!("rate {rate} is outside [0, 1]"),
-            ));
+        Dropout { rate }.checked()
+    }
+
+    /// The probability of dropping an element, in [0, 1].
+    pub fn rate(&self) -> f32 {
+        self.rate
+    }
+
+    fn problem(&self) -> Option<String> {
+        let rate = self.rate;
+        (!(0.0..=1.0).contains(&rate)).then(|| format!("rate {rate} is outside [0, 1]"))
+    }
+
+    fn checked(self) -> Result<Dropout> {
+        match self.problem() {
+            Some(msg) => Err(Error::arg("Dropout", msg)),
+            None => Ok(self),
         }
-        Ok(Dropout { rate })
     }
 }
 
@@ -293,6 +471,26 @@ impl Layer {
         }
     }
 
+    /// `Err` of the public call `op` naming layer `index` and the value out of range: the
+    /// constructors' and builders' checks again, for `compile` (defence in depth).
+    pub(crate) fn check(&self, op: &'static str, index: usize) -> Result<()> {
+        let problem = match self {
+            Layer::Dense(d) => d.problem(),
+            Layer::Conv2d(c) => c.problem(),
+            Layer::MaxPool2d(p) => p.problem(),
+            Layer::BatchNorm(b) => b.problem(),
+            Layer::Dropout(d) => d.problem(),
+            Layer::Flatten | Layer::Relu => None,
+        };
+        match problem {
+            Some(msg) => Err(Error::arg(
+                op,
+                format!("layer {index} ({}): {msg}", self.kind()),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Whether the layer's weights are updated by training (layers without weights: true).
     pub fn trainable(&self) -> bool {
         match self {
@@ -325,12 +523,77 @@ macro_rules! into_layer {
 }
 into_layer!(Dense, Conv2d, MaxPool2d, BatchNorm, Dropout);
 
-fn check_l2(op: &'static str, f: f32) -> Result<()> {
-    if !f.is_finite() || f < 0.0 {
-        return Err(Error::arg(
-            op,
-            format!("l2 factor {f} must be finite and >= 0"),
-        ));
+/// What is wrong with an L2 factor, if anything.
+fn l2_problem(f: f32) -> Option<String> {
+    (!f.is_finite() || f < 0.0).then(|| format!("l2 factor {f} must be finite and >= 0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values that bypass the constructors (as a `Layer` from elsewhere might) are refused
+    /// by the check `compile` runs, naming the call, the layer and the value.
+    #[test]
+    fn layer_check_refuses_values_that_bypassed_the_builders() {
+        let dense = Dense::new(4).unwrap();
+        let cases: Vec<(Layer, &str)> = vec![
+            (
+                Dropout { rate: -0.5 }.into(),
+                "Dropout): rate -0.5 is outside [0, 1]",
+            ),
+            (
+                Dropout { rate: f32::NAN }.into(),
+                "Dropout): rate NaN is outside [0, 1]",
+            ),
+            (
+                Dense {
+                    units: 0,
+                    ..dense.clone()
+                }
+                .into(),
+                "Dense): units must be at least 1, got 0",
+            ),
+            (
+                Dense { l2: -1.0, ..dense }.into(),
+                "Dense): l2 factor -1 must be finite and >= 0",
+            ),
+            (
+                Conv2d {
+                    stride: 0,
+                    ..Conv2d::new(2, [3, 3]).unwrap()
+                }
+                .into(),
+                "Conv2D): stride must be at least 1, got 0",
+            ),
+            (
+                MaxPool2d {
+                    window: [2, 2],
+                    stride: [0, 1],
+                }
+                .into(),
+                "MaxPooling2D): strides must be at least 1, got [0, 1]",
+            ),
+            (
+                BatchNorm {
+                    momentum: 2.0,
+                    ..BatchNorm::new()
+                }
+                .into(),
+                "BatchNormalization): momentum 2 is outside [0, 1]",
+            ),
+            (
+                BatchNorm {
+                    epsilon: 0.0,
+                    ..BatchNorm::new()
+                }
+                .into(),
+                "BatchNormalization): epsilon 0 must be finite and > 0",
+            ),
+        ];
+        for (layer, want) in cases {
+            let got = layer.check("compile", 3).unwrap_err().to_string();
+            assert_eq!(got, format!("compile: layer 3 ({want}"));
+        }
     }
-    Ok(())
 }

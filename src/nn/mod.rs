@@ -1,5 +1,11 @@
 //! The Keras-like API: layers, `Sequential`, optimizers, `fit` / `evaluate` / `predict`.
 //!
+//! Lives here: [`layers`](Layer) (plain values, checked), `lower` (layers to a graph),
+//! `model` (`Sequential`: compile, evaluate, predict, weights), `fit` and `trainer` (the
+//! training loop), `optimizer`, `summary`, [`weights`] (safetensors files). May use `graph`
+//! (plans, runs, metrics), `data` (data sets, resident ones), `spec`, `error` and the `Gpu`
+//! and `Tensor` handles; never `kernels` or `wgpu`.
+//!
 //! ```
 //! # fn main() -> wgnn::Result<()> {
 //! use wgnn::nn::{Activation, Dense, Dropout, Fit, Optimizer, Sequential};
@@ -18,13 +24,18 @@
 //! # }
 //! ```
 
+mod fit;
 mod layers;
+mod lower;
 mod model;
+mod optimizer;
+mod summary;
+mod trainer;
 pub mod weights;
 
+pub use fit::{EpochLog, Evaluation, Fit, History, ModelCheckpoint, Monitor, OnNonFinite};
 pub use layers::{Activation, BatchNorm, Conv2d, Dense, Dropout, Layer, MaxPool2d};
-pub use model::{
-    EpochLog, Evaluation, Fit, History, ModelCheckpoint, Monitor, OnNonFinite, Optimizer,
-    Sequential, Trainer,
-};
+pub use model::Sequential;
+pub use optimizer::Optimizer;
+pub use trainer::Trainer;
 pub use weights::NamedTensor;

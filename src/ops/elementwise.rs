@@ -74,7 +74,7 @@ pub fn relu_dropout_backward(y: &Tensor, dy: &Tensor, p: f32) -> Result<Tensor> 
         dy,
         y,
         1,
-        crate::philox::scale(p),
+        crate::philox::DropoutLowering::new(p).scale,
     )
 }
 

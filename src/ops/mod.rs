@@ -59,20 +59,7 @@ pub(crate) fn run(
     op: &'static str,
     f: impl FnOnce(&mut wgpu::ComputePass<'_>),
 ) -> Result<()> {
-    gpu.check_alive(op)?;
-    gpu.scoped(op, || {
-        let mut enc = gpu
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(op),
-                timestamp_writes: None,
-            });
-            f(&mut pass);
-        }
-        gpu.submit(enc.finish());
-    })
+    gpu.submit_pass(op, f)
 }
 
 /// `Err` unless `p` is a number in [0, 1].

@@ -1,0 +1,156 @@
+//! Running plans for the `nn` API: an epoch's steps over a resident data set (full batches
+//! and a smaller last one), an evaluation, and predictions from host values. The step
+//! uniform is built here, so callers pass plain numbers.
+
+use crate::data::resident::GpuDataset;
+use crate::graph::Graph;
+use crate::graph::metrics::{Metrics, Reading};
+use crate::graph::plan::{Job, Mode, ParamRefs, Plan};
+use crate::kernels::step::Step;
+use crate::{Error, Gpu, Result, Tensor};
+
+/// The plans of one pass over a resident data set: `full` steps of `batch` samples, then
+/// one of the `rest` when the batch does not divide the set.
+pub(crate) struct Epoch {
+    plan: Plan,
+    tail: Option<Plan>,
+    batch: usize,
+    full: usize,
+    rest: usize,
+}
+
+impl Epoch {
+    /// Plans `job` (its batch capped at the set's size) over `data`, accumulating into
+    /// `metrics`.
+    pub fn new(
+        gpu: &Gpu,
+        graph: &Graph,
+        params: &ParamRefs<'_>,
+        job: Job,
+        data: &GpuDataset,
+        metrics: &Metrics,
+    ) -> Result<Epoch> {
+        let batch = job.batch.min(data.count);
+        let (full, rest) = (data.count / batch, data.count % batch);
+        let plan = |batch| {
+            Plan::new(
+                gpu,
+                graph,
+                params,
+                Job { batch, ..job },
+                Some(data),
+                Some(metrics),
+            )
+        };
+        Ok(Epoch {
+            plan: plan(batch)?,
+            tail: if rest > 0 { Some(plan(rest)?) } else { None },
+            batch,
+            full,
+            rest,
+        })
+    }
+
+    /// Steps in one pass over the data.
+    pub fn steps(&self) -> usize {
+        self.full + usize::from(self.rest > 0)
+    }
+
+    /// The plan of the full-batch steps.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Runs the epoch's step `i` as the model's training step `step`; `poison` is the
+    /// non-finite test hook (0: none, 1: the loss, 2: a gradient). One submission.
+    pub fn run(&self, i: usize, step: u32, poison: u32) -> Result<()> {
+        let plan = if i < self.full {
+            &self.plan
+        } else {
+            self.tail.as_ref().unwrap_or(&self.plan)
+        };
+        plan.run(Step {
+            step,
+            batch_start: (i * self.batch) as u32,
+            poison,
+            _pad: 0,
+        })?;
+        Ok(())
+    }
+}
+
+/// Loss and accuracy of the model over all of `data`, in inference mode, `batch` samples per
+/// step, for the public call `op`.
+pub(crate) fn evaluate(
+    gpu: &Gpu,
+    op: &'static str,
+    graph: &Graph,
+    params: &ParamRefs<'_>,
+    data: &GpuDataset,
+    batch: usize,
+) -> Result<Reading> {
+    let metrics = Metrics::new(gpu, false)?;
+    let job = Job {
+        op,
+        mode: Mode::Eval,
+        batch,
+    };
+    let epoch = Epoch::new(gpu, graph, params, job, data, &metrics)?;
+    let identity: Vec<u32> = (0..data.count as u32).collect();
+    data.set_order(&identity);
+    metrics.reset();
+    for i in 0..epoch.steps() {
+        epoch.run(i, 0, 0)?;
+    }
+    metrics.read()
+}
+
+/// A prediction plan for up to `batch` samples at a time: host values in, logits out.
+pub(crate) struct Predictor {
+    plan: Plan,
+    input: Tensor,
+    logits: Tensor,
+    in_len: usize,
+    classes: usize,
+}
+
+impl Predictor {
+    pub fn new(gpu: &Gpu, graph: &Graph, params: &ParamRefs<'_>, batch: usize) -> Result<Self> {
+        let op = "predict";
+        let job = Job {
+            op,
+            mode: Mode::Predict,
+            batch,
+        };
+        let plan = Plan::new(gpu, graph, params, job, None, None)?;
+        let (Some(input), Some(logits)) = (plan.input.clone(), plan.logits.clone()) else {
+            return Err(Error::internal(
+                op,
+                "a prediction plan without input or logits",
+            ));
+        };
+        Ok(Predictor {
+            plan,
+            input,
+            logits,
+            in_len: graph.input.iter().product(),
+            classes: graph.output().iter().product(),
+        })
+    }
+
+    /// Logits of the samples in `x` (a whole number of them, checked by the caller), a
+    /// batch per submission, each read back.
+    pub fn predict(&self, x: &[f32]) -> Result<Vec<f32>> {
+        let batch = self.input.shape()[0];
+        let mut out = Vec::with_capacity(x.len() / self.in_len * self.classes);
+        for chunk in x.chunks(batch * self.in_len) {
+            let rows = chunk.len() / self.in_len;
+            let gpu = self.input.gpu();
+            gpu.upload(self.input.buffer(), 0, bytemuck::cast_slice(chunk));
+            self.plan.run(Step::default())?;
+            let all = self.logits.to_vec()?;
+            out.extend_from_slice(&all[..rows * self.classes]);
+        }
+        Ok(out)
+    }
+}

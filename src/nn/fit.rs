@@ -1,0 +1,337 @@
+//! `fit`: its options (epochs, validation, checkpoints, what to do at a non-finite step),
+//! the epoch loop over a [`Trainer`](super::Trainer), and what it returns.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::data::Dataset;
+use crate::data::resident::GpuDataset;
+use crate::nn::model::Sequential;
+use crate::nn::weights::{self, WeightsOptions};
+use crate::{Error, Result};
+
+/// What training does at a step whose loss or a gradient is not finite.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnNonFinite {
+    /// Stop: no weight changes from that step on, and `fit` returns
+    /// [`Error::NonFinite`] naming the epoch, the step and what was not finite (as Keras'
+    /// `TerminateOnNaN`).
+    #[default]
+    Stop,
+    /// Skip the step's updates and go on; the epoch's log counts the skipped steps (as
+    /// PyTorch's `GradScaler` skips `optimizer.step()`).
+    Skip,
+}
+
+/// Which validation metric a checkpoint watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Monitor {
+    /// Higher is better.
+    ValAccuracy,
+    /// Lower is better.
+    ValLoss,
+}
+
+/// Keras' `ModelCheckpoint`: writes the weights after an epoch, with `save_best_only` only
+/// when the monitored validation metric improved. A NaN or infinite metric never counts as
+/// the best.
+///
+/// Each file written carries in its safetensors `__metadata__` the keys `monitor`
+/// (`val_loss` or `val_accuracy`), `best` (the best value so far, as Rust prints an `f64`,
+/// which reads back exactly) and `best_epoch`, with `epoch`, `val_loss` and `val_accuracy`
+/// of the epoch written. With `save_best_only`, `fit` reads them back (the header only) when
+/// the file already exists, so a restarted run saves only on improvement over the stored
+/// best; a file without them, or for another monitor, or whose `best` is not finite, is
+/// replaced by the first epoch with a finite metric.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelCheckpoint {
+    /// The safetensors file to write (atomically).
+    pub path: PathBuf,
+    /// The metric watched.
+    pub monitor: Monitor,
+    /// Write only on improvement.
+    pub save_best_only: bool,
+}
+
+impl Monitor {
+    fn key(self) -> &'static str {
+        match self {
+            Monitor::ValAccuracy => "val_accuracy",
+            Monitor::ValLoss => "val_loss",
+        }
+    }
+
+    /// The metric, oriented so that higher is better.
+    fn score(self, v: Evaluation) -> f64 {
+        match self {
+            Monitor::ValAccuracy => v.accuracy,
+            Monitor::ValLoss => -v.loss,
+        }
+    }
+}
+
+impl ModelCheckpoint {
+    /// The best score and its epoch stored in the file, when it exists and records a finite
+    /// best for this monitor.
+    fn resume(&self) -> Result<Option<(f64, String)>> {
+        let exists = self.path.try_exists().map_err(|e| Error::Io {
+            path: self.path.display().to_string(),
+            source: e,
+        })?;
+        if !exists {
+            return Ok(None);
+        }
+        let meta = weights::read_metadata_file(&self.path, &WeightsOptions::default())?;
+        if meta.get("monitor").map(String::as_str) != Some(self.monitor.key()) {
+            return Ok(None);
+        }
+        let best = meta
+            .get("best")
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite());
+        let epoch = meta.get("best_epoch").cloned().unwrap_or_default();
+        Ok(best.map(|b| match self.monitor {
+            Monitor::ValAccuracy => (b, epoch),
+            Monitor::ValLoss => (-b, epoch),
+        }))
+    }
+}
+
+/// Options of [`Sequential::fit`].
+#[derive(Clone, Debug)]
+pub struct Fit<'a> {
+    /// Passes over the training set (at least 1).
+    pub epochs: usize,
+    /// Samples per step (at least 1); the last batch of an epoch may be smaller.
+    pub batch_size: usize,
+    /// Evaluated after each epoch.
+    pub validation: Option<&'a Dataset>,
+    /// Shuffle the training set every epoch (from the model's seed).
+    pub shuffle: bool,
+    /// A progress bar and a Keras-like line per epoch on stderr.
+    pub verbose: bool,
+    /// Keep the best weights on disk.
+    pub checkpoint: Option<ModelCheckpoint>,
+    /// Stop (default) or skip at a non-finite loss or gradient.
+    pub on_non_finite: OnNonFinite,
+}
+
+impl Default for Fit<'_> {
+    fn default() -> Self {
+        Fit {
+            epochs: 1,
+            batch_size: 32,
+            validation: None,
+            shuffle: true,
+            verbose: true,
+            checkpoint: None,
+            on_non_finite: OnNonFinite::Stop,
+        }
+    }
+}
+
+/// Loss and accuracy over a data set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Mean sparse categorical cross-entropy.
+    pub loss: f64,
+    /// Fraction of samples whose arg-max logit is the label.
+    pub accuracy: f64,
+}
+
+/// One epoch's record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochLog {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's samples (with dropout active).
+    pub loss: f64,
+    /// Training accuracy over the epoch's samples (with dropout active).
+    pub accuracy: f64,
+    /// Validation results, if a validation set was given.
+    pub validation: Option<Evaluation>,
+    /// Wall-clock seconds of the epoch (training only).
+    pub seconds: f64,
+    /// Steps whose updates were skipped for non-finite values ([`OnNonFinite::Skip`]).
+    pub skipped_steps: usize,
+}
+
+/// What [`Sequential::fit`] returns: one entry per completed epoch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    /// The epochs, in order.
+    pub epochs: Vec<EpochLog>,
+}
+
+impl Sequential {
+    /// Trains for `opts.epochs` epochs. Each step is one submission; metrics are read back
+    /// at each epoch's end, and once a second while a progress bar shows (`verbose`). On a
+    /// non-finite loss or gradient ([`OnNonFinite::Stop`], the default) training stops with
+    /// [`Error::NonFinite`] naming the epoch, the step and what went bad, and the weights
+    /// (BatchNorm moving statistics included) are those of the step before.
+    ///
+    /// # Errors
+    /// Zero epochs or batch size, an empty or mismatched data set (naming the sample),
+    /// labels out of range, a non-finite loss or gradient, device errors.
+    pub fn fit(&mut self, train: &Dataset, opts: &Fit<'_>) -> Result<History> {
+        let op = "fit";
+        if opts.epochs == 0 {
+            return Err(Error::arg(op, "epochs must be at least 1, got 0"));
+        }
+        if let Some(v) = opts.validation {
+            self.check_data(op, "validation", v)?;
+        }
+        let val = match opts.validation {
+            Some(v) => Some(GpuDataset::upload(
+                &self.compiled(op)?.gpu,
+                op,
+                &v.images,
+                &v.labels,
+                v.count,
+            )?),
+            None => None,
+        };
+        let batch_size = opts.batch_size;
+        self.compiled
+            .as_mut()
+            .ok_or_else(|| Error::arg(op, "the model is not compiled; call compile first"))?
+            .on_non_finite = opts.on_non_finite;
+        let mut trainer = self.trainer_for(op, train, batch_size)?;
+        trainer.shuffle = opts.shuffle;
+        let steps = trainer.steps_per_epoch();
+        let mut history = History::default();
+        // The best score (higher is better) and its epoch, resumed from the file's metadata.
+        let mut best: Option<(f64, String)> = match &opts.checkpoint {
+            Some(cp) if cp.save_best_only => cp.resume()?,
+            _ => None,
+        };
+        for epoch in 1..=opts.epochs {
+            let started = Instant::now();
+            trainer.begin_epoch();
+            let bar = progress(opts.verbose, epoch, opts.epochs, steps);
+            let mut refreshed = Instant::now();
+            for step in 0..steps {
+                trainer.step().map_err(|e| at_step(e, epoch, step))?;
+                if let Some(bar) = &bar {
+                    bar.inc(1);
+                    // Keras' live loss and accuracy: one readback a second, which also
+                    // stops a run whose loss went non-finite without waiting for the
+                    // epoch's end. Without a bar nothing is read until the epoch ends.
+                    if refreshed.elapsed() >= PROGRESS_REFRESH && step + 1 < steps {
+                        refreshed = Instant::now();
+                        let r = trainer
+                            .read_checked(epoch)
+                            .map_err(|e| at_step(e, epoch, step))?;
+                        bar.set_message(format!(
+                            "- accuracy: {:.4} - loss: {:.4}",
+                            r.accuracy, r.loss
+                        ));
+                    }
+                }
+            }
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            let (loss, accuracy) = trainer
+                .end_epoch(epoch)
+                .map_err(|e| at_step(e, epoch, steps))?;
+            let seconds = started.elapsed().as_secs_f64();
+            let model = &*trainer.model;
+            let validation = match &val {
+                Some(vd) => Some(model.evaluate_resident(op, vd, batch_size)?),
+                None => None,
+            };
+            let log = EpochLog {
+                epoch,
+                loss,
+                accuracy,
+                validation,
+                seconds,
+                skipped_steps: trainer.skipped,
+            };
+            if opts.verbose {
+                eprintln!("{}", epoch_line(&log, opts.epochs, steps));
+            }
+            if let (Some(cp), Some(v)) = (&opts.checkpoint, validation) {
+                let value = cp.monitor.score(v);
+                let improved = value.is_finite() && best.as_ref().is_none_or(|(b, _)| value > *b);
+                if improved {
+                    best = Some((value, epoch.to_string()));
+                }
+                if improved || !cp.save_best_only {
+                    let mut meta = HashMap::new();
+                    meta.insert("epoch".to_string(), epoch.to_string());
+                    meta.insert("val_accuracy".to_string(), v.accuracy.to_string());
+                    meta.insert("val_loss".to_string(), v.loss.to_string());
+                    meta.insert("monitor".to_string(), cp.monitor.key().to_string());
+                    if let Some((b, e)) = &best {
+                        let b = match cp.monitor {
+                            Monitor::ValAccuracy => *b,
+                            Monitor::ValLoss => -*b,
+                        };
+                        meta.insert("best".to_string(), b.to_string());
+                        meta.insert("best_epoch".to_string(), e.clone());
+                    }
+                    model.save_weights_with(&cp.path, Some(meta))?;
+                }
+            }
+            history.epochs.push(log);
+        }
+        Ok(history)
+    }
+}
+
+/// Names the epoch and step in a device loss during `fit`.
+fn at_step(e: Error, epoch: usize, step: usize) -> Error {
+    match e {
+        Error::DeviceLost { reason, .. } => Error::DeviceLost {
+            op: "fit",
+            reason: format!(
+                "{reason} (epoch {epoch}, step {step}; the weights of the last completed epoch are kept on the host)"
+            ),
+        },
+        other => other,
+    }
+}
+
+/// How often `fit`'s progress bar reads the running loss and accuracy back.
+const PROGRESS_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn progress(
+    verbose: bool,
+    epoch: usize,
+    epochs: usize,
+    steps: usize,
+) -> Option<indicatif::ProgressBar> {
+    if !verbose {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(steps as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "Epoch {prefix} {pos:>4}/{len} {wide_bar} {elapsed_precise} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(format!("{epoch}/{epochs}"));
+    Some(bar)
+}
+
+fn epoch_line(log: &EpochLog, epochs: usize, steps: usize) -> String {
+    let mut s = format!(
+        "Epoch {}/{epochs}: {steps}/{steps} - {:.1}s {:.0}ms/step - accuracy: {:.4} - loss: {:.4}",
+        log.epoch,
+        log.seconds,
+        1000.0 * log.seconds / steps.max(1) as f64,
+        log.accuracy,
+        log.loss
+    );
+    if let Some(v) = log.validation {
+        s.push_str(&format!(
+            " - val_accuracy: {:.4} - val_loss: {:.4}",
+            v.accuracy, v.loss
+        ));
+    }
+    s
+}

@@ -1,0 +1,230 @@
+//! A training session: the data set uploaded once, the step planned once, then one
+//! submission per step.
+
+use rand::{RngExt, SeedableRng};
+
+use crate::data::Dataset;
+use crate::data::resident::GpuDataset;
+use crate::graph::metrics::{Metrics, Reading};
+use crate::graph::plan::{Job, Mode};
+use crate::graph::run::Epoch;
+use crate::nn::fit::OnNonFinite;
+use crate::nn::model::Sequential;
+use crate::{Error, Result};
+
+impl Sequential {
+    /// A training session over `train`: uploads the data set once and plans the step (and,
+    /// when `batch_size` does not divide the set, the smaller last step) once. [`fit`] is
+    /// built on it; use it directly for a custom loop.
+    ///
+    /// ```
+    /// # fn main() -> wgnn::Result<()> {
+    /// # use wgnn::nn::*;
+    /// # let gpu = wgnn::Gpu::software()?;
+    /// # let (train, _) = wgnn::data::shipped_fashion_mnist()?;
+    /// let mut model = Sequential::new(&[784]).with(Dense::new(10)?);
+    /// model.compile(&gpu, Optimizer::sgd(0.1, 0.0), 1)?;
+    /// let mut t = model.trainer(&train.subset(0..256)?, 64)?;
+    /// t.begin_epoch();
+    /// for _ in 0..t.steps_per_epoch() {
+    ///     t.step()?; // one submission, nothing read back
+    /// }
+    /// let (loss, accuracy) = t.end_epoch(1)?; // one readback
+    /// assert!(loss.is_finite() && accuracy > 0.0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// [`fit`]: Sequential::fit
+    ///
+    /// # Errors
+    /// Batch size 0; an empty or mismatched data set; labels out of range.
+    pub fn trainer(&mut self, train: &Dataset, batch_size: usize) -> Result<Trainer<'_>> {
+        self.trainer_for("trainer", train, batch_size)
+    }
+
+    /// [`Sequential::trainer`] for the public call `op`, which its errors name.
+    pub(super) fn trainer_for(
+        &mut self,
+        op: &'static str,
+        train: &Dataset,
+        batch_size: usize,
+    ) -> Result<Trainer<'_>> {
+        if batch_size == 0 {
+            return Err(Error::arg(op, "batch_size must be at least 1, got 0"));
+        }
+        self.check_data(op, "training", train)?;
+        let c = self.compiled(op)?;
+        let gpu = c.gpu.clone();
+        let data = GpuDataset::upload(&gpu, op, &train.images, &train.labels, train.count)?;
+        let metrics = Metrics::new(&gpu, c.on_non_finite == OnNonFinite::Skip)?;
+        let job = Job {
+            op,
+            mode: Mode::Train,
+            batch: batch_size,
+        };
+        let epoch = Epoch::new(&gpu, &c.graph, &c.refs(), job, &data, &metrics)?;
+        let order = (0..train.count as u32).collect();
+        Ok(Trainer {
+            model: self,
+            op,
+            data,
+            metrics,
+            epoch,
+            order,
+            pos: 0,
+            shuffle: true,
+            epoch_start: 0,
+            skipped: 0,
+        })
+    }
+}
+
+/// A training session: see [`Sequential::trainer`].
+pub struct Trainer<'m> {
+    pub(super) model: &'m mut Sequential,
+    /// The public call that made it (`fit` or `trainer`), named in errors.
+    op: &'static str,
+    data: GpuDataset,
+    metrics: Metrics,
+    epoch: Epoch,
+    order: Vec<u32>,
+    pos: usize,
+    /// Shuffle the data at each [`Trainer::begin_epoch`] (default true).
+    pub shuffle: bool,
+    epoch_start: u64,
+    pub(super) skipped: usize,
+}
+
+impl Trainer<'_> {
+    /// (virtual buffers, physical buffers) of the step's plan: the planner reuses a buffer
+    /// once every dispatch that reads its previous contents has run.
+    #[doc(hidden)]
+    pub fn plan_buffers(&self) -> (usize, usize) {
+        self.epoch.plan().buffers
+    }
+
+    /// Kernel dispatches the step's plan records (fusion makes fewer).
+    #[doc(hidden)]
+    pub fn plan_dispatches(&self) -> usize {
+        self.epoch.plan().dispatches()
+    }
+
+    /// Steps in one pass over the data (the last may be smaller than the batch).
+    pub fn steps_per_epoch(&self) -> usize {
+        self.epoch.steps()
+    }
+
+    /// Starts an epoch: a new order of the samples (one upload), metrics zeroed.
+    pub fn begin_epoch(&mut self) {
+        if let Some(c) = &self.model.compiled {
+            if self.shuffle {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(
+                    c.seed ^ c.step.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                );
+                for i in (1..self.order.len()).rev() {
+                    self.order.swap(i, rng.random_range(0..=i));
+                }
+            }
+            self.epoch_start = c.step;
+        }
+        self.data.set_order(&self.order);
+        self.metrics.reset();
+        self.pos = 0;
+    }
+
+    /// Runs the epoch's next step: one 16-byte upload, one submission, no readback, no
+    /// allocation.
+    ///
+    /// # Errors
+    /// When the epoch is over (call [`Trainer::begin_epoch`]), or on device errors.
+    pub fn step(&mut self) -> Result<()> {
+        let op = self.op;
+        if self.pos >= self.steps_per_epoch() {
+            return Err(Error::arg(
+                op,
+                format!(
+                    "the epoch's {} steps are done; begin a new epoch",
+                    self.steps_per_epoch()
+                ),
+            ));
+        }
+        let c = self
+            .model
+            .compiled
+            .as_mut()
+            .ok_or_else(|| Error::arg(op, "the model is not compiled; call compile first"))?;
+        // The status word records step + 1, so the last step is u32::MAX - 1.
+        let step = u32::try_from(c.step)
+            .ok()
+            .filter(|&s| s < u32::MAX)
+            .ok_or_else(|| {
+                Error::arg(
+                    op,
+                    format!("step {} is past the last one, 2^32 - 2", c.step),
+                )
+            })?;
+        let poison = if c.poison_step == Some(c.step) {
+            c.poison_kind
+        } else {
+            0
+        };
+        self.epoch.run(self.pos, step, poison)?;
+        c.step += 1;
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// Steps skipped for non-finite values in the last ended epoch ([`OnNonFinite::Skip`]).
+    pub fn skipped_steps(&self) -> usize {
+        self.skipped
+    }
+
+    /// The model being trained (to evaluate or save between steps).
+    pub fn model(&self) -> &Sequential {
+        self.model
+    }
+
+    /// The epoch's loss and accuracy so far, for a progress display (one readback).
+    ///
+    /// # Errors
+    /// On device errors.
+    pub fn progress(&self) -> Result<(f64, f64)> {
+        let Reading { loss, accuracy, .. } = self.metrics.read()?;
+        Ok((loss, accuracy))
+    }
+
+    /// Ends the epoch: reads the loss and accuracy over its samples (one readback).
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] naming `epoch` and the first step (within the epoch) whose loss
+    /// was not finite; the weights are those of the step before it.
+    pub fn end_epoch(&mut self, epoch: usize) -> Result<(f64, f64)> {
+        let r = self.read_checked(epoch)?;
+        self.skipped = r.skipped;
+        // One more readback per epoch: a host copy of the weights that survives device loss.
+        let copy = self.model.weights()?;
+        if let Some(c) = self.model.compiled.as_mut() {
+            c.host_copy = Some(copy);
+        }
+        Ok((r.loss, r.accuracy))
+    }
+
+    /// Reads the epoch's metrics and status word (one readback); with
+    /// [`OnNonFinite::Stop`], [`Error::NonFinite`] once a step of this epoch went bad.
+    pub(super) fn read_checked(&self, epoch: usize) -> Result<Reading> {
+        let r = self.metrics.read()?;
+        if let Some((bad, param)) = r.bad.filter(|_| !self.metrics.skip) {
+            let step = u64::from(bad).saturating_sub(self.epoch_start) as usize;
+            let what = match (param, &self.model.compiled) {
+                (Some(p), Some(c)) => format!(
+                    "gradient of {}",
+                    c.infos.get(p).map_or("?", |i| i.name.as_str())
+                ),
+                _ => "loss".to_string(),
+            };
+            return Err(Error::NonFinite { epoch, step, what });
+        }
+        Ok(r)
+    }
+}
