@@ -12,17 +12,17 @@
 //! where the adapter has `TIMESTAMP_QUERY`, else from the wall clock around the submission
 //! and a blocking wait; each figure is the median of at least 5 runs after a warm-up run, a
 //! run recording the kernel as many times as fills about 50 ms. Kernels are recorded with
-//! buffers and bind groups made beforehand (`wgnn::bench_support`), so the eager ops'
+//! buffers and bind groups made beforehand (`wgnn::testing`), so the eager ops'
 //! per-call allocation is not timed. Training steps use the public API only
 //! (`Sequential::trainer`, `Trainer::step`).
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use wgnn::bench_support::{ConvPass, Timed, matmul_tile_for, uses_timestamps};
 use wgnn::data::Dataset;
 use wgnn::nn::{Activation, Conv2d, Dense, Dropout, Layer, Optimizer, Sequential};
 use wgnn::ops::{DropoutSpec, Padding};
+use wgnn::testing::{ConvPass, Timed, matmul_tile_for, uses_timestamps};
 use wgnn::{Gpu, Tensor};
 
 /// One figure of the report.

@@ -242,6 +242,7 @@ impl Gpu {
 
     /// As [`Gpu::open`], leaving out the optional features in `without` (tests use it to run
     /// the portable versions of kernels on an adapter that has 64-bit integers).
+    #[cfg(feature = "testing")]
     pub(crate) fn open_without(adapter: &wgpu::Adapter, without: wgpu::Features) -> Result<Gpu> {
         Gpu::open_in(None, adapter, without)
     }
@@ -422,6 +423,7 @@ impl Gpu {
     ///
     /// # Errors
     /// When a kernel has already been compiled on this `Gpu`.
+    #[cfg(feature = "testing")]
     #[doc(hidden)]
     pub fn enable_test_hooks(&self) -> Result<()> {
         if self.inner.compiled.load(Ordering::SeqCst) {

@@ -34,10 +34,10 @@ pub(crate) mod tune;
 
 pub use error::{Error, Result};
 pub use gpu::{ExecStats, Gpu, GpuInfo, ObjectCounts};
+#[cfg(feature = "testing")]
 #[doc(hidden)]
-pub use graph::gather_batch;
-#[doc(hidden)]
-pub use kernels::bench_support;
+pub mod testing;
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub use tensor::set_poison_outputs;
 pub use tensor::{DType, Tensor};

@@ -156,6 +156,7 @@ static POISON: AtomicBool = AtomicBool::new(false);
 
 /// Makes every kernel output start as NaN (all-ones bits) instead of zero, so a test sees any
 /// element a kernel failed to write. For tests; costs one upload per output.
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub fn set_poison_outputs(on: bool) {
     POISON.store(on, Ordering::Relaxed);

@@ -198,7 +198,7 @@ fn conv2d_seed_cnn_layers_batch2_match_reference() {
 /// padding, strides. CI runs it a second time on lavapipe at 512 bits (16 lanes).
 #[test]
 fn conv2d_every_kernel_matches_reference() {
-    use wgnn::bench_support::{ConvPass, conv2d_uses_subgroup, conv2d_with_kernel};
+    use wgnn::testing::{ConvPass, conv2d_uses_subgroup, conv2d_with_kernel};
     let cases = [
         case([1, 1, 1, 4], [3, 3, 4, 4], 1, Same),
         case([2, 13, 11, 8], [3, 3, 8, 36], 1, Same),

@@ -81,7 +81,7 @@ fn operands(
 #[test]
 fn matmul_every_variant_matches_reference_odd_and_vec4_shapes() {
     let _serial = compiling();
-    use wgnn::bench_support::{matmul_tiles, matmul_with_tile};
+    use wgnn::testing::{matmul_tiles, matmul_with_tile};
     // (m, k, n): odd sizes; multiples of 4 that end tiles part-way (m > 256 fills the
     // largest subgroup tile's 32 rows per subgroup, and leaves a partial block).
     // Mixed: (36, 20, 10) gives vec4 A but gathered B and C without transposes; (12, 10, 36)
@@ -164,7 +164,7 @@ fn matmul_every_variant_matches_reference_odd_and_vec4_shapes() {
 #[test]
 fn matmul_subgroup_variants_match_reference_at_this_lane_count() {
     let _serial = compiling();
-    use wgnn::bench_support::{matmul_tiles, matmul_with_tile};
+    use wgnn::testing::{matmul_tiles, matmul_with_tile};
     // Lavapipe's results by shape, with and without 64-bit loads (one driver, one compiler).
     let mut lavapipe: std::collections::HashMap<String, Vec<u32>> = Default::default();
     let all = gpus_and_portable();
@@ -249,7 +249,7 @@ fn matmul_subgroup_variants_match_reference_at_this_lane_count() {
 
 #[test]
 fn matmul_rejects_a_variant_the_adapter_lacks() {
-    use wgnn::bench_support::{MatmulTile, matmul_tiles, matmul_with_tile};
+    use wgnn::testing::{MatmulTile, matmul_tiles, matmul_with_tile};
     let gpu = common::gpu();
     let tiles = matmul_tiles(gpu).unwrap();
     let missing = MatmulTile::SUBGROUP

@@ -199,11 +199,11 @@ fn timeout_a_long_kernel_read_back_with_a_short_timeout_gives_timeout() {
     );
     // Calibrate: double the work until one run takes at least 200 ms (so submission and
     // wait overheads are noise), then size a kernel of about 3 s, ten times the timeout.
-    ops::spin(&gpu, 1, 1).unwrap().to_vec().unwrap();
+    wgnn::testing::spin(&gpu, 1, 1).unwrap().to_vec().unwrap();
     let (mut groups, mut iterations) = (64u32, 1u32 << 12);
     let per_unit = loop {
         let start = std::time::Instant::now();
-        ops::spin(&gpu, groups, iterations)
+        wgnn::testing::spin(&gpu, groups, iterations)
             .unwrap()
             .to_vec()
             .unwrap();
@@ -221,7 +221,7 @@ fn timeout_a_long_kernel_read_back_with_a_short_timeout_gives_timeout() {
     let groups = ((units / f64::from(iterations)) as u32).clamp(1, 65_535);
     let iterations = ((units / f64::from(groups)) as u32).max(iterations);
     gpu.set_wait_timeout(std::time::Duration::from_millis(300));
-    let t = ops::spin(&gpu, groups, iterations).unwrap();
+    let t = wgnn::testing::spin(&gpu, groups, iterations).unwrap();
     let e = t.to_vec().unwrap_err();
     assert_eq!(
         e.to_string(),

@@ -186,7 +186,7 @@ fn dropout_rejects_rates_outside_unit_interval() {
 /// invocation) copies every element.
 #[test]
 fn dropout_and_copy_cover_every_element_around_invocation_edges() {
-    use wgnn::bench_support::Timed;
+    use wgnn::testing::Timed;
     for gpu in gpus() {
         for n in [1usize, 4, 15, 16, 17, 63, 64, 65, 1023, 1024, 1025] {
             let x = rand_vec(n, n as u64);

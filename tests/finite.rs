@@ -29,7 +29,7 @@ fn run(gpu: &wgnn::Gpu, segments: &[(Vec<f32>, usize, usize)]) -> [u32; 4] {
         .zip(segments)
         .map(|(t, &(_, n, p))| (t, n, p))
         .collect();
-    ops::check_finite(&args, [0; 4]).unwrap()
+    wgnn::testing::check_finite(&args, [0; 4]).unwrap()
 }
 
 fn ramp(n: usize) -> Vec<f32> {
@@ -113,17 +113,17 @@ fn finite_check_ignores_values_past_the_counted_length() {
 fn finite_check_rejects_bad_arguments() {
     let gpu = common::gpu();
     let t = Tensor::from_slice(gpu, &[1.0, 2.0], &[2]).unwrap();
-    let e = ops::check_finite(&[(&t, 3, 0)], [0; 4]).unwrap_err();
+    let e = wgnn::testing::check_finite(&[(&t, 3, 0)], [0; 4]).unwrap_err();
     assert_eq!(
         e.to_string(),
         "check_finite: count 3 is over the tensor's 2 elements"
     );
     let seven = vec![(&t, 2, 0); 7];
-    let e = ops::check_finite(&seven, [0; 4]).unwrap_err();
+    let e = wgnn::testing::check_finite(&seven, [0; 4]).unwrap_err();
     assert_eq!(e.to_string(), "check_finite: 7 segments, at most 6");
-    assert!(ops::check_finite(&[], [0; 4]).is_err());
+    assert!(wgnn::testing::check_finite(&[], [0; 4]).is_err());
     let labels = Tensor::from_u32(gpu, &[1, 2], &[2]).unwrap();
-    assert!(ops::check_finite(&[(&labels, 2, 0)], [0; 4]).is_err());
+    assert!(wgnn::testing::check_finite(&[(&labels, 2, 0)], [0; 4]).is_err());
 }
 
 #[test]
@@ -134,13 +134,13 @@ fn finite_check_keeps_an_earlier_bad_step_and_its_cause() {
         // gradient of parameter 0: the first bad step and its cause stay, the last bad step
         // becomes this one.
         let earlier = [5, u32::MAX, 0, 5];
-        let got = ops::check_finite(&[(&bad, 3, 0)], earlier).unwrap();
+        let got = wgnn::testing::check_finite(&[(&bad, 3, 0)], earlier).unwrap();
         assert_eq!(got, [5, u32::MAX, 0, 1], "on {}", gpu.info());
         // The same step's loss already bad: the loss stays the cause (its code is the max).
-        let got = ops::check_finite(&[(&bad, 3, 0)], [1, u32::MAX, 0, 1]).unwrap();
+        let got = wgnn::testing::check_finite(&[(&bad, 3, 0)], [1, u32::MAX, 0, 1]).unwrap();
         assert_eq!(got, [1, u32::MAX, 0, 1], "on {}", gpu.info());
         // The skip policy word is left alone.
-        let got = ops::check_finite(&[(&bad, 3, 7)], [0, 0, 1, 0]).unwrap();
+        let got = wgnn::testing::check_finite(&[(&bad, 3, 7)], [0, 0, 1, 0]).unwrap();
         assert_eq!(got, [1, u32::MAX - 1 - 7, 1, 1], "on {}", gpu.info());
     }
 }
@@ -169,7 +169,7 @@ fn product_has_non_finite(
 
 #[test]
 fn matmul_check_reports_every_non_finite_output_on_every_variant() {
-    use wgnn::bench_support::{matmul_checked, matmul_tiles, matmul_with_tile};
+    use wgnn::testing::{matmul_checked, matmul_tiles, matmul_with_tile};
     let code = u32::MAX - 1 - 4;
     for gpu in common::gpus() {
         for tile in matmul_tiles(gpu).unwrap() {
@@ -263,7 +263,7 @@ fn matmul_check_reports_every_non_finite_output_on_every_variant() {
 
 #[test]
 fn bias_grad_check_reports_every_non_finite_sum() {
-    use wgnn::bench_support::bias_grad_checked;
+    use wgnn::testing::bias_grad_checked;
     let code = u32::MAX - 1 - 9;
     for gpu in common::gpus() {
         // Odd column counts take the scalar kernel, multiples of 4 the vec4 one.

@@ -72,7 +72,7 @@ fn limits_data_set_spanning_several_bindings_gathers_bit_for_bit() {
         .collect();
     let labels: Vec<u8> = (0..count).map(|i| (i % 10) as u8).collect();
     let idx = [1047u32, 1048, 0, 2095, 2096, 2999, 1, 2097];
-    let (x, y) = wgnn::gather_batch(&gpu, &images, &labels, count, &idx).unwrap();
+    let (x, y) = wgnn::testing::gather_batch(&gpu, &images, &labels, count, &idx).unwrap();
     for (r, &s) in idx.iter().enumerate() {
         let s = s as usize;
         assert_eq!(y[r], u32::from(labels[s]), "label of row {r} (sample {s})");
@@ -87,7 +87,8 @@ fn limits_data_set_spanning_several_bindings_gathers_bit_for_bit() {
     }
     // More than four bindings' worth is a clear error.
     let big = vec![0u8; 5 * 1048 * len];
-    let e = wgnn::gather_batch(&gpu, &big, &vec![0; 5 * 1048], 5 * 1048, &[0]).unwrap_err();
+    let e =
+        wgnn::testing::gather_batch(&gpu, &big, &vec![0; 5 * 1048], 5 * 1048, &[0]).unwrap_err();
     assert!(matches!(e, Error::Limit { .. }), "{e}");
     assert_eq!(errors.load(Ordering::SeqCst), 0);
 }

@@ -65,7 +65,7 @@ fn philox_gpu_words_equal_host_words_on_edge_counters() {
         assert!(all.iter().any(|g| wide(g)) && all.iter().any(|g| !wide(g)));
     }
     for gpu in all {
-        let got = wgnn::ops::philox_words(gpu, &items).unwrap();
+        let got = wgnn::testing::philox_words(gpu, &items).unwrap();
         for ((c, k), g) in items.iter().zip(&got) {
             assert_eq!(
                 *g,
@@ -81,7 +81,7 @@ fn philox_gpu_words_equal_host_words_on_edge_counters() {
 fn philox_gpu_matches_random123_known_answers() {
     let items: Vec<_> = KAT.iter().map(|(c, k, _)| (*c, *k)).collect();
     for gpu in common::gpus() {
-        let got = wgnn::ops::philox_words(gpu, &items).unwrap();
+        let got = wgnn::testing::philox_words(gpu, &items).unwrap();
         for ((_, _, want), g) in KAT.iter().zip(&got) {
             assert_eq!(g, want, "{}", gpu.info().name);
         }

@@ -36,14 +36,12 @@
 mod alloc;
 mod backward;
 mod forward;
-mod gather;
+pub(crate) mod gather;
 mod instr;
 pub(crate) mod metrics;
 pub(crate) mod plan;
 pub(crate) mod run;
 mod update;
-
-pub use gather::gather_batch;
 
 use crate::Error;
 use crate::spec::Padding;

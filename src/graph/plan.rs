@@ -15,9 +15,8 @@ use crate::graph::gather::gather;
 use crate::graph::instr::{Builder, Res};
 use crate::graph::metrics::{self, Metrics};
 use crate::graph::update::updates;
+use crate::kernels::rec::Rec;
 use crate::kernels::step::Step;
-// bench_support (another module's file) still imports `Rec` from here.
-pub(crate) use crate::kernels::rec::Rec;
 use crate::spec::Update;
 use crate::tensor::DType;
 use crate::{Error, Gpu, Result, Tensor};
@@ -73,6 +72,7 @@ pub(crate) struct Plan {
     /// For prediction: the input the caller copies a batch into.
     pub input: Option<Tensor>,
     /// (virtual buffers, physical buffers backing them): reuse by lifetime.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))] // read by the testing module
     pub buffers: (usize, usize),
 }
 
@@ -165,6 +165,7 @@ impl Plan {
     }
 
     /// The number of dispatches a step records.
+    #[cfg(feature = "testing")]
     pub fn dispatches(&self) -> usize {
         self.cmds.len()
     }

@@ -57,6 +57,7 @@ impl Epoch {
     }
 
     /// The plan of the full-batch steps.
+    #[cfg(feature = "testing")]
     pub fn plan(&self) -> &Plan {
         &self.plan
     }

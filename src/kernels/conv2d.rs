@@ -406,6 +406,7 @@ impl Conv2d {
     /// counts are multiples of 4, the input gradient has stride 1, and the workgroup grid
     /// (256 GEMM rows by 32 columns each with 8 lanes or with 16 in halves, 128 by 64 with
     /// 16 side by side; the weight gradient's K slices in z) is within limits.
+    #[cfg(feature = "testing")]
     pub fn subgroup_fits(&self, dims: &Conv2dDims, pass: Conv2dPass) -> bool {
         self.subgroup.is_some() && self.subgroup_shape(dims, pass).is_some()
     }

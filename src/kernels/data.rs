@@ -69,11 +69,13 @@ pub(crate) struct Data {
     pub metrics_family: Family,
     /// (params, step, status, grad x 6): bindings 0, 1, 10, 14-19.
     pub finite_family: Family,
-    /// (params, x): bindings 0 and 5.
+    /// (params, x): bindings 0 and 5 (the tests' spinning kernel).
+    #[cfg(feature = "testing")]
     pub spin_family: Family,
     gather: wgpu::ComputePipeline,
     metrics: wgpu::ComputePipeline,
     tally: wgpu::ComputePipeline,
+    #[cfg(feature = "testing")]
     spin: wgpu::ComputePipeline,
     finite: wgpu::ComputePipeline,
 }
@@ -127,10 +129,13 @@ impl Data {
                 (19, Read),
             ],
         )?;
+        #[cfg(feature = "testing")]
         let spin_family = Family::new_sparse(gpu, "spin", &SHADER, &[(0, Uniform), (5, Write)])?;
         Ok(Data {
+            #[cfg(feature = "testing")]
             spin: spin_family.pipeline(gpu, "spin", &[])?,
             tally: metrics_family.pipeline(gpu, "tally_skipped", &[])?,
+            #[cfg(feature = "testing")]
             spin_family,
             finite: finite_family.pipeline(gpu, "check_finite", &[])?,
             finite_family,
@@ -163,6 +168,7 @@ impl Data {
     }
 
     /// Records the spinning test kernel.
+    #[cfg(feature = "testing")]
     pub fn record_spin(&self, pass: &mut wgpu::ComputePass<'_>, io: &wgpu::BindGroup, groups: u32) {
         pass.set_pipeline(&self.spin);
         pass.set_bind_group(0, io, &[]);

@@ -20,6 +20,7 @@ pub(crate) const SHADER: Shader = Shader {
     ],
 };
 /// The raw-word test kernel: shaders/philox_words.wgsl after Philox.
+#[cfg(any(test, feature = "testing"))]
 pub(crate) const WORDS_SHADER: Shader = Shader {
     name: "philox_words",
     parts: &[Part::Mulhilo, PHILOX, wgsl!("philox_words.wgsl")],
@@ -58,7 +59,9 @@ pub(crate) struct Dropout {
     pub family: Family,
     forward: wgpu::ComputePipeline,
     backward: wgpu::ComputePipeline,
+    #[cfg(feature = "testing")]
     pub words_family: Family,
+    #[cfg(feature = "testing")]
     pub words: wgpu::ComputePipeline,
 }
 
@@ -72,18 +75,22 @@ impl Dropout {
         )?;
         let forward = family.pipeline(gpu, "dropout_forward", &[])?;
         let backward = family.pipeline(gpu, "dropout_backward", &[])?;
+        #[cfg(feature = "testing")]
         let words_family = Family::new(
             gpu,
             "philox_words",
             &WORDS_SHADER,
             &[Bind::Uniform, Bind::Read, Bind::Write],
         )?;
+        #[cfg(feature = "testing")]
         let words = words_family.pipeline(gpu, "philox_words", &[])?;
         Ok(Dropout {
             family,
             forward,
             backward,
+            #[cfg(feature = "testing")]
             words_family,
+            #[cfg(feature = "testing")]
             words,
         })
     }

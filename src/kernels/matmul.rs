@@ -97,7 +97,6 @@ impl MatmulParams {
 /// `(64 / lanes) * tm` rows by `4 * lanes * tn4` columns, where `lanes` is the subgroup size
 /// (8 or 16) for the subgroup kernel and 8 for the plain one (8 x 8 invocations). Exposed
 /// (hidden) so that tests can run every variant and the bench can time them.
-#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MatmulTile {
     /// Uses `matmul_forward_sg` (adapters with subgroups of a fixed 8 or 16 lanes only).

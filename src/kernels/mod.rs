@@ -11,8 +11,6 @@ use crate::{Gpu, Result};
 use shader::{Shader, Variant};
 
 pub(crate) mod batchnorm;
-#[doc(hidden)]
-pub mod bench_support;
 pub(crate) mod conv2d;
 pub(crate) mod data;
 pub(crate) mod dropout;

@@ -485,6 +485,7 @@ impl Sequential {
 
     /// Turns fusion of `dense -> relu -> dropout` off or on (on by default). For tests that
     /// hold the fused kernels to the separate ops; masks are the same either way.
+    #[cfg(feature = "testing")]
     #[doc(hidden)]
     pub fn set_fusion(&mut self, on: bool) -> Result<()> {
         let c = self
@@ -499,6 +500,7 @@ impl Sequential {
     /// Turns the per-step check of every gradient for non-finite values off or on (on by
     /// default; a compile turns it on). For measuring its cost: without it a non-finite
     /// gradient with a finite loss is not caught before the update.
+    #[cfg(feature = "testing")]
     #[doc(hidden)]
     pub fn set_finite_checks(&mut self, on: bool) -> Result<()> {
         let c = self
@@ -512,6 +514,7 @@ impl Sequential {
     /// Test hook: makes the loss of global training step `step` NaN (`gradient` false) or
     /// the first checked gradient non-finite (`gradient` true). Needs a `Gpu` with test hooks
     /// (`Gpu::enable_test_hooks`).
+    #[cfg(feature = "testing")]
     #[doc(hidden)]
     pub fn inject_non_finite(&mut self, step: Option<u64>, gradient: bool) -> Result<()> {
         if let Some(c) = self.compiled.as_ref()
@@ -536,6 +539,7 @@ impl Sequential {
     ///
     /// # Errors
     /// When the model is not compiled, or on device errors.
+    #[cfg(feature = "testing")]
     #[doc(hidden)]
     pub fn gradients(&self) -> Result<Vec<NamedTensor>> {
         let c = self.compiled("gradients")?;

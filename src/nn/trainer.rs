@@ -99,12 +99,14 @@ pub struct Trainer<'m> {
 impl Trainer<'_> {
     /// (virtual buffers, physical buffers) of the step's plan: the planner reuses a buffer
     /// once every dispatch that reads its previous contents has run.
+    #[cfg(feature = "testing")]
     #[doc(hidden)]
     pub fn plan_buffers(&self) -> (usize, usize) {
         self.epoch.plan().buffers
     }
 
     /// Kernel dispatches the step's plan records (fusion makes fewer).
+    #[cfg(feature = "testing")]
     #[doc(hidden)]
     pub fn plan_dispatches(&self) -> usize {
         self.epoch.plan().dispatches()

@@ -9,7 +9,6 @@
 
 mod batchnorm;
 mod conv2d;
-mod data;
 mod dropout;
 mod elementwise;
 pub(crate) mod matmul;
@@ -21,12 +20,9 @@ mod softmax_xent;
 pub use batchnorm::{
     batch_norm_backward, batch_norm_inference, batch_norm_train, batch_norm_update_moving,
 };
+#[cfg(feature = "testing")]
 pub(crate) use conv2d::eager as conv2d_eager;
 pub use conv2d::{conv2d, conv2d_backward_input, conv2d_backward_weight};
-#[doc(hidden)]
-pub use data::{check_finite, spin};
-#[doc(hidden)]
-pub use dropout::philox_words;
 pub use dropout::{dropout, dropout_backward};
 pub use elementwise::{bias_add, relu, relu_backward, relu_dropout_backward};
 pub use matmul::{dense, matmul};

@@ -41,8 +41,7 @@ pub fn portable_gpu() -> Option<&'static Gpu> {
                 && a.features().contains(wgpu::Features::SHADER_INT64)
         })?;
         // Opened by wgnn, subgroups and all, so the subgroup kernels run too.
-        let gpu =
-            wgnn::bench_support::open_without_int64(&adapter).expect("a device without int64");
+        let gpu = wgnn::testing::open_without_int64(&adapter).expect("a device without int64");
         gpu.enable_test_hooks()
             .expect("a fresh Gpu takes test hooks");
         assert!(

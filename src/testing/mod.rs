@@ -1,4 +1,5 @@
-//! Hooks for `examples/bench.rs` and the variant tests; not part of the supported API.
+//! Test and bench scaffolding, compiled only with the `testing` feature (the crate's own tests,
+//! examples and fuzzing turn it on through a self dev-dependency): not part of the supported API.
 //!
 //! [`Timed`] records kernels with buffers, uniforms and bind groups made once, so a timing
 //! measures the kernels and nothing the eager [`crate::ops`] functions allocate per call.
@@ -6,11 +7,14 @@
 
 use std::time::Instant;
 
-use crate::graph::plan::Rec;
+mod kernels;
+pub use kernels::{check_finite, gather_batch, philox_words, spin};
+
 use crate::kernels::conv2d::{Conv2d, Conv2dDims, Conv2dPass};
 use crate::kernels::dropout::{Dropout, DropoutParams};
 use crate::kernels::elementwise::{Elementwise, ElementwiseParams, Pointwise};
 use crate::kernels::matmul::{Epilogue, Matmul, MatmulParams};
+use crate::kernels::rec::Rec;
 use crate::kernels::{uniform, zero_status, zero_step};
 use crate::ops::check_rate;
 use crate::ops::{DropoutSpec, Padding};
