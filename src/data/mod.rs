@@ -1,5 +1,8 @@
 //! Data set loaders: IDX (MNIST, Fashion-MNIST), CIFAR-10 binary batches and image folders.
 //!
+//! Layer: may use the device (`Gpu`, `Tensor`) and the pure modules, nothing above
+//! (`resident` uploads a data set once; the gather that reads it is recorded by `graph`).
+//!
 //! Every loader returns a host-side [`Dataset`] (u8 pixels in NHWC order, u8 labels); the
 //! upload to the GPU happens elsewhere. The loaders treat their input as hostile: every size
 //! read from a file is checked (with overflow-checked arithmetic) against the input's length

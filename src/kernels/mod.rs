@@ -1,5 +1,8 @@
 //! One Rust module per shader family: params structs, pipelines and `record_*` methods.
 //!
+//! Layer: may use the device (`Gpu`, `Tensor`), `philox` and `spec`; never `graph`, `ops`,
+//! `nn` or `data`.
+//!
 //! Kernels record into a compute pass and never submit; the eager `ops` functions and the
 //! executor are the only places that create encoders and submit. Every shader module is
 //! whole WGSL files joined by [`shader::compose`].

@@ -79,26 +79,6 @@ impl Dense {
         self.units
     }
 
-    /// The output activation.
-    pub fn get_activation(&self) -> Activation {
-        self.activation
-    }
-
-    /// Whether the layer has a bias.
-    pub fn has_bias(&self) -> bool {
-        self.use_bias
-    }
-
-    /// The L2 factor of the kernel.
-    pub fn get_l2(&self) -> f32 {
-        self.l2
-    }
-
-    /// Whether training updates the layer's weights.
-    pub fn is_trainable(&self) -> bool {
-        self.trainable
-    }
-
     /// What is wrong with the values, if anything.
     fn problem(&self) -> Option<String> {
         if self.units == 0 {
@@ -211,26 +191,6 @@ impl Conv2d {
         self.padding
     }
 
-    /// The output activation.
-    pub fn get_activation(&self) -> Activation {
-        self.activation
-    }
-
-    /// Whether the layer has a bias.
-    pub fn has_bias(&self) -> bool {
-        self.use_bias
-    }
-
-    /// The L2 factor of the kernel.
-    pub fn get_l2(&self) -> f32 {
-        self.l2
-    }
-
-    /// Whether training updates the layer's weights.
-    pub fn is_trainable(&self) -> bool {
-        self.trainable
-    }
-
     fn problem(&self) -> Option<String> {
         let (filters, kernel) = (self.filters, self.kernel);
         if filters == 0 || kernel[0] == 0 || kernel[1] == 0 {
@@ -251,6 +211,35 @@ impl Conv2d {
         }
     }
 }
+
+/// The getters `Dense` and `Conv2d` share (their fields of the same names).
+macro_rules! weighted_getters {
+    ($($layer:ty),*) => {$(
+        impl $layer {
+            /// The output activation.
+            pub fn get_activation(&self) -> Activation {
+                self.activation
+            }
+
+            /// Whether the layer has a bias.
+            pub fn has_bias(&self) -> bool {
+                self.use_bias
+            }
+
+            /// The L2 factor of the kernel.
+            pub fn get_l2(&self) -> f32 {
+                self.l2
+            }
+
+            /// Whether training updates the layer's weights.
+            pub fn is_trainable(&self) -> bool {
+                self.trainable
+            }
+        }
+    )*};
+}
+
+weighted_getters!(Dense, Conv2d);
 
 /// Max pooling over NHWC, valid padding; Keras' default stride is the window.
 ///

@@ -1,4 +1,6 @@
 //! Every kernel as a function on tensors: records one op, submits it, returns the result
+//!
+//! Layer: may use `kernels` and the device; never `graph`, `nn` or `data`.
 //! without waiting (read it with [`crate::Tensor::to_vec`]).
 //!
 //! Shapes: images NHWC, conv kernels HWIO, matrices row-major `[rows, cols]`.

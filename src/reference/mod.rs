@@ -1,4 +1,6 @@
 //! Plain CPU f64 implementations of every op: the references the GPU kernels are tested
+//!
+//! Layer: pure host code (may use `philox` and `spec`); no GPU types.
 //! against, and a readable statement of what each kernel computes.
 //!
 //! Inputs are f32 slices as the GPU sees them; outputs are f64. Shapes follow the kernels:
