@@ -81,7 +81,9 @@ pub(crate) struct GpuInner {
     pub kernels: Kernels,
     pub counters: Counters,
     pub lost: Arc<Mutex<Option<String>>>,
-    /// The instance the device came from, when wgnn opened it (for object reports).
+    /// The instance the device came from, when wgnn opened it (for object reports, which the
+    /// browser's WebGPU does not give).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub instance: Option<wgpu::Instance>,
     /// Device bytes wgnn may hold at once (u64::MAX: no budget).
     pub budget: AtomicU64,
@@ -370,10 +372,17 @@ impl Gpu {
         self.inner.timeout_ms.store(ms, Ordering::Relaxed);
     }
 
+    /// Always `None` in the browser: WebGPU keeps no report of live objects.
+    #[cfg(target_arch = "wasm32")]
+    pub fn object_counts(&self) -> Option<ObjectCounts> {
+        None
+    }
+
     /// Live wgpu objects of this `Gpu`'s instance (buffers, bind groups, command buffers),
     /// from `wgpu::Instance::generate_report`; `None` for a device from [`Gpu::from_wgpu`].
     /// For leak tests: wgpu frees a dropped object when the device is next polled, which
     /// wgnn does at the start of every operation.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn object_counts(&self) -> Option<ObjectCounts> {
         let report = self.inner.instance.as_ref()?.generate_report()?;
         let hub = report.hub_report();

@@ -15,6 +15,15 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `testing` | off | `wgnn::testing` scaffolding for the crate's own tests, fuzzing and bench: hooks that inject non-finite values, the fusion and check switches, the bench's timing helpers. Not part of the supported API; a user's build never needs it. |
+//!
+//! The crate needs Rust 1.95 or later (`rust-version`), the toolchain its CI builds and tests
+//! with.
 #![warn(missing_docs)]
 
 pub use wgpu;

@@ -7,7 +7,7 @@
 //!
 //! Each function validates its arguments (an `Err` leaves nothing recorded), then records
 //! through the same `record_*` methods of `crate::kernels` a training step uses and submits
-//! them with [`run`], one compute pass per op.
+//! them with `run`, one compute pass per op.
 
 mod batchnorm;
 mod conv2d;

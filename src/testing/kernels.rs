@@ -88,12 +88,12 @@ pub fn philox_words(gpu: &Gpu, items: &[([u32; 4], [u32; 2])]) -> Result<Vec<[u3
 
 /// The training step's non-finite check run on its own: checks `segments` (each a tensor,
 /// how many of its elements count, and the parameter index it stands for; at most
-/// [`FINITE_SEGMENTS`]) as step 0, on a status word that starts as `initial`, and returns
+/// `FINITE_SEGMENTS` (6)) as step 0, on a status word that starts as `initial`, and returns
 /// it (`[first bad step + 1, code, policy, last bad step + 1]`, code `u32::MAX - 1 -
 /// parameter`). For the tests.
 ///
 /// # Errors
-/// On more than [`FINITE_SEGMENTS`] segments, none, a tensor not f32 or on another `Gpu`, a
+/// On more than `FINITE_SEGMENTS` (6) segments, none, a tensor not f32 or on another `Gpu`, a
 /// count over a tensor's length, or device errors.
 pub fn check_finite(
     segments: &[(&crate::Tensor, usize, usize)],
