@@ -518,6 +518,14 @@ fn l2_problem(f: f32) -> Option<String> {
 }
 
 #[cfg(test)]
+impl Dropout {
+    /// A dropout with any rate, unchecked: for the tests of the checks behind the builders.
+    pub(crate) fn bypassing_checks(rate: f32) -> Dropout {
+        Dropout { rate }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -323,3 +323,25 @@ pub(super) fn init_values(infos: &[ParamInfo], seed: u64) -> Vec<Vec<f32>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::layers::{Dense, Dropout};
+
+    /// A layer value that skipped the builders (possible inside the crate, and for any
+    /// `Layer` made by future code) is refused when the model is lowered, i.e. by `compile`.
+    #[test]
+    fn lower_refuses_a_layer_that_bypassed_the_builders() {
+        let layers: Vec<Layer> = vec![
+            Dense::new(8).unwrap().into(),
+            Dropout::bypassing_checks(-0.5).into(),
+            Dense::new(3).unwrap().into(),
+        ];
+        let e = lower("compile", &[4], &layers).err().expect("an Err");
+        assert_eq!(
+            e.to_string(),
+            "compile: layer 1 (Dropout): rate -0.5 is outside [0, 1]"
+        );
+    }
+}
