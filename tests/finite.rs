@@ -1,6 +1,7 @@
 //! The training step's non-finite gradient check, run on its own against a host reference:
 //! odd lengths, values at every edge (first, last, padding lanes, past the stride), and
-//! several bad segments at once, where the lowest parameter must win.
+//! several bad segments at once, where the lowest parameter must win. And one gradient that
+//! overflows for real through `fit`, with no test hook.
 
 mod common;
 
@@ -301,5 +302,131 @@ fn bias_grad_check_reports_every_non_finite_sum() {
                 gpu.info()
             );
         }
+    }
+}
+
+/// A gradient that overflows for real, with no test hook: `fit` with the default
+/// `OnNonFinite::Stop` names the epoch, the step and the parameter, and keeps the weights of
+/// the step before, which are checked against an f64 host run of the good steps.
+///
+/// The model is `Dense(1, no bias) -> Dense(10)` on 4 inputs, loaded with `dense/kernel` 0
+/// (so the hidden value and hence the logits' dependence on the input are 0, and the logits
+/// are `dense_1/bias`, always finite), `dense_1/kernel` `[-3e38, 3e38 x 9]` and a bias that
+/// predicts class 9. The hidden gradient is `dlogits . dense_1/kernel`: for samples labelled 9
+/// (predicted, `dlogits` ~ 1e-4) it is ~1e34; for a sample labelled 0 it is `3e38 + 3e38`,
+/// past f32's 3.4e38, and `dense/kernel`'s gradient `x^T dh` over 16 white samples (x = 1)
+/// is infinite however the batch mean is applied. Steps 0 and 1 see black images (x = 0)
+/// labelled 9, so only `dense_1/bias` moves; step 2 sees white images labelled 0.
+#[test]
+fn fit_stops_on_a_real_gradient_overflow_naming_it_and_keeps_the_step_before() {
+    use wgnn::data::Dataset;
+    use wgnn::nn::weights::{self, NamedTensor};
+    use wgnn::nn::{Dense, Fit, Optimizer, Sequential};
+
+    const W: f32 = 3e38;
+    let (lr, batch) = (0.1f32, 16usize);
+    let tensor = |name: &str, shape: &[usize], data: Vec<f32>| NamedTensor {
+        name: name.into(),
+        shape: shape.to_vec(),
+        data,
+    };
+    let mut bias = vec![0.0f32; 10];
+    bias[9] = 10.0;
+    let start = vec![
+        tensor("dense/kernel", &[4, 1], vec![0.0; 4]),
+        tensor(
+            "dense_1/kernel",
+            &[1, 10],
+            (0..10).map(|c| if c == 0 { -W } else { W }).collect(),
+        ),
+        tensor("dense_1/bias", &[10], bias.clone()),
+    ];
+    let file = weights::to_safetensors(&start, None).unwrap();
+    let mut images = vec![0u8; 2 * batch * 4];
+    images.extend(vec![255u8; batch * 4]);
+    let mut labels = vec![9u8; 2 * batch];
+    labels.extend(vec![0u8; batch]);
+    let data = Dataset {
+        images,
+        labels,
+        count: 3 * batch,
+        height: 1,
+        width: 4,
+        channels: 1,
+        classes: 10,
+    };
+
+    for gpu in common::gpus() {
+        let mut model = Sequential::new(&[4])
+            .with(Dense::new(1).unwrap().use_bias(false))
+            .with(Dense::new(10).unwrap());
+        model.compile(gpu, Optimizer::sgd(lr, 0.0), 1).unwrap();
+        model.load_weights_bytes(&file, "start").unwrap();
+        let e = model
+            .fit(
+                &data,
+                &Fit {
+                    epochs: 3,
+                    batch_size: batch,
+                    shuffle: false,
+                    verbose: false,
+                    ..Fit::default()
+                },
+            )
+            .unwrap_err();
+        assert!(
+            matches!(e, wgnn::Error::NonFinite { .. }),
+            "{}: {e:?}",
+            gpu.info()
+        );
+        assert_eq!(
+            e.to_string(),
+            "fit: non-finite gradient of dense/kernel at epoch 1, step 2; the weights of the \
+             step before are kept",
+            "{}",
+            gpu.info()
+        );
+
+        // The weights after steps 0 and 1, on the host in f64: both kernels get a zero
+        // gradient (x = 0, hidden = 0), the bias `mean(softmax(bias) - onehot(9))` per step.
+        let mut want_bias: Vec<f64> = bias.iter().map(|&b| f64::from(b)).collect();
+        for _ in 0..2 {
+            let m = want_bias.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = want_bias.iter().map(|b| (b - m).exp()).sum();
+            let p: Vec<f64> = want_bias.iter().map(|b| (b - m).exp() / z).collect();
+            for (c, b) in want_bias.iter_mut().enumerate() {
+                *b -= f64::from(lr) * (p[c] - if c == 9 { 1.0 } else { 0.0 });
+            }
+        }
+        let kept = model.weights().unwrap();
+        assert!(
+            kept.iter().all(|t| t.data.iter().all(|v| v.is_finite())),
+            "{}: kept weights hold a non-finite value: {kept:?}",
+            gpu.info()
+        );
+        let names: Vec<&str> = kept.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["dense/kernel", "dense_1/kernel", "dense_1/bias"]);
+        assert_eq!(kept[0].data, start[0].data, "{}: dense/kernel", gpu.info());
+        assert_eq!(
+            kept[1].data,
+            start[1].data,
+            "{}: dense_1/kernel",
+            gpu.info()
+        );
+        // The bias moved (by ~4.5e-6 per class and step), by the host's amounts: f32 softmax
+        // and update rounding, 1e-7 of the bias' scale of 10.
+        assert_ne!(
+            kept[2].data,
+            bias,
+            "{}: the good steps changed nothing",
+            gpu.info()
+        );
+        common::assert_close(
+            &format!("{}: dense_1/bias after steps 0 and 1", gpu.info()),
+            &kept[2].data,
+            &want_bias,
+            1e-7,
+            0.0,
+        );
     }
 }

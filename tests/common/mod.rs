@@ -184,3 +184,39 @@ pub fn two_dense_specs(a: usize, b: usize, c: usize) -> Vec<WeightSpec> {
         spec("dense_1/bias", &[c], "layer 1 (Dense)"),
     ]
 }
+
+/// Whether this machine has the `need` software adapters `test` compares.
+///
+/// With `WGNN_REQUIRE_ADAPTERS=N` in the environment (CI sets it to the adapters it installs),
+/// fewer than N adapters is a failure, so a comparison across adapters cannot pass unseen on one.
+/// Without it, too few adapters prints `SKIPPED <test>: needs <need> adapters, found <n> (..)`
+/// on stderr and returns false; the caller still checks each adapter it has against a host
+/// reference, so the test never asserts nothing.
+#[track_caller]
+pub fn has_adapters(test: &str, need: usize) -> bool {
+    let found = gpus();
+    let names = found
+        .iter()
+        .map(|g| g.info().to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if let Ok(v) = std::env::var("WGNN_REQUIRE_ADAPTERS") {
+        let required: usize = v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("WGNN_REQUIRE_ADAPTERS={v:?} is not a whole number"));
+        assert!(
+            found.len() >= required,
+            "{test}: WGNN_REQUIRE_ADAPTERS={required} but found {} software adapters ({names})",
+            found.len()
+        );
+    }
+    if found.len() >= need {
+        return true;
+    }
+    eprintln!(
+        "SKIPPED {test}: needs {need} adapters, found {} ({names}); set WGNN_REQUIRE_ADAPTERS={need} to make this a failure",
+        found.len()
+    );
+    false
+}
