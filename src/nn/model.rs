@@ -146,6 +146,7 @@ impl Sequential {
     /// out of range.
     pub fn compile(&mut self, gpu: &Gpu, optimizer: Optimizer, seed: u64) -> Result<()> {
         let update = optimizer.lower()?;
+        gpu.check_alive("compile")?;
         let Lowered {
             graph,
             params: infos,
@@ -296,6 +297,7 @@ impl Sequential {
     pub fn predict(&self, x: &[f32]) -> Result<Vec<f32>> {
         let op = "predict";
         let c = self.compiled(op)?;
+        c.gpu.check_alive(op)?;
         let in_len: usize = c.graph.input.iter().product();
         if x.is_empty() || !x.len().is_multiple_of(in_len) {
             return Err(Error::shape(
@@ -330,6 +332,7 @@ impl Sequential {
     /// When the model is not compiled, or on device errors.
     pub fn weights(&self) -> Result<Vec<NamedTensor>> {
         let c = self.compiled("weights")?;
+        c.gpu.check_alive("weights")?;
         read_named(&c.infos, &c.values)
     }
 
@@ -374,6 +377,7 @@ impl Sequential {
     /// When there are no weights to move (lost before the first epoch ended), or on errors
     /// of the new device.
     pub fn move_to(&mut self, gpu: &Gpu) -> Result<()> {
+        gpu.check_alive("move_to")?;
         let weights = self.weights_or_host_copy()?;
         let c = self.compiled("move_to")?;
         let (optimizer, seed, step, fuse) = (c.optimizer, c.seed, c.step, c.fuse);
@@ -468,6 +472,8 @@ impl Sequential {
     /// has passed, so a load is all or nothing.
     fn set_weights(&mut self, data: &[Vec<f32>]) -> Result<()> {
         let c = self.compiled("load_weights")?;
+        // A queue write on a lost device fails silently: report the loss instead.
+        c.gpu.check_alive("load_weights")?;
         for (t, v) in c.values.iter().zip(data) {
             c.gpu.upload(t.buffer(), 0, bytemuck::cast_slice(v));
         }

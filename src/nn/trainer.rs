@@ -192,6 +192,7 @@ impl Trainer<'_> {
     /// # Errors
     /// On device errors.
     pub fn progress(&self) -> Result<(f64, f64)> {
+        self.metrics.acc.gpu().check_alive("trainer")?;
         let Reading { loss, accuracy, .. } = self.metrics.read()?;
         Ok((loss, accuracy))
     }
@@ -202,6 +203,7 @@ impl Trainer<'_> {
     /// [`Error::NonFinite`] naming `epoch` and the first step (within the epoch) whose loss
     /// was not finite; the weights are those of the step before it.
     pub fn end_epoch(&mut self, epoch: usize) -> Result<(f64, f64)> {
+        self.metrics.acc.gpu().check_alive("trainer")?;
         let r = self.read_checked(epoch)?;
         self.skipped = r.skipped;
         // One more readback per epoch: a host copy of the weights that survives device loss.

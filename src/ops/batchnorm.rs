@@ -328,6 +328,7 @@ pub fn batch_norm_update_moving(
         return Err(Error::arg(op, "rows 0 is not >= 1"));
     }
     let gpu = moving_mean.gpu();
+    gpu.check_alive(op)?; // before the params upload, which a lost device cannot report
     let k = BatchNorm::get(gpu)?;
     let channels = moving_mean.len() as u32;
     let p = BatchNormParams::new(1, channels, epsilon, momentum);

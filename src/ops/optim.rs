@@ -58,6 +58,7 @@ pub fn sgd_update(param: &Tensor, grad: &Tensor, velocity: &Tensor, opt: &Sgd) -
     )?;
     opt.check(op)?;
     let gpu = param.gpu();
+    gpu.check_alive(op)?; // before the params upload, which a lost device cannot report
     let k = Optim::get(gpu)?;
     let len = param.len() as u32;
     let params = uniform(gpu, op, &OptimParams::sgd(len, opt));
@@ -98,6 +99,7 @@ pub fn adam_update(
         return Err(Error::arg(op, "step 0 is not >= 1 (steps count from 1)"));
     }
     let gpu = param.gpu();
+    gpu.check_alive(op)?; // before the params upload, which a lost device cannot report
     let k = Optim::get(gpu)?;
     let len = param.len() as u32;
     let params = uniform(gpu, op, &OptimParams::adam(len, opt, step));
