@@ -1,4 +1,9 @@
 //! `Gpu`: instance, adapter choice, device, queue, limits, the pipeline cache and counters.
+//!
+//! Every buffer and bind group wgnn makes is created here, by [`Gpu::counted_buffer`],
+//! [`Gpu::counted_buffer_with`] and [`Gpu::counted_bind_group`], so that
+//! [`Gpu::counters`] sees them all; tests/counted.rs fails on a raw `create_buffer` or
+//! `create_bind_group` call anywhere else under src/.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -95,6 +100,8 @@ pub(crate) struct GpuInner {
     pub test_hooks: AtomicBool,
     /// Whether a shader module has been compiled on this device (then the hooks are fixed).
     pub compiled: AtomicBool,
+    /// Idle readback staging buffers, reused by size (tensor.rs, `Gpu::download`).
+    pub staging: Mutex<Vec<wgpu::Buffer>>,
 }
 
 /// A device and queue with wgnn's compiled pipelines. Cheap to clone; clones share everything.
@@ -347,6 +354,7 @@ impl Gpu {
                 subgroup_sizes,
                 test_hooks: AtomicBool::new(false),
                 compiled: AtomicBool::new(false),
+                staging: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -457,6 +465,49 @@ impl Gpu {
             Some(reason) => Err(Error::DeviceLost { op, reason }),
             None => Ok(()),
         }
+    }
+
+    /// Creates a buffer and counts it in [`ExecStats::buffers_created`]. The only place
+    /// wgnn creates buffers (tests/counted.rs checks).
+    pub(crate) fn counted_buffer(&self, desc: &wgpu::BufferDescriptor<'_>) -> wgpu::Buffer {
+        self.inner
+            .counters
+            .buffers_created
+            .fetch_add(1, Ordering::Relaxed);
+        self.inner.device.create_buffer(desc)
+    }
+
+    /// A counted buffer of `bytes.len()` bytes holding `bytes`, with `usage` plus
+    /// `COPY_DST`. Not `create_buffer_init`: that maps the buffer at creation and panics
+    /// when the device is lost; a plain buffer and a queue write fail quietly, and the next
+    /// scoped call reports the loss.
+    pub(crate) fn counted_buffer_with(
+        &self,
+        label: &str,
+        usage: wgpu::BufferUsages,
+        bytes: &[u8],
+    ) -> wgpu::Buffer {
+        let buffer = self.counted_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.len() as u64,
+            usage: usage | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.upload(&buffer, 0, bytes);
+        buffer
+    }
+
+    /// Creates a bind group and counts it in [`ExecStats::bind_groups_created`]. The only
+    /// place wgnn creates bind groups (tests/counted.rs checks).
+    pub(crate) fn counted_bind_group(
+        &self,
+        desc: &wgpu::BindGroupDescriptor<'_>,
+    ) -> wgpu::BindGroup {
+        self.inner
+            .counters
+            .bind_groups_created
+            .fetch_add(1, Ordering::Relaxed);
+        self.inner.device.create_bind_group(desc)
     }
 
     /// Submits one command buffer and counts it.
