@@ -130,9 +130,51 @@ const INSTALL_HINT: &str = "on Debian or Ubuntu, `apt-get install mesa-vulkan-dr
      software Vulkan driver (lavapipe)";
 
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    quiet_device_select();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
     wgpu::Instance::new(desc)
+}
+
+/// Turns off Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select` (by setting
+/// `NODEVICE_SELECT=1`, the switch its manifest names) when there is no Wayland session, once,
+/// before wgnn creates its first `wgpu::Instance`. Creating a Vulkan instance loads the layer,
+/// which connects to Wayland and, on a headless machine, prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` twice. The layer only
+/// reorders the adapters, and wgnn ranks them itself, so it changes nothing else. Left alone
+/// when `NODEVICE_SELECT` is already set, or when the user configures the layer
+/// (`MESA_VK_DEVICE_SELECT*` set). The Vulkan loader turns the layer off whenever
+/// `NODEVICE_SELECT` is set, whatever its value (`0` and empty included), so it cannot serve as
+/// the opt-out. wgpu has no instance option that skips implicit layers; the loader's own
+/// switch (`VK_LOADER_LAYERS_DISABLE`) is an environment variable too and reaches every
+/// implicit layer, not just this one.
+fn quiet_device_select() {
+    #[cfg(all(unix, not(target_vendor = "apple")))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+            // libwayland's test: XDG_RUNTIME_DIR set and absolute.
+            let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR")
+                .is_some_and(|d| std::path::Path::new(&d).is_absolute());
+            let wayland = set("WAYLAND_DISPLAY") && runtime_dir;
+            let configured = std::env::vars_os().any(|(k, _)| {
+                k.to_str().is_some_and(|k| {
+                    k == "NODEVICE_SELECT" || k.starts_with("MESA_VK_DEVICE_SELECT")
+                })
+            });
+            if !configured && !wayland {
+                // SAFETY: `set_var` races with a read or write of the environment on another
+                // thread that bypasses std's environment lock (C code calling `getenv`). This
+                // runs once, before wgnn creates its first instance, so no driver wgnn loads
+                // (the Vulkan loader, Mesa and their threads) exists yet. What remains is C
+                // code the application itself runs on another thread at this moment, or
+                // drivers of a wgpu instance it created itself; `Gpu::new` documents this and
+                // how to avoid it (set `NODEVICE_SELECT` before starting threads).
+                unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+            }
+        });
+    }
 }
 
 fn type_rank(t: wgpu::DeviceType) -> u8 {
@@ -178,6 +220,20 @@ impl Gpu {
     ///
     /// Honours `WGPU_BACKEND` (e.g. `vulkan`, `gl`) and `WGPU_ADAPTER_NAME` (a case-insensitive
     /// part of the adapter's name).
+    ///
+    /// On Linux and other non-Apple Unix systems without a Wayland session (`WAYLAND_DISPLAY`
+    /// or `XDG_RUNTIME_DIR` unset), the first `Gpu` opened by `new`, [`Gpu::software`] or
+    /// [`Gpu::software_all`] sets `NODEVICE_SELECT=1` for the process unless it is already set:
+    /// it turns off Mesa's `VK_LAYER_MESA_device_select`, a Vulkan layer that only reorders
+    /// adapters (wgnn ranks them itself) and prints
+    /// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` on a headless
+    /// machine. wgnn leaves the environment alone where `NODEVICE_SELECT` is already set or
+    /// where a `MESA_VK_DEVICE_SELECT*` variable configures the layer: to keep the layer, set
+    /// one of those (e.g. `MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE=1`); `NODEVICE_SELECT=0`
+    /// does not keep it, since the Vulkan loader turns the layer off whenever
+    /// `NODEVICE_SELECT` is set at all. Setting a variable races with C code
+    /// reading the environment on another thread at that moment: an application that runs
+    /// such threads before opening its first `Gpu` can set `NODEVICE_SELECT` itself first.
     ///
     /// # Errors
     /// [`Error::NoAdapter`] when no adapter matches, with how to install a software one.
