@@ -16,12 +16,12 @@
 //! ```
 //!
 //! Prints a table of final training and test accuracy per variant and draws the curves to
-//! docs/dropout_sweep.png (`--plot FILE`).
+//! ./dropout_sweep.png in the current directory (`--plot FILE`; `--docs` redraws
+//! docs/dropout_sweep.png, the picture README.md shows).
 
 #[path = "support/mod.rs"]
 mod support;
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use support::{
@@ -33,7 +33,7 @@ use wgnn::nn::{Activation, Conv2d, Dense, Dropout, Fit, History, Optimizer, Sequ
 
 const USAGE: &str = "\
 usage: dropout_sweep [data options] [--epochs N] [--rates LIST] [--no-bonus] [--lr X]
-                     [--momentum X] [--batch N] [--seed N] [--plot FILE]
+                     [--momentum X] [--batch N] [--seed N] [--plot FILE | --docs]
   --epochs N      epochs per variant (default 5; 1 with --quick)
   --rates LIST    dropout rates after the first convolution (default 0,0.05,0.1,0.2,0.5,0.8;
                   0,0.5 with --quick)
@@ -42,7 +42,9 @@ usage: dropout_sweep [data options] [--epochs N] [--rates LIST] [--no-bonus] [--
   --momentum X    SGD momentum (default 0.9)
   --batch N       batch size (default 32)
   --seed N        weights and dropout seed (default 42)
-  --plot FILE     where to draw the curves (default docs/dropout_sweep.png)
+  --plot FILE     where to draw the curves (default ./dropout_sweep.png in the current
+                  directory; ./dropout_sweep-quick.png with --quick)
+  --docs          draw docs/dropout_sweep.png instead, the picture README.md shows
 training images: 10,000 unless --full or --train N";
 
 const RATES: [f32; 6] = [0.0, 0.05, 0.1, 0.2, 0.5, 0.8];
@@ -101,9 +103,7 @@ fn run() -> AnyResult {
     let momentum: f32 = cli.value("--momentum")?.unwrap_or(0.9);
     let batch: usize = cli.value("--batch")?.unwrap_or(32);
     let seed: u64 = cli.value("--seed")?.unwrap_or(42);
-    let plot: PathBuf = cli
-        .value("--plot")?
-        .unwrap_or_else(|| support::chart::default_plot("dropout_sweep", data.quick));
+    let plot = support::chart::plot_path(&mut cli, "dropout_sweep", data.quick)?;
     cli.finish()?;
     if let Some(bad) = rates.iter().find(|p| !(0.0..1.0).contains(*p)) {
         return Err(format!("--rates: {bad} is outside [0, 1)").into());

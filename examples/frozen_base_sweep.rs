@@ -41,7 +41,7 @@ use wgnn::nn::{
 const USAGE: &str = "\
 usage: frozen_base_sweep [data options | --images DIR [--size N] [--grey]] [--base FILE]
                          [--save-base FILE] [--base-epochs N] [--epochs N] [--rates LIST]
-                         [--out DIR] [--seed N] [--plot FILE]
+                         [--out DIR] [--seed N] [--plot FILE | --docs]
   --images DIR      an image folder, one sub-folder per class (PNG or JPEG, any size),
                     resized to --size x --size (default 32) RGB, or grey with --grey;
                     1/5 is held out for testing and 1/5 of the rest for validation
@@ -53,7 +53,9 @@ usage: frozen_base_sweep [data options | --images DIR [--size N] [--grey]] [--ba
   --rates LIST      head dropout rates (default 0,0.2,0.5,0.8)
   --out DIR         where the checkpoints go (default: a new folder under the temp dir)
   --seed N          seed (default 42)
-  --plot FILE       where to draw the curves (default docs/frozen_base_sweep.png)
+  --plot FILE       where to draw the curves (default ./frozen_base_sweep.png in the current
+                    directory; ./frozen_base_sweep-quick.png with --quick)
+  --docs            draw docs/frozen_base_sweep.png instead, the picture README.md shows
 Fashion-MNIST: 10,000 training images unless --full or --train N; the last 1/6 of them
 validates the checkpoints";
 
@@ -240,9 +242,7 @@ fn run() -> AnyResult {
         .unwrap_or_else(|| vec![0.0, 0.2, 0.5, 0.8]);
     let out: Option<PathBuf> = cli.value("--out")?;
     let seed: u64 = cli.value("--seed")?.unwrap_or(42);
-    let plot: PathBuf = cli
-        .value("--plot")?
-        .unwrap_or_else(|| support::chart::default_plot("frozen_base_sweep", quick));
+    let plot = support::chart::plot_path(&mut cli, "frozen_base_sweep", quick)?;
     cli.finish()?;
     let pick = |given: Option<usize>, default: usize, what: &str| -> Result<usize, String> {
         match (quick, given) {

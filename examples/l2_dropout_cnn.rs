@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Prints the model summary, a line per epoch, the final test accuracy, and draws loss and
-//! accuracy curves to docs/l2_dropout_cnn.png (`--plot FILE`).
+//! accuracy curves to ./l2_dropout_cnn.png in the current directory (`--plot FILE`; `--docs`
+//! redraws docs/l2_dropout_cnn.png, the picture README.md shows).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -31,13 +32,15 @@ use wgnn::ops::Padding;
 
 const USAGE: &str = "\
 usage: l2_dropout_cnn [data options] [--epochs N] [--lr X] [--batch N] [--l2 X] [--seed N]
-                      [--plot FILE] [--save FILE]
+                      [--plot FILE | --docs] [--save FILE]
   --epochs N     epochs (default 5; 1 with --quick)
   --lr X         Adam learning rate (default 3e-4)
   --batch N      batch size (default 32)
   --l2 X         L2 factor on every kernel (default 0.01)
   --seed N       weights and dropout seed (default 42)
-  --plot FILE    where to draw the curves (default docs/l2_dropout_cnn.png)
+  --plot FILE    where to draw the curves (default ./l2_dropout_cnn.png in the current
+                 directory; ./l2_dropout_cnn-quick.png with --quick)
+  --docs         draw docs/l2_dropout_cnn.png instead, the picture README.md shows
   --save FILE    write the trained weights (safetensors)
 training images: 10,000 unless --full or --train N";
 
@@ -68,9 +71,7 @@ fn run() -> AnyResult {
     let batch: usize = cli.value("--batch")?.unwrap_or(32);
     let l2: f32 = cli.value("--l2")?.unwrap_or(0.01);
     let seed: u64 = cli.value("--seed")?.unwrap_or(42);
-    let plot: PathBuf = cli
-        .value("--plot")?
-        .unwrap_or_else(|| support::chart::default_plot("l2_dropout_cnn", data.quick));
+    let plot = support::chart::plot_path(&mut cli, "l2_dropout_cnn", data.quick)?;
     let save: Option<PathBuf> = cli.value("--save")?;
     cli.finish()?;
 

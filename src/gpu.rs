@@ -1,4 +1,9 @@
 //! `Gpu`: instance, adapter choice, device, queue, limits, the pipeline cache and counters.
+//!
+//! Every buffer and bind group wgnn makes is created here, by [`Gpu::counted_buffer`],
+//! [`Gpu::counted_buffer_with`] and [`Gpu::counted_bind_group`], so that
+//! [`Gpu::counters`] sees them all; tests/counted.rs fails on a raw `create_buffer` or
+//! `create_bind_group` call anywhere else under src/.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -97,6 +102,8 @@ pub(crate) struct GpuInner {
     pub test_hooks: AtomicBool,
     /// Whether a shader module has been compiled on this device (then the hooks are fixed).
     pub compiled: AtomicBool,
+    /// Idle readback staging buffers, reused by size (tensor.rs, `Gpu::download`).
+    pub staging: Mutex<Vec<wgpu::Buffer>>,
 }
 
 /// A device and queue with wgnn's compiled pipelines. Cheap to clone; clones share everything.
@@ -125,9 +132,51 @@ const INSTALL_HINT: &str = "on Debian or Ubuntu, `apt-get install mesa-vulkan-dr
      software Vulkan driver (lavapipe)";
 
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    quiet_device_select();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
     wgpu::Instance::new(desc)
+}
+
+/// Turns off Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select` (by setting
+/// `NODEVICE_SELECT=1`, the switch its manifest names) when there is no Wayland session, once,
+/// before wgnn creates its first `wgpu::Instance`. Creating a Vulkan instance loads the layer,
+/// which connects to Wayland and, on a headless machine, prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` twice. The layer only
+/// reorders the adapters, and wgnn ranks them itself, so it changes nothing else. Left alone
+/// when `NODEVICE_SELECT` is already set, or when the user configures the layer
+/// (`MESA_VK_DEVICE_SELECT*` set). The Vulkan loader turns the layer off whenever
+/// `NODEVICE_SELECT` is set, whatever its value (`0` and empty included), so it cannot serve as
+/// the opt-out. wgpu has no instance option that skips implicit layers; the loader's own
+/// switch (`VK_LOADER_LAYERS_DISABLE`) is an environment variable too and reaches every
+/// implicit layer, not just this one.
+fn quiet_device_select() {
+    #[cfg(all(unix, not(target_vendor = "apple")))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+            // libwayland's test: XDG_RUNTIME_DIR set and absolute.
+            let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR")
+                .is_some_and(|d| std::path::Path::new(&d).is_absolute());
+            let wayland = set("WAYLAND_DISPLAY") && runtime_dir;
+            let configured = std::env::vars_os().any(|(k, _)| {
+                k.to_str().is_some_and(|k| {
+                    k == "NODEVICE_SELECT" || k.starts_with("MESA_VK_DEVICE_SELECT")
+                })
+            });
+            if !configured && !wayland {
+                // SAFETY: `set_var` races with a read or write of the environment on another
+                // thread that bypasses std's environment lock (C code calling `getenv`). This
+                // runs once, before wgnn creates its first instance, so no driver wgnn loads
+                // (the Vulkan loader, Mesa and their threads) exists yet. What remains is C
+                // code the application itself runs on another thread at this moment, or
+                // drivers of a wgpu instance it created itself; `Gpu::new` documents this and
+                // how to avoid it (set `NODEVICE_SELECT` before starting threads).
+                unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+            }
+        });
+    }
 }
 
 fn type_rank(t: wgpu::DeviceType) -> u8 {
@@ -173,6 +222,20 @@ impl Gpu {
     ///
     /// Honours `WGPU_BACKEND` (e.g. `vulkan`, `gl`) and `WGPU_ADAPTER_NAME` (a case-insensitive
     /// part of the adapter's name).
+    ///
+    /// On Linux and other non-Apple Unix systems without a Wayland session (`WAYLAND_DISPLAY`
+    /// or `XDG_RUNTIME_DIR` unset), the first `Gpu` opened by `new`, [`Gpu::software`] or
+    /// [`Gpu::software_all`] sets `NODEVICE_SELECT=1` for the process unless it is already set:
+    /// it turns off Mesa's `VK_LAYER_MESA_device_select`, a Vulkan layer that only reorders
+    /// adapters (wgnn ranks them itself) and prints
+    /// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` on a headless
+    /// machine. wgnn leaves the environment alone where `NODEVICE_SELECT` is already set or
+    /// where a `MESA_VK_DEVICE_SELECT*` variable configures the layer: to keep the layer, set
+    /// one of those (e.g. `MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE=1`); `NODEVICE_SELECT=0`
+    /// does not keep it, since the Vulkan loader turns the layer off whenever
+    /// `NODEVICE_SELECT` is set at all. Setting a variable races with C code
+    /// reading the environment on another thread at that moment: an application that runs
+    /// such threads before opening its first `Gpu` can set `NODEVICE_SELECT` itself first.
     ///
     /// # Errors
     /// [`Error::NoAdapter`] when no adapter matches, with how to install a software one.
@@ -349,6 +412,7 @@ impl Gpu {
                 subgroup_sizes,
                 test_hooks: AtomicBool::new(false),
                 compiled: AtomicBool::new(false),
+                staging: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -466,6 +530,49 @@ impl Gpu {
             Some(reason) => Err(Error::DeviceLost { op, reason }),
             None => Ok(()),
         }
+    }
+
+    /// Creates a buffer and counts it in [`ExecStats::buffers_created`]. The only place
+    /// wgnn creates buffers (tests/counted.rs checks).
+    pub(crate) fn counted_buffer(&self, desc: &wgpu::BufferDescriptor<'_>) -> wgpu::Buffer {
+        self.inner
+            .counters
+            .buffers_created
+            .fetch_add(1, Ordering::Relaxed);
+        self.inner.device.create_buffer(desc)
+    }
+
+    /// A counted buffer of `bytes.len()` bytes holding `bytes`, with `usage` plus
+    /// `COPY_DST`. Not `create_buffer_init`: that maps the buffer at creation and panics
+    /// when the device is lost; a plain buffer and a queue write fail quietly, and the next
+    /// scoped call reports the loss.
+    pub(crate) fn counted_buffer_with(
+        &self,
+        label: &str,
+        usage: wgpu::BufferUsages,
+        bytes: &[u8],
+    ) -> wgpu::Buffer {
+        let buffer = self.counted_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.len() as u64,
+            usage: usage | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.upload(&buffer, 0, bytes);
+        buffer
+    }
+
+    /// Creates a bind group and counts it in [`ExecStats::bind_groups_created`]. The only
+    /// place wgnn creates bind groups (tests/counted.rs checks).
+    pub(crate) fn counted_bind_group(
+        &self,
+        desc: &wgpu::BindGroupDescriptor<'_>,
+    ) -> wgpu::BindGroup {
+        self.inner
+            .counters
+            .bind_groups_created
+            .fetch_add(1, Ordering::Relaxed);
+        self.inner.device.create_bind_group(desc)
     }
 
     /// Submits one command buffer and counts it.

@@ -59,7 +59,7 @@ impl Gpu {
             });
         }
         let buffer = self.scoped(op, || {
-            self.device().create_buffer(&wgpu::BufferDescriptor {
+            self.counted_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size,
                 usage: wgpu::BufferUsages::STORAGE
@@ -68,9 +68,10 @@ impl Gpu {
                 mapped_at_creation: false,
             })
         })?;
-        let c = &self.inner.counters;
-        c.buffers_created.fetch_add(1, Ordering::Relaxed);
-        c.device_bytes.fetch_add(size, Ordering::Relaxed);
+        self.inner
+            .counters
+            .device_bytes
+            .fetch_add(size, Ordering::Relaxed);
         Ok(Arc::new(Buf {
             buffer,
             gpu: self.clone(),
@@ -96,12 +97,7 @@ impl Gpu {
         self.check_alive(op)?;
         self.wait_idle(op)?;
         let size = bytes.div_ceil(4) * 4;
-        let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgnn readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.take_staging(size);
         let mut enc = self
             .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
@@ -144,13 +140,48 @@ impl Gpu {
             })?
             .to_vec();
         staging.unmap();
+        self.give_back_staging(staging);
         self.inner
             .counters
             .bytes_read_back
             .fetch_add(size, Ordering::Relaxed);
         Ok(out[..bytes as usize].to_vec())
     }
+
+    /// An idle readback staging buffer of exactly `size` bytes from the pool, else a new
+    /// (counted) one. Reuse makes repeated readbacks of the same tensors (`end_epoch`'s
+    /// metrics and host copy of the weights) create no buffer after the first time.
+    fn take_staging(&self, size: u64) -> wgpu::Buffer {
+        if let Ok(mut pool) = self.inner.staging.lock()
+            && let Some(i) = pool.iter().position(|b| b.size() == size)
+        {
+            return pool.swap_remove(i);
+        }
+        self.counted_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgnn readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Returns an unmapped staging buffer to the pool, or drops it when the pool would then
+    /// hold more than [`STAGING_POOL_BYTES`]. Only a readback that succeeded gives its
+    /// buffer back; a failed one drops it (it may still be mapped or pending).
+    fn give_back_staging(&self, staging: wgpu::Buffer) {
+        if let Ok(mut pool) = self.inner.staging.lock() {
+            let held: u64 = pool.iter().map(wgpu::Buffer::size).sum();
+            if held + staging.size() <= STAGING_POOL_BYTES {
+                pool.push(staging);
+            }
+        }
+    }
 }
+
+/// The most bytes of idle readback staging buffers a [`Gpu`] keeps for reuse (host-visible
+/// memory; not part of [`crate::ExecStats::device_bytes`] or the memory budget). A readback
+/// larger than what is left creates and drops its staging buffer each time.
+pub(crate) const STAGING_POOL_BYTES: u64 = 16 << 20;
 
 static POISON: AtomicBool = AtomicBool::new(false);
 

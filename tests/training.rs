@@ -338,6 +338,67 @@ fn graph_fused_dense_relu_dropout_matches_separate_ops() {
 }
 
 #[test]
+fn graph_epochs_after_the_first_create_nothing_end_epoch_readbacks_included() {
+    let gpu = wgnn::Gpu::software().unwrap(); // its own counters
+    let (train, _) = wgnn::data::shipped_fashion_mnist().unwrap();
+    let train = train.subset(0..320).unwrap();
+    let mut model = Sequential::new(&[784])
+        .with(Dense::new(64).unwrap().activation(Activation::Relu))
+        .with(Dropout::new(0.5).unwrap())
+        .with(Dense::new(64).unwrap().activation(Activation::Relu))
+        .with(Dense::new(10).unwrap());
+    model.compile(&gpu, Optimizer::adam(1e-3), SEED).unwrap();
+    let mut t = model.trainer(&train, 32).unwrap();
+    let epoch = |t: &mut wgnn::nn::Trainer<'_>, e: usize| {
+        t.begin_epoch();
+        for _ in 0..t.steps_per_epoch() {
+            t.step().unwrap();
+        }
+        t.progress().unwrap();
+        t.end_epoch(e).unwrap();
+    };
+    t.begin_epoch();
+    for _ in 0..t.steps_per_epoch() {
+        t.step().unwrap();
+    }
+    let steps_done = gpu.counters();
+    t.end_epoch(1).unwrap();
+    let first = gpu.counters();
+    // The real cost of end_epoch, stated exactly: readbacks reuse staging buffers by size
+    // (Gpu::download), so the first end_epoch creates one per distinct size it reads (the
+    // 16-byte metrics and status words, and each weight tensor) and none after.
+    let mut sizes: Vec<usize> = t
+        .model()
+        .weights()
+        .unwrap()
+        .iter()
+        .map(|w| 4 * w.data.len())
+        .chain([16])
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    assert_eq!(
+        first.buffers_created - steps_done.buffers_created,
+        sizes.len() as u64,
+        "staging buffers the first end_epoch creates (one per readback size {sizes:?})"
+    );
+    for e in 2..=4 {
+        epoch(&mut t, e);
+    }
+    let after = gpu.counters();
+    assert_eq!(
+        after.buffers_created, first.buffers_created,
+        "buffers created since the first end_epoch (this test's weights readback, then \
+         epochs 2 to 4: steps, progress, end_epoch)"
+    );
+    assert_eq!(
+        after.bind_groups_created, first.bind_groups_created,
+        "bind groups created by epochs 2 to 4"
+    );
+    assert_eq!(after.device_bytes, first.device_bytes);
+}
+
+#[test]
 fn graph_steps_after_the_first_create_nothing_and_read_nothing_back() {
     let gpu = wgnn::Gpu::software().unwrap(); // its own counters
     let (train, _) = wgnn::data::shipped_fashion_mnist().unwrap();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
-use super::cli::AnyResult;
+use super::cli::{AnyResult, Cli};
 
 const FONT: &[u8] = include_bytes!("DejaVuSans-ascii.ttf");
 
@@ -167,14 +167,27 @@ pub fn history_panels(history: &wgnn::nn::History) -> [Panel; 2] {
     [loss, acc]
 }
 
-/// Where an example draws its chart when `--plot` is not given: `docs/NAME.png`, the
-/// picture the README shows; in `--quick` mode a file in the temporary folder instead, so a
-/// CI run never overwrites the real one with a one-epoch curve.
-pub fn default_plot(name: &str, quick: bool) -> PathBuf {
-    if quick {
-        std::env::temp_dir().join(format!("wgnn-{name}-quick.png"))
-    } else {
-        PathBuf::from(format!("docs/{name}.png"))
+/// Where an example draws its chart, from its `--plot FILE` and `--docs` options:
+/// - `--plot FILE`: that file;
+/// - `--docs`: `docs/NAME.png` in this repository, the picture README.md shows (refused with
+///   `--quick`, whose one-epoch curve must not replace it);
+/// - neither: `NAME.png` in the current directory (`NAME-quick.png` with `--quick`), so a run
+///   in a fresh clone changes no tracked file (.gitignore lists `/*.png` for runs from the
+///   repository root).
+pub fn plot_path(cli: &mut Cli, name: &str, quick: bool) -> Result<PathBuf, String> {
+    let given: Option<PathBuf> = cli.value("--plot")?;
+    let docs = cli.flag("--docs");
+    match (given, docs) {
+        (Some(_), true) => Err("--plot and --docs both say where to draw; give one".into()),
+        (None, true) if quick => Err(format!(
+            "--docs redraws docs/{name}.png, the full run's picture; drop --quick"
+        )),
+        (None, true) => Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs")
+            .join(format!("{name}.png"))),
+        (Some(path), false) => Ok(path),
+        (None, false) if quick => Ok(Path::new(".").join(format!("{name}-quick.png"))),
+        (None, false) => Ok(Path::new(".").join(format!("{name}.png"))),
     }
 }
 

@@ -99,13 +99,7 @@ pub(super) fn materialize(gpu: &Gpu, op: &'static str, b: Builder) -> Result<Mat
         let mut uniforms = Vec::new();
         for r in &ins.binds {
             if let Res::Uniform(bytes) = r {
-                let u = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("wgnn params"),
-                    size: bytes.len() as u64,
-                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                gpu.upload(&u, 0, bytes);
+                let u = gpu.counted_buffer_with("wgnn params", wgpu::BufferUsages::UNIFORM, bytes);
                 uniforms.push(u);
             }
         }

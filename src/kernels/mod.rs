@@ -276,11 +276,7 @@ impl Family {
                 resource: buffer.as_entire_binding(),
             });
         }
-        gpu.inner
-            .counters
-            .bind_groups_created
-            .fetch_add(1, Ordering::Relaxed);
-        gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+        gpu.counted_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(self.label),
             layout: &self.layout,
             entries: &entries,
@@ -290,20 +286,13 @@ impl Family {
 
 /// A uniform buffer holding `value`, counted.
 pub(crate) fn uniform<T: bytemuck::Pod>(gpu: &Gpu, label: &str, value: &T) -> wgpu::Buffer {
-    gpu.inner
-        .counters
-        .buffers_created
-        .fetch_add(1, Ordering::Relaxed);
-    // Not `create_buffer_init`: it panics when the device is lost; a plain buffer and a
-    // queue write fail quietly and the next scoped call reports the loss.
-    let buffer = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-        label: Some(label),
-        size: size_of::<T>() as u64,
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    gpu.upload(&buffer, 0, bytemuck::bytes_of(value));
-    buffer
+    // Not `create_buffer_init`, which panics when the device is lost (see
+    // `Gpu::counted_buffer_with`).
+    gpu.counted_buffer_with(
+        label,
+        wgpu::BufferUsages::UNIFORM,
+        bytemuck::bytes_of(value),
+    )
 }
 
 /// The step uniform eager calls bind: step 0, so an eager dropout uses its offset unchanged.
@@ -330,11 +319,7 @@ fn zero_alias(gpu: &Gpu) -> &wgpu::Buffer {
 
 /// A new zero storage buffer of `size` bytes, counted.
 fn zero_storage(gpu: &Gpu, label: &str, size: u64) -> wgpu::Buffer {
-    gpu.inner
-        .counters
-        .buffers_created
-        .fetch_add(1, Ordering::Relaxed);
-    gpu.device().create_buffer(&wgpu::BufferDescriptor {
+    gpu.counted_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size,
         usage: wgpu::BufferUsages::STORAGE,

@@ -476,7 +476,7 @@ impl Timed {
                 ty: wgpu::QueryType::Timestamp,
                 count: 2,
             });
-            let resolve = d.create_buffer(&wgpu::BufferDescriptor {
+            let resolve = gpu.counted_buffer(&wgpu::BufferDescriptor {
                 label: Some("bench resolve"),
                 size: 16,
                 usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
