@@ -21,6 +21,7 @@ use crate::ops::{DropoutSpec, Padding};
 use crate::tensor::DType;
 use crate::{Error, Gpu, Result, Tensor};
 
+pub use crate::graph::plan::{BufferRole, RoleBytes};
 pub use crate::kernels::matmul::MatmulTile;
 
 /// The matmul variants `gpu` can run (largest first).
