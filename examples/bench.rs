@@ -1253,9 +1253,16 @@ fn run() -> wgnn::Result<Vec<String>> {
     // copies of the MLP, one with the checks and one without, timed in alternation so
     // that load drifts hit both alike; the median of the per-pair ratios.
     let data = cycled(&train, mlp_batch * steps);
-    let (mut on, mut off) = (mlp(0.5, 0.5)?, mlp(0.5, 0.5)?);
     let pairs = if a.quick { 3 } else { 41 };
-    let (on_ms, off_ms, cost) = check_cost(&gpu, &mut on, &mut off, &data, mlp_batch, pairs)?;
+    // The two models are dropped at once, so the CNN's device bytes are its own.
+    let (on_ms, off_ms, cost) = check_cost(
+        &gpu,
+        &mut mlp(0.5, 0.5)?,
+        &mut mlp(0.5, 0.5)?,
+        &data,
+        mlp_batch,
+        pairs,
+    )?;
     let note = format!("batch {mlp_batch}, median of {pairs} alternating runs");
     r.add("mlp_check_step_ms", on_ms, "ms", note.clone());
     r.add("mlp_nocheck_step_ms", off_ms, "ms", note);
