@@ -134,7 +134,10 @@ impl Report {
             name,
             err,
             "ratio",
-            format!("{what}; tolerance {tol:.3e}, {}", if pass { "pass" } else { "FAIL" }),
+            format!(
+                "{what}; tolerance {tol:.3e}, {}",
+                if pass { "pass" } else { "FAIL" }
+            ),
             &[("tol", num(tol)), ("pass", pass.to_string())],
         );
         if !pass {
@@ -283,7 +286,10 @@ fn sgemm_pool_threads() -> (usize, String) {
         .filter(|v| !v.is_empty())
     {
         let n = v.parse::<usize>().unwrap_or(1);
-        return (n.clamp(1, 4), format!("MATMUL_NUM_THREADS={v}, capped at 4"));
+        return (
+            n.clamp(1, 4),
+            format!("MATMUL_NUM_THREADS={v}, capped at 4"),
+        );
     }
     let mut cores = std::collections::HashMap::new();
     let mut phys = None;
@@ -584,7 +590,14 @@ fn conv_rows(
                 "bwd_input",
                 ks[0] * ks[1] * ks[3],
             ),
-            (ConvPass::BackwardWeight, &x, &y, &dw, "bwd_weight", xs[0] * oh * ow),
+            (
+                ConvPass::BackwardWeight,
+                &x,
+                &y,
+                &dw,
+                "bwd_weight",
+                xs[0] * oh * ow,
+            ),
         ];
         // The forward's output, read back once it is checked: the gradients' dy.
         let mut yv = Vec::new();

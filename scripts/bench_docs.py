@@ -113,6 +113,8 @@ def fmt(v):
         return "—"
     if v == 0 or abs(v) >= 1e5:
         return f"{v:.0f}"
+    if abs(v) < 1e-3:
+        return f"{v:.2e}"
     if abs(v) >= 100:
         return f"{v:.1f}"
     return f"{v:.3f}"
@@ -184,7 +186,7 @@ def main():
         met = "yes" if test(s[0]) else "**no**"
         if n < 5:
             met += " (not decided: fewer than 5 runs)"
-        out.append(f"| {label} | `{name}` {rule} | {fmt(s[0])} ({fmt(s[1])}-{fmt(s[2])}) | {met} |")
+        out.append(f"| {label} | `{name}` {rule} | {fmt(s[0])} ({fmt(s[1])} to {fmt(s[2])}) | {met} |")
     out.append("| H100: matmul 4096³ beside PyTorch f32 | — | not measured by this script (lavapipe) | — |")
     out.append("")
     with open(a.out, "w") as f:

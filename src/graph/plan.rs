@@ -138,6 +138,10 @@ pub struct RoleBytes {
 impl RoleBytes {
     /// The distinct buffers the `plans` bind or own, summed by role.
     pub(crate) fn of<'a>(plans: impl IntoIterator<Item = &'a Plan>) -> RoleBytes {
+        #[allow(
+            clippy::mutable_key_type,
+            reason = "wgpu::Buffer hashes and compares by identity, which its contents never change"
+        )]
         let mut seen = std::collections::HashSet::new();
         let mut out = RoleBytes::default();
         for plan in plans {

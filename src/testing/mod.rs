@@ -511,14 +511,13 @@ impl Timed {
             let mut enc =
                 d.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
             {
-                let writes =
-                    queries
-                        .as_ref()
-                        .map(|(set, _)| wgpu::ComputePassTimestampWrites {
-                            query_set: set,
-                            beginning_of_pass_write_index: Some(0),
-                            end_of_pass_write_index: Some(1),
-                        });
+                let writes = queries
+                    .as_ref()
+                    .map(|(set, _)| wgpu::ComputePassTimestampWrites {
+                        query_set: set,
+                        beginning_of_pass_write_index: Some(0),
+                        end_of_pass_write_index: Some(1),
+                    });
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(op),
                     timestamp_writes: writes,
@@ -580,8 +579,7 @@ impl Timed {
 /// `what`: the bench then breaks that kernel's result (or, for `validation`, its dispatch) on
 /// purpose, to show that its checks fail the run. Exists only with the `testing` feature.
 pub fn sabotaged(what: &str) -> bool {
-    std::env::var("WGNN_BENCH_SABOTAGE")
-        .is_ok_and(|v| v.split(',').any(|w| w.trim() == what))
+    std::env::var("WGNN_BENCH_SABOTAGE").is_ok_and(|v| v.split(',').any(|w| w.trim() == what))
 }
 
 /// Overwrites element `index` of the f32 tensor `t` on the device with `value` (queued, as
