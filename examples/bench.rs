@@ -15,6 +15,22 @@
 //! buffers and bind groups made beforehand (`wgnn::testing`), so the eager ops'
 //! per-call allocation is not timed. Training steps use the public API only
 //! (`Sequential::trainer`, `Trainer::step`).
+//!
+//! Every timed kernel is checked once per run, after its timing: matmul against the CPU
+//! sgemm of the same run, conv2d against `wgnn::reference` (f64), dropout against
+//! `wgnn::philox::keep` (bit-exact), the fused dense layer against the host and the unfused
+//! kernels; each check prints its worst error (`*_max_rel_err`, with `"tol"` and `"pass"`),
+//! and the run exits 1 when one fails. Timings run inside a validation error scope, so an
+//! invalid dispatch fails the run too. `WGNN_BENCH_SABOTAGE=matmul` (or `conv`, `dropout`,
+//! `dropout_bwd`, `dense`, `validation`; a comma-separated list) breaks that kernel on
+//! purpose to show it.
+//!
+//! The CPU side is matrixmultiply with `threading`: a pool of at most 4 threads
+//! (`MATMUL_NUM_THREADS`, else the physical cores), of which a call uses 1, 2 or 4 by size;
+//! the JSON names both (`cpu_sgemm_pool_threads`, `cpu_sgemm_*_threads`) and gives each
+//! ratio per thread too. Each ratio's `"clock"` names how each side was read: GPU
+//! timestamps (repetitions in one pass) or wall clock (one submission, submit + wait; one
+//! sgemm call).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -22,8 +38,10 @@ use std::time::Instant;
 use wgnn::data::Dataset;
 use wgnn::nn::{Activation, Conv2d, Dense, Dropout, Layer, Optimizer, Sequential};
 use wgnn::ops::{DropoutSpec, Padding};
-use wgnn::testing::{ConvPass, Timed, matmul_tile_for, uses_timestamps};
-use wgnn::{Gpu, Tensor};
+use wgnn::testing::{
+    BufferRole, ConvPass, RoleBytes, Timed, matmul_tile_for, overwrite, sabotaged, uses_timestamps,
+};
+use wgnn::{Gpu, Tensor, philox};
 
 /// One figure of the report.
 struct Row {
@@ -36,10 +54,38 @@ struct Row {
 struct Report {
     json: bool,
     rows: Vec<Row>,
+    /// The checks that failed, as messages for stderr; the run exits non-zero if any did.
+    failures: Vec<String>,
+}
+
+/// A JSON number, or `null` where it is not finite.
+fn num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        "null".into()
+    }
+}
+
+fn quoted(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 impl Report {
     fn add(&mut self, name: &str, value: f64, unit: &'static str, note: impl Into<String>) {
+        self.add_with(name, value, unit, note, &[]);
+    }
+
+    /// A figure with extra JSON fields (`"clock"`, `"tol"`, `"pass"`), each value already
+    /// JSON.
+    fn add_with(
+        &mut self,
+        name: &str,
+        value: f64,
+        unit: &'static str,
+        note: impl Into<String>,
+        extra: &[(&str, String)],
+    ) {
         let row = Row {
             name: name.into(),
             value,
@@ -47,14 +93,14 @@ impl Report {
             note: note.into(),
         };
         if self.json {
+            let mut fields = String::new();
+            for (k, v) in extra {
+                fields.push_str(&format!(",\"{k}\":{v}"));
+            }
             println!(
-                "{{\"name\":\"{}\",\"value\":{},\"unit\":\"{}\"}}",
+                "{{\"name\":\"{}\",\"value\":{},\"unit\":\"{}\"{fields}}}",
                 row.name,
-                if row.value.is_finite() {
-                    format!("{}", row.value)
-                } else {
-                    "null".into()
-                },
+                num(row.value),
                 row.unit
             );
         } else {
@@ -69,11 +115,42 @@ impl Report {
         self.rows.push(row);
     }
 
+    /// A ratio and the clock each side of it was read with (named in the JSON as `"clock"`).
+    fn ratio(&mut self, name: &str, value: f64, clock: &str, note: &str) {
+        let note = if note.is_empty() {
+            format!("clock: {clock}")
+        } else {
+            format!("{note}; clock: {clock}")
+        };
+        self.add_with(name, value, "ratio", note, &[("clock", quoted(clock))]);
+    }
+
+    /// The outcome of checking a timed kernel's result: `err` is its worst error, which
+    /// passes when `err <= tol` (a NaN fails). Printed as `{"name", "value": err, "unit":
+    /// "ratio", "tol", "pass"}`; a failure is remembered for the exit status.
+    fn check(&mut self, name: &str, err: f64, tol: f64, what: &str) {
+        let pass = err <= tol;
+        self.add_with(
+            name,
+            err,
+            "ratio",
+            format!(
+                "{what}; tolerance {tol:.3e}, {}",
+                if pass { "pass" } else { "FAIL" }
+            ),
+            &[("tol", num(tol)), ("pass", pass.to_string())],
+        );
+        if !pass {
+            self.failures
+                .push(format!("{name}: {err:e} over tolerance {tol:e} ({what})"));
+        }
+    }
+
     fn text(&self, name: &str, value: &str) {
         if self.json {
             println!(
-                "{{\"name\":\"{name}\",\"value\":\"{}\",\"unit\":\"\"}}",
-                value.replace('\\', "\\\\").replace('"', "\\\"")
+                "{{\"name\":\"{name}\",\"value\":{},\"unit\":\"\"}}",
+                quoted(value)
             );
         } else {
             println!("{name}: {value}");
@@ -126,20 +203,65 @@ fn seconds_interleaved(ts: &[&Timed], target: f64) -> wgnn::Result<Vec<f64>> {
     Ok(runs.into_iter().map(median).collect())
 }
 
-/// Seconds per run of `t` on the device and of `cpu` on the host, measured in turns (one
-/// of each per round, 7 rounds after a warm-up of both), medians: the ratio of the two then
-/// compares them under the same load, as the VM's other tenants come and go.
-fn seconds_beside_cpu(t: &Timed, target: f64, mut cpu: impl FnMut()) -> wgnn::Result<(f64, f64)> {
+/// Seconds per kernel of `t` on the device (its clock: GPU timestamps over up to 64
+/// repetitions in one pass where the adapter has them), seconds a caller waits for one
+/// submission of it (wall clock, submit + wait) and seconds per call of `cpu` on the host
+/// (wall clock), measured in turns (one of each per round, 7 rounds after a warm-up of
+/// all), medians: the ratios then compare them under the same load, as the VM's other
+/// tenants come and go.
+struct BesideCpu {
+    gpu: f64,
+    gpu_wall: f64,
+    cpu: f64,
+}
+
+fn seconds_beside_cpu(t: &Timed, target: f64, mut cpu: impl FnMut()) -> wgnn::Result<BesideCpu> {
     let reps = reps_for(t, target)?;
+    t.wall_once()?;
     cpu();
-    let (mut dev, mut host) = (Vec::new(), Vec::new());
+    let (mut dev, mut wall, mut host) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..7 {
         dev.push(t.time(reps)?);
+        wall.push(t.wall_once()?);
         let s = Instant::now();
         cpu();
         host.push(s.elapsed().as_secs_f64());
     }
-    Ok((median(dev), median(host)))
+    Ok(BesideCpu {
+        gpu: median(dev),
+        gpu_wall: median(wall),
+        cpu: median(host),
+    })
+}
+
+/// The worst error of `got` against `want`, each element's difference over its `scale`
+/// (the quantity the rounding error bound is proportional to); a NaN or an unwritten
+/// element (the outputs start as NaN) gives infinity.
+fn worst_err(got: &[f32], want: impl Fn(usize) -> f64, scale: impl Fn(usize) -> f64) -> f64 {
+    let mut worst = 0.0f64;
+    for (i, &g) in got.iter().enumerate() {
+        let d = (f64::from(g) - want(i)).abs();
+        if d.is_nan() {
+            return f64::INFINITY;
+        }
+        if d > 0.0 {
+            worst = worst.max(d / scale(i).max(f64::MIN_POSITIVE));
+        }
+    }
+    worst
+}
+
+/// The GPU result of `t`, after breaking element 0 on the device first when
+/// `WGNN_BENCH_SABOTAGE` names `what` (so the check that follows must fail).
+fn result_of(t: &Tensor, what: &str) -> wgnn::Result<Vec<f32>> {
+    if sabotaged(what) {
+        overwrite(t, 0, 12345.0)?;
+    }
+    t.to_vec()
+}
+
+fn abs(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|x| x.abs()).collect()
 }
 
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
@@ -154,13 +276,71 @@ fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-fn tensor(gpu: &Gpu, shape: &[usize], seed: u64) -> wgnn::Result<Tensor> {
-    let n = shape.iter().product();
-    Tensor::from_slice(gpu, &rand_vec(n, seed), shape)
+/// The threads matrixmultiply's pool has (`threading` feature): `MATMUL_NUM_THREADS` when
+/// set, else the physical cores as num_cpus counts them (the "cpu cores" of each "physical
+/// id" in /proc/cpuinfo, or every CPU this process may use where those are missing), capped
+/// at its maximum of 4; and where that number came from.
+fn sgemm_pool_threads() -> (usize, String) {
+    if let Some(v) = std::env::var("MATMUL_NUM_THREADS")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        let n = v.parse::<usize>().unwrap_or(1);
+        return (
+            n.clamp(1, 4),
+            format!("MATMUL_NUM_THREADS={v}, capped at 4"),
+        );
+    }
+    let mut cores = std::collections::HashMap::new();
+    let mut phys = None;
+    for line in std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+    {
+        let mut kv = line.splitn(2, ':').map(str::trim);
+        match (kv.next(), kv.next()) {
+            (Some("physical id"), Some(v)) => phys = v.parse::<u32>().ok(),
+            (Some("cpu cores"), Some(v)) => {
+                if let (Some(p), Ok(c)) = (phys, v.parse::<usize>()) {
+                    cores.insert(p, c);
+                }
+            }
+            _ => {}
+        }
+    }
+    let physical: usize = cores.values().sum();
+    let (n, from) = if physical > 0 {
+        (physical, "physical cores")
+    } else {
+        (
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "available parallelism",
+        )
+    };
+    (n.clamp(1, 4), format!("{n} {from}, capped at 4"))
 }
 
-/// `op(a) op(b)` on the CPU with matrixmultiply (threads: `MATMUL_NUM_THREADS`, by default
-/// every core); a transpose is only a pair of strides.
+/// The threads one matrixmultiply sgemm of `[m, k] x [k, n]` runs on, given its pool's
+/// `pool` threads: its heuristic (0.3.11, `LoopThreadConfig::new_impl`) allows one thread
+/// per 16,384 elements of `m*k + k*n`, splits the m loop in two when m >= 96 (3 * MC / 2,
+/// MC = 64 for f32) and the n loop in two when two threads remain: 1, 2 or 4.
+fn sgemm_call_threads(pool: usize, m: usize, k: usize, n: usize) -> usize {
+    if pool <= 1 {
+        return 1;
+    }
+    let mut max = pool.min((m * k + k * n) / (1 << 14));
+    let loop3 = if max >= 2 && m >= 96 {
+        max /= 2;
+        2
+    } else {
+        1
+    };
+    let loop2 = if max >= 2 { 2 } else { 1 };
+    loop3 * loop2
+}
+
+/// `op(a) op(b)` on the CPU with matrixmultiply (threads: see [`sgemm_pool_threads`] and
+/// [`sgemm_call_threads`]); a transpose is only a pair of strides.
 #[allow(clippy::too_many_arguments)]
 fn sgemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, ta: bool, tb: bool) {
     let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
@@ -203,7 +383,18 @@ fn args() -> Result<Args, String> {
             "--json" => a.json = true,
             "--quick" => a.quick = true,
             "--soak" => a.soak = true,
-            "-h" | "--help" => return Err("usage: bench [--json] [--quick] [--soak]".into()),
+            "-h" | "--help" => {
+                return Err("usage: bench [--json] [--quick] [--soak]\n\
+                    \n\
+                    The CPU baseline is matrixmultiply's sgemm with threading: at most 4 threads\n\
+                    (MATMUL_NUM_THREADS, else the physical cores), 1, 2 or 4 per call by size,\n\
+                    printed as cpu_sgemm_pool_threads and cpu_sgemm_*_threads. GPU figures use\n\
+                    GPU timestamps where the adapter has them; *_wall_* figures and ratios use the\n\
+                    wall clock of one submission (submit + wait). Every timed kernel is checked\n\
+                    against its reference; a failed check exits 1. WGNN_BENCH_SABOTAGE=matmul\n\
+                    (conv, dropout, dropout_bwd, dense, validation) breaks one on purpose."
+                    .into());
+            }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
     }
@@ -231,7 +422,14 @@ fn commit() -> String {
 }
 
 /// matmul GFLOP/s of `op(a) op(b)` (`[m, k] x [k, n]`) on the GPU and with the CPU sgemm,
-/// and their ratio.
+/// their ratios, and the GPU result checked against the sgemm's of the same run.
+///
+/// Tolerance: each f32 dot product of length k carries a rounding error of at most about
+/// k * u * sum_k |a||b| (u = 2^-24) whatever the summation order, so the GPU's and the
+/// sgemm's results differ by at most 2 * k * u = k * f32::EPSILON times sum_k |a||b|; the
+/// error reported is the worst |gpu - sgemm| / sum_k |a||b| (the sum from an sgemm of
+/// |a| and |b|), held to k * f32::EPSILON (2.4e-4 at k = 2048).
+#[allow(clippy::too_many_arguments)]
 fn matmul_row(
     r: &mut Report,
     gpu: &Gpu,
@@ -239,6 +437,7 @@ fn matmul_row(
     (m, k, n): (usize, usize, usize),
     (ta, tb): (bool, bool),
     target: f64,
+    pool: usize,
 ) -> wgnn::Result<()> {
     let sa = if ta { [k, m] } else { [m, k] };
     let sb = if tb { [n, k] } else { [k, n] };
@@ -246,12 +445,16 @@ fn matmul_row(
     let bv = rand_vec(k * n, 2);
     let a = Tensor::from_slice(gpu, &av, &sa)?;
     let b = Tensor::from_slice(gpu, &bv, &sb)?;
-    let c = Tensor::zeros(gpu, &[m, n])?;
-    let timed = Timed::matmul(&a, &b, (ta, tb), None, false, None, &c, None)?;
+    // NaN first, so an element the kernel never writes fails the check.
+    let c = Tensor::from_slice(gpu, &vec![f32::NAN; m * n], &[m, n])?;
+    let mut timed = Timed::matmul(&a, &b, (ta, tb), None, false, None, &c, None)?;
+    if sabotaged("validation") && !r.rows.iter().any(|row| row.name.starts_with("matmul_")) {
+        timed = timed.with_invalid_dispatch();
+    }
     let mut cv = vec![0.0f32; m * n];
-    let (t, ct) = seconds_beside_cpu(&timed, target, || sgemm(&av, &bv, &mut cv, m, k, n, ta, tb))?;
+    let t = seconds_beside_cpu(&timed, target, || sgemm(&av, &bv, &mut cv, m, k, n, ta, tb))?;
     let flops = 2.0 * (m * n * k) as f64;
-    let g = flops / t / 1e9;
+    let g = flops / t.gpu / 1e9;
     let tile = matmul_tile_for(gpu, (ta, tb), m, n, k)?;
     let shape = format!(
         "{m}x{k}x{n}{}{}, tile {}x{}{}",
@@ -261,18 +464,101 @@ fn matmul_row(
         4 * tile.tn4,
         if tile.subgroup { " subgroup" } else { "" }
     );
-    r.add(&format!("matmul_{name}_gflops"), g, "GFLOP/s", shape);
-    let cg = flops / ct / 1e9;
-    r.add(
+    let clock = if uses_timestamps(gpu) {
+        "gpu_timestamps"
+    } else {
+        "wall"
+    };
+    r.add_with(
+        &format!("matmul_{name}_gflops"),
+        g,
+        "GFLOP/s",
+        format!("{shape}; clock: {clock}"),
+        &[("clock", quoted(clock))],
+    );
+    let gw = flops / t.gpu_wall / 1e9;
+    r.add_with(
+        &format!("matmul_{name}_wall_gflops"),
+        gw,
+        "GFLOP/s",
+        "one kernel per submission, submit + wait; clock: wall",
+        &[("clock", quoted("wall"))],
+    );
+    let threads = sgemm_call_threads(pool, m, k, n);
+    let cg = flops / t.cpu / 1e9;
+    r.add_with(
         &format!("cpu_sgemm_{name}_gflops"),
         cg,
         "GFLOP/s",
-        "matrixmultiply, threading",
+        format!("matrixmultiply on {threads} thread(s), one call; clock: wall"),
+        &[("clock", quoted("wall"))],
     );
-    r.add(&format!("matmul_{name}_over_cpu"), g / cg, "ratio", "");
+    r.add(
+        &format!("cpu_sgemm_{name}_threads"),
+        threads as f64,
+        "count",
+        format!("threads matrixmultiply's heuristic gives {m}x{k}x{n} from a pool of {pool}"),
+    );
+    r.ratio(
+        &format!("matmul_{name}_over_cpu"),
+        g / cg,
+        &format!("gpu: {clock}; cpu: wall"),
+        "",
+    );
+    r.ratio(
+        &format!("matmul_{name}_over_cpu_per_thread"),
+        g / (cg / threads as f64),
+        &format!("gpu: {clock}; cpu: wall"),
+        "GPU against one sgemm thread's share",
+    );
+    r.ratio(
+        &format!("matmul_{name}_over_cpu_wall"),
+        gw / cg,
+        "gpu: wall; cpu: wall",
+        "what a caller waits on each side",
+    );
+    // The check, outside the timed region: against the sgemm of this run.
+    let got = result_of(&c, "matmul")?;
+    let mut scale = vec![0.0f32; m * n];
+    sgemm(&abs(&av), &abs(&bv), &mut scale, m, k, n, ta, tb);
+    let err = worst_err(&got, |i| f64::from(cv[i]), |i| f64::from(scale[i]));
+    r.check(
+        &format!("matmul_{name}_max_rel_err"),
+        err,
+        k as f64 * f64::from(f32::EPSILON),
+        "|gpu - sgemm| / sum|a||b| over every element; tolerance k * eps",
+    );
     Ok(())
 }
 
+/// The f64 reference of one convolution pass and the sum of the absolute values of its
+/// terms (the reference of |a| and |b|), computed on two threads.
+fn conv_reference(
+    pass: ConvPass,
+    a: &[f32],
+    b: &[f32],
+    xs: [usize; 4],
+    ks: [usize; 4],
+) -> (Vec<f64>, Vec<f64>) {
+    use wgnn::reference::{conv2d, conv2d_backward_input, conv2d_backward_weight};
+    let run = |a: &[f32], b: &[f32]| match pass {
+        ConvPass::Forward => conv2d(a, xs, b, ks, 1, Padding::Valid),
+        ConvPass::BackwardInput => conv2d_backward_input(a, b, xs, ks, 1, Padding::Valid),
+        ConvPass::BackwardWeight => conv2d_backward_weight(a, b, xs, ks, 1, Padding::Valid),
+    };
+    let (aa, ab) = (abs(a), abs(b));
+    std::thread::scope(|s| {
+        let scale = s.spawn(|| run(&aa, &ab));
+        let want = run(a, b);
+        (want, scale.join().expect("reference thread"))
+    })
+}
+
+/// Conv2d GFLOP/s of the seed CNN's layers, each pass checked against `wgnn::reference`
+/// (f64) after it is timed. Tolerance: an f32 sum of K terms (K = kh*kw*cin forward,
+/// kh*kw*cout for the input gradient, n*oh*ow for the weight gradient) is within about
+/// K * u * sum|terms| of the exact one (u = 2^-24); the error reported is the worst
+/// |gpu - f64| / sum|terms|, held to K * f32::EPSILON (twice that bound).
 fn conv_rows(
     r: &mut Report,
     gpu: &Gpu,
@@ -280,21 +566,42 @@ fn conv_rows(
     target: f64,
 ) -> wgnn::Result<()> {
     let mut total = [(0.0f64, 0.0f64); 3];
-    for (name, xs, ks) in layers {
+    for (li, (name, xs, ks)) in layers.iter().enumerate() {
         let (oh, ow) = (xs[1] - ks[0] + 1, xs[2] - ks[1] + 1);
         let ys = [xs[0], oh, ow, ks[3]];
-        let x = tensor(gpu, xs, 3)?;
-        let w = tensor(gpu, ks, 4)?;
-        let y = Tensor::zeros(gpu, &ys)?;
-        let dx = Tensor::zeros(gpu, xs)?;
-        let dw = Tensor::zeros(gpu, ks)?;
+        let xv = rand_vec(xs.iter().product(), 3);
+        let wv = rand_vec(ks.iter().product(), 4);
+        let x = Tensor::from_slice(gpu, &xv, xs)?;
+        let w = Tensor::from_slice(gpu, &wv, ks)?;
+        let nan = |shape: &[usize]| {
+            Tensor::from_slice(gpu, &vec![f32::NAN; shape.iter().product()], shape)
+        };
+        let y = nan(&ys)?;
+        let dx = nan(xs)?;
+        let dw = nan(ks)?;
         let flops = 2.0 * (ys.iter().product::<usize>() * ks[0] * ks[1] * ks[2]) as f64;
         let passes = [
-            (ConvPass::Forward, &x, &w, &y, "fwd"),
-            (ConvPass::BackwardInput, &y, &w, &dx, "bwd_input"),
-            (ConvPass::BackwardWeight, &x, &y, &dw, "bwd_weight"),
+            (ConvPass::Forward, &x, &w, &y, "fwd", ks[0] * ks[1] * ks[2]),
+            (
+                ConvPass::BackwardInput,
+                &y,
+                &w,
+                &dx,
+                "bwd_input",
+                ks[0] * ks[1] * ks[3],
+            ),
+            (
+                ConvPass::BackwardWeight,
+                &x,
+                &y,
+                &dw,
+                "bwd_weight",
+                xs[0] * oh * ow,
+            ),
         ];
-        for (i, (pass, a, b, out, label)) in passes.into_iter().enumerate() {
+        // The forward's output, read back once it is checked: the gradients' dy.
+        let mut yv = Vec::new();
+        for (i, (pass, a, b, out, label, terms)) in passes.into_iter().enumerate() {
             let t = seconds(
                 &Timed::conv2d(pass, a, b, out, xs, ks, 1, Padding::Valid)?,
                 target,
@@ -307,6 +614,30 @@ fn conv_rows(
                 "GFLOP/s",
                 format!("x {xs:?} kernel {ks:?}"),
             );
+            // The check, outside the timed region. Sabotage breaks the first layer's
+            // forward only, so the gradients still get a sound dy.
+            let broken = if li == 0 && pass == ConvPass::Forward {
+                "conv"
+            } else {
+                ""
+            };
+            let got = result_of(out, broken)?;
+            let (av, bv): (&[f32], &[f32]) = match pass {
+                ConvPass::Forward => (&xv, &wv),
+                ConvPass::BackwardInput => (&yv, &wv),
+                ConvPass::BackwardWeight => (&xv, &yv),
+            };
+            let (want, scale) = conv_reference(pass, av, bv, *xs, *ks);
+            let err = worst_err(&got, |i| want[i], |i| scale[i]);
+            r.check(
+                &format!("{name}_{label}_max_rel_err"),
+                err,
+                terms as f64 * f64::from(f32::EPSILON),
+                &format!("|gpu - f64 reference| / sum|terms|, K = {terms}; tolerance K * eps"),
+            );
+            if pass == ConvPass::Forward {
+                yv = y.to_vec()?;
+            }
         }
     }
     for (i, label) in ["fwd", "bwd_input", "bwd_weight"].iter().enumerate() {
@@ -317,6 +648,189 @@ fn conv_rows(
             "both seed CNN layers together",
         );
     }
+    Ok(())
+}
+
+/// The dropout spec every timed dropout uses.
+const SPEC: DropoutSpec = DropoutSpec {
+    rate: 0.5,
+    seed: 42,
+    offset: 1,
+};
+
+/// The dropout of `x[i]` as `wgnn::philox::keep` decides it: `x * scale` or 0, in f32.
+fn dropped(x: f32, i: usize, spec: DropoutSpec) -> f32 {
+    if philox::keep(spec.seed, spec.offset, i as u64, spec.rate) {
+        x * philox::scale(spec.rate)
+    } else {
+        0.0
+    }
+}
+
+/// Copy, dropout forward and backward over `len` f32, in turns, each into its own output;
+/// then each checked: the copy is exact, and dropout's sampled elements (the first and last
+/// 4,096 and every 13th) are bit-exact `wgnn::philox::keep` masks times the scale.
+fn dropout_rows(r: &mut Report, gpu: &Gpu, len: usize, target: f64) -> wgnn::Result<()> {
+    let xv = rand_vec(len, 5);
+    let x = Tensor::from_slice(gpu, &xv, &[len])?;
+    let nan = || Tensor::from_slice(gpu, &vec![f32::NAN; len], &[len]);
+    let (yc, yf, yb) = (nan()?, nan()?, nan()?);
+    let bytes = 8.0 * len as f64;
+    let t = seconds_interleaved(
+        &[
+            &Timed::copy(&x, &yc)?,
+            &Timed::dropout(&x, &yf, SPEC, false)?,
+            &Timed::dropout(&x, &yb, SPEC, true)?,
+        ],
+        target,
+    )?;
+    let (copy, fwd, bwd) = (bytes / t[0] / 1e9, bytes / t[1] / 1e9, bytes / t[2] / 1e9);
+    let n = format!("{len} f32, 8 bytes moved per element");
+    r.add("copy_gbps", copy, "GB/s", n.clone());
+    r.add("dropout_fwd_gbps", fwd, "GB/s", n.clone());
+    r.add("dropout_bwd_gbps", bwd, "GB/s", n);
+    r.add("dropout_fwd_over_copy", fwd / copy, "ratio", "");
+    r.add("dropout_bwd_over_copy", bwd / copy, "ratio", "");
+    // The checks, outside the timed region.
+    let got = yc.to_vec()?;
+    let err = worst_err(&got, |i| f64::from(xv[i]), |i| f64::from(xv[i].abs()));
+    r.check("copy_max_rel_err", err, 0.0, "every element equals x");
+    let sample: Vec<usize> = (0..len)
+        .filter(|&i| i < 4096 || i >= len.saturating_sub(4096) || i % 13 == 0)
+        .collect();
+    for (y, label, what) in [(&yf, "fwd", "dropout"), (&yb, "bwd", "dropout_bwd")] {
+        let got = result_of(y, what)?;
+        let mismatches = sample
+            .iter()
+            .filter(|&&i| got[i].to_bits() != dropped(xv[i], i, SPEC).to_bits())
+            .count();
+        r.check(
+            &format!("dropout_{label}_mask_mismatches"),
+            mismatches as f64,
+            0.0,
+            &format!(
+                "of {} sampled elements, those not bit-exact philox::keep(seed, offset, i, p) \
+                 ? x * scale : 0",
+                sample.len()
+            ),
+        );
+        let err = sample
+            .iter()
+            .map(|&i| {
+                let want = f64::from(dropped(xv[i], i, SPEC));
+                let d = (f64::from(got[i]) - want).abs();
+                if d.is_nan() {
+                    f64::INFINITY
+                } else if d == 0.0 {
+                    0.0
+                } else {
+                    d / want.abs().max(f64::MIN_POSITIVE)
+                }
+            })
+            .fold(0.0, f64::max);
+        r.check(
+            &format!("dropout_{label}_max_rel_err"),
+            err,
+            0.0,
+            "sampled elements against x * scale where kept; exact",
+        );
+    }
+    Ok(())
+}
+
+/// The dense layer `dropout(relu(x W + b))` of `[m, k] x [k, n]`: fused, the bare matmul and
+/// the four separate kernels, timed in turns into outputs of their own; then the fused and
+/// the unfused results checked against the host's (matrixmultiply's `x W`, plus `b`, relu,
+/// `philox::keep` mask) and against each other, and the bare matmul against the sgemm.
+/// Tolerance as for matmul, over `scale * (sum|x||w| + |b|)`: (k + 1) * eps.
+fn dense_rows(
+    r: &mut Report,
+    gpu: &Gpu,
+    (m, k, n): (usize, usize, usize),
+    target: f64,
+) -> wgnn::Result<()> {
+    let (xv, wv, bv) = (rand_vec(m * k, 6), rand_vec(k * n, 7), rand_vec(n, 8));
+    let xt = Tensor::from_slice(gpu, &xv, &[m, k])?;
+    let wt = Tensor::from_slice(gpu, &wv, &[k, n])?;
+    let bt = Tensor::from_slice(gpu, &bv, &[n])?;
+    let nan = || Tensor::from_slice(gpu, &vec![f32::NAN; m * n], &[m, n]);
+    let (z, z2) = (nan()?, nan()?);
+    let (yf, yb, yu) = (nan()?, nan()?, nan()?);
+    let fused = Timed::matmul(
+        &xt,
+        &wt,
+        (false, false),
+        Some(&bt),
+        true,
+        Some(SPEC),
+        &yf,
+        None,
+    )?;
+    let bare = Timed::matmul(&xt, &wt, (false, false), None, false, None, &yb, None)?;
+    let unfused = Timed::matmul(&xt, &wt, (false, false), None, false, None, &z, None)?
+        .then(Timed::bias_add(&z, &bt, &z2)?)
+        .then(Timed::relu(&z2, &z)?)
+        .then(Timed::dropout(&z, &yu, SPEC, false)?);
+    let t = seconds_interleaved(&[&fused, &bare, &unfused], target)?;
+    let (tf, tb, tu) = (t[0], t[1], t[2]);
+    let shape = format!("{m}x{k}x{n}, dropout 0.5");
+    r.add("dense_fused_ms", tf * 1e3, "ms", shape.clone());
+    r.add("dense_matmul_ms", tb * 1e3, "ms", shape.clone());
+    r.add(
+        "dense_unfused_ms",
+        tu * 1e3,
+        "ms",
+        "matmul, bias_add, relu, dropout",
+    );
+    r.add(
+        "dense_fused_over_matmul",
+        tf / tb,
+        "ratio",
+        "time, lower is better",
+    );
+    r.add(
+        "dense_fused_over_unfused",
+        tf / tu,
+        "ratio",
+        "time, lower is better",
+    );
+    // The checks, outside the timed region.
+    let mut prod = vec![0.0f32; m * n];
+    sgemm(&xv, &wv, &mut prod, m, k, n, false, false);
+    let mut sum_abs = vec![0.0f32; m * n];
+    sgemm(&abs(&xv), &abs(&wv), &mut sum_abs, m, k, n, false, false);
+    let tol = (k + 1) as f64 * f64::from(f32::EPSILON);
+    let s = f64::from(philox::scale(SPEC.rate));
+    let scale = |i: usize| s * (f64::from(sum_abs[i]) + f64::from(bv[i % n].abs()));
+    let host = |i: usize| f64::from(dropped((prod[i] + bv[i % n]).max(0.0), i, SPEC));
+    let f = result_of(&yf, "dense")?;
+    let u = yu.to_vec()?;
+    let what = "|gpu - host| / (scale * (sum|x||w| + |b|)); tolerance (k + 1) * eps";
+    r.check(
+        "dense_fused_max_rel_err",
+        worst_err(&f, host, scale),
+        tol,
+        what,
+    );
+    r.check(
+        "dense_unfused_max_rel_err",
+        worst_err(&u, host, scale),
+        tol,
+        what,
+    );
+    r.check(
+        "dense_fused_vs_unfused_max_rel_err",
+        worst_err(&f, |i| f64::from(u[i]), scale),
+        2.0 * tol,
+        "|fused - unfused| / (scale * (sum|x||w| + |b|)); tolerance 2 (k + 1) * eps",
+    );
+    let got = yb.to_vec()?;
+    r.check(
+        "dense_matmul_max_rel_err",
+        worst_err(&got, |i| f64::from(prod[i]), |i| f64::from(sum_abs[i])),
+        k as f64 * f64::from(f32::EPSILON),
+        "|gpu - sgemm| / sum|x||w|; tolerance k * eps",
+    );
     Ok(())
 }
 
@@ -357,43 +871,57 @@ fn step_rows(
     let idle = |gpu: &Gpu| {
         let _ = gpu.device().poll(wgnn::wgpu::PollType::wait_indefinitely());
     };
+    // Every epoch runs inside an error scope: an invalid step is an error, not a fast one.
+    let scoped = |f: &mut dyn FnMut() -> wgnn::Result<()>| wgnn::testing::scoped(gpu, "bench", f);
     // Warm-up epoch: compiles every pipeline, makes every buffer.
     t.begin_epoch();
-    t.step()?;
-    idle(gpu);
-    let after_first = gpu.counters();
-    for _ in 1..steps {
+    let mut after_first = gpu.counters();
+    scoped(&mut || {
         t.step()?;
-    }
-    t.end_epoch(0)?;
+        idle(gpu);
+        after_first = gpu.counters();
+        for _ in 1..steps {
+            t.step()?;
+        }
+        Ok(())
+    })?;
+    let (loss, _) = t.end_epoch(0)?;
     // Host cost: Trainer::step with the queue idle, so that it measures encoding and
     // submitting only (lavapipe's submit waits while an earlier submission still runs, so
     // inside a back-to-back loop it would include device time).
     let mut host = Vec::new();
     t.begin_epoch();
-    for _ in 0..steps {
+    scoped(&mut || {
+        for _ in 0..steps {
+            idle(gpu);
+            let h = Instant::now();
+            t.step()?;
+            host.push(h.elapsed().as_secs_f64());
+        }
         idle(gpu);
-        let h = Instant::now();
-        t.step()?;
-        host.push(h.elapsed().as_secs_f64());
-    }
-    idle(gpu);
+        Ok(())
+    })?;
     t.end_epoch(1)?;
     let host = median(host);
     // Step time: whole epochs back to back, from the first step to the GPU going idle.
     let mut samples = Vec::new();
+    let mut last_loss = loss;
     for e in 0..epochs.max(5) {
         t.begin_epoch();
-        idle(gpu);
-        let start = Instant::now();
-        for _ in 0..steps {
-            t.step()?;
-        }
-        idle(gpu);
-        samples.push(start.elapsed().as_secs_f64() / steps as f64);
-        t.end_epoch(e + 2)?;
+        scoped(&mut || {
+            idle(gpu);
+            let start = Instant::now();
+            for _ in 0..steps {
+                t.step()?;
+            }
+            idle(gpu);
+            samples.push(start.elapsed().as_secs_f64() / steps as f64);
+            Ok(())
+        })?;
+        last_loss = t.end_epoch(e + 2)?.0;
     }
     let after = gpu.counters();
+    let roles = t.role_bytes();
     let runs = samples.len();
     let step = median(samples);
     let share = host / step;
@@ -415,9 +943,48 @@ fn step_rows(
         &format!("{prefix}_device_bytes"),
         after.device_bytes as f64,
         "bytes",
-        "data set, weights, optimizer state, activations",
+        "wgnn's counter of live storage buffers (ExecStats::device_bytes)",
+    );
+    role_rows(r, prefix, &roles, after.device_bytes);
+    // The step's result checked: the loss stays finite (a step that computed garbage would
+    // show as NaN here; the non-finite checks stop earlier ones with an error).
+    r.check(
+        &format!("{prefix}_loss_nonfinite"),
+        if last_loss.is_finite() { 0.0 } else { 1.0 },
+        0.0,
+        &format!("1 if the last epoch's loss ({last_loss}) is not finite"),
     );
     Ok(())
+}
+
+/// Bytes per buffer role of a training session (`{prefix}_bytes_{role}`), and the check that
+/// the roles `ExecStats::device_bytes` counts sum to it (nothing else is alive on the `Gpu`
+/// when this runs): `{prefix}_bytes_unaccounted` must be 0.
+fn role_rows(r: &mut Report, prefix: &str, roles: &RoleBytes, device_bytes: u64) {
+    for role in BufferRole::ALL {
+        let note = format!(
+            "{} buffer(s){}",
+            roles.buffers(role),
+            if role.in_device_bytes() {
+                ""
+            } else {
+                ", not in device_bytes"
+            }
+        );
+        r.add(
+            &format!("{prefix}_bytes_{}", role.name()),
+            roles.bytes(role) as f64,
+            "bytes",
+            note,
+        );
+    }
+    let unaccounted = device_bytes.abs_diff(roles.device_bytes());
+    r.check(
+        &format!("{prefix}_bytes_unaccounted"),
+        unaccounted as f64,
+        0.0,
+        "|device_bytes - sum of the roles it counts|",
+    );
 }
 
 /// Times `on` (gradient checks on) and `off` (checks off) in alternation, one epoch of
@@ -443,15 +1010,24 @@ fn check_cost(
     };
     let epoch = |t: &mut wgnn::nn::Trainer<'_>, e: usize| -> wgnn::Result<f64> {
         t.begin_epoch();
-        idle(gpu);
-        let start = Instant::now();
         let steps = t.steps_per_epoch();
-        for _ in 0..steps {
-            t.step()?;
+        // In an error scope: an invalid step is an error, not a fast one.
+        let ms = wgnn::testing::scoped(gpu, "bench", || {
+            idle(gpu);
+            let start = Instant::now();
+            for _ in 0..steps {
+                t.step()?;
+            }
+            idle(gpu);
+            Ok(start.elapsed().as_secs_f64() * 1e3 / steps as f64)
+        })?;
+        let (loss, _) = t.end_epoch(e)?;
+        if !loss.is_finite() {
+            return Err(wgnn::Error::Argument {
+                op: "bench",
+                msg: format!("the gradient-check model's loss is {loss} at epoch {e}"),
+            });
         }
-        idle(gpu);
-        let ms = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
-        t.end_epoch(e)?;
         Ok(ms)
     };
     // Warm-up: every pipeline and buffer made.
@@ -566,18 +1142,20 @@ fn soak(quick: bool) -> wgnn::Result<()> {
     Ok(())
 }
 
-fn run() -> wgnn::Result<()> {
+/// Runs the bench; returns the checks that failed.
+fn run() -> wgnn::Result<Vec<String>> {
     let a = args().map_err(|m| wgnn::Error::Argument {
         op: "bench",
         msg: m,
     })?;
     if a.soak {
-        return soak(a.quick);
+        return soak(a.quick).map(|()| Vec::new());
     }
     let gpu = Gpu::new()?;
     let mut r = Report {
         json: a.json,
         rows: Vec::new(),
+        failures: Vec::new(),
     };
     let info = gpu.info();
     r.text("adapter", &info.name);
@@ -609,6 +1187,14 @@ fn run() -> wgnn::Result<()> {
         "count",
         "available to this process",
     );
+    let (pool, pool_from) = sgemm_pool_threads();
+    r.add(
+        "cpu_sgemm_pool_threads",
+        pool as f64,
+        "count",
+        format!("matrixmultiply's pool: {pool_from}; each call uses 1, 2 or 4 of them"),
+    );
+    r.text("cpu_sgemm_threads_from", &pool_from);
     if let Some(l) = load_average() {
         r.add(
             "load_average_start",
@@ -632,6 +1218,7 @@ fn run() -> wgnn::Result<()> {
             (s, s, s),
             (false, false),
             target,
+            pool,
         )?;
     }
     let b = if a.quick { 64 } else { 256 };
@@ -640,82 +1227,15 @@ fn run() -> wgnn::Result<()> {
         ("mlp_dw", (784, b, 256), (true, false)),
         ("mlp_dx", (b, 256, 784), (false, true)),
     ] {
-        matmul_row(&mut r, &gpu, name, mkn, trans, target)?;
+        matmul_row(&mut r, &gpu, name, mkn, trans, target, pool)?;
     }
 
     // Bandwidth: copy, dropout forward and backward over 16M f32 (8 bytes moved each).
     let len = if a.quick { 1 << 20 } else { 16 << 20 };
-    let x = tensor(&gpu, &[len], 5)?;
-    let y = Tensor::zeros(&gpu, &[len])?;
-    let spec = DropoutSpec {
-        rate: 0.5,
-        seed: 42,
-        offset: 1,
-    };
-    let bytes = 8.0 * len as f64;
-    let t = seconds_interleaved(
-        &[
-            &Timed::copy(&x, &y)?,
-            &Timed::dropout(&x, &y, spec, false)?,
-            &Timed::dropout(&x, &y, spec, true)?,
-        ],
-        target,
-    )?;
-    let (copy, fwd, bwd) = (bytes / t[0] / 1e9, bytes / t[1] / 1e9, bytes / t[2] / 1e9);
-    let n = format!("{len} f32, 8 bytes moved per element");
-    r.add("copy_gbps", copy, "GB/s", n.clone());
-    r.add("dropout_fwd_gbps", fwd, "GB/s", n.clone());
-    r.add("dropout_bwd_gbps", bwd, "GB/s", n);
-    r.add("dropout_fwd_over_copy", fwd / copy, "ratio", "");
-    r.add("dropout_bwd_over_copy", bwd / copy, "ratio", "");
-    drop((x, y));
+    dropout_rows(&mut r, &gpu, len, target)?;
 
     // The dense layer dropout(relu(x W + b)) of the MLP: fused, bare matmul, four kernels.
-    let (m, k, n) = (b, 784, 256);
-    let xt = tensor(&gpu, &[m, k], 6)?;
-    let wt = tensor(&gpu, &[k, n], 7)?;
-    let bt = tensor(&gpu, &[n], 8)?;
-    let z = Tensor::zeros(&gpu, &[m, n])?;
-    let z2 = Tensor::zeros(&gpu, &[m, n])?;
-    let yt = Tensor::zeros(&gpu, &[m, n])?;
-    let fused = Timed::matmul(
-        &xt,
-        &wt,
-        (false, false),
-        Some(&bt),
-        true,
-        Some(spec),
-        &yt,
-        None,
-    )?;
-    let bare = Timed::matmul(&xt, &wt, (false, false), None, false, None, &yt, None)?;
-    let unfused = Timed::matmul(&xt, &wt, (false, false), None, false, None, &z, None)?
-        .then(Timed::bias_add(&z, &bt, &z2)?)
-        .then(Timed::relu(&z2, &z)?)
-        .then(Timed::dropout(&z, &yt, spec, false)?);
-    let t = seconds_interleaved(&[&fused, &bare, &unfused], target)?;
-    let (tf, tb, tu) = (t[0], t[1], t[2]);
-    let shape = format!("{m}x{k}x{n}, dropout 0.5");
-    r.add("dense_fused_ms", tf * 1e3, "ms", shape.clone());
-    r.add("dense_matmul_ms", tb * 1e3, "ms", shape.clone());
-    r.add(
-        "dense_unfused_ms",
-        tu * 1e3,
-        "ms",
-        "matmul, bias_add, relu, dropout",
-    );
-    r.add(
-        "dense_fused_over_matmul",
-        tf / tb,
-        "ratio",
-        "time, lower is better",
-    );
-    r.add(
-        "dense_fused_over_unfused",
-        tf / tu,
-        "ratio",
-        "time, lower is better",
-    );
+    dense_rows(&mut r, &gpu, (b, 784, 256), target)?;
 
     // Conv2d: the seed CNN's layers.
     let nb = if a.quick { 8 } else { 64 };
@@ -746,9 +1266,16 @@ fn run() -> wgnn::Result<()> {
     // copies of the MLP, one with the checks and one without, timed in alternation so
     // that load drifts hit both alike; the median of the per-pair ratios.
     let data = cycled(&train, mlp_batch * steps);
-    let (mut on, mut off) = (mlp(0.5, 0.5)?, mlp(0.5, 0.5)?);
     let pairs = if a.quick { 3 } else { 41 };
-    let (on_ms, off_ms, cost) = check_cost(&gpu, &mut on, &mut off, &data, mlp_batch, pairs)?;
+    // The two models are dropped at once, so the CNN's device bytes are its own.
+    let (on_ms, off_ms, cost) = check_cost(
+        &gpu,
+        &mut mlp(0.5, 0.5)?,
+        &mut mlp(0.5, 0.5)?,
+        &data,
+        mlp_batch,
+        pairs,
+    )?;
     let note = format!("batch {mlp_batch}, median of {pairs} alternating runs");
     r.add("mlp_check_step_ms", on_ms, "ms", note.clone());
     r.add("mlp_nocheck_step_ms", off_ms, "ms", note);
@@ -769,11 +1296,17 @@ fn run() -> wgnn::Result<()> {
         "bytes",
         "the MLP's, as mlp_device_bytes",
     );
+    let mask_bytes = r
+        .rows
+        .iter()
+        .find(|row| row.name == "mlp_bytes_mask")
+        .map_or(f64::NAN, |row| row.value);
     r.add(
         "mask_bytes",
-        0.0,
+        mask_bytes,
         "bytes",
-        "by construction: keep bits are Philox(seed, offset, index), recomputed in backward",
+        "the MLP's buffers whose role is a stored mask (mlp_bytes_mask): keep bits are \
+         Philox(seed, offset, index), recomputed in backward",
     );
     let cnn_batch = if a.quick { 8 } else { 64 };
     let mut cnn = Sequential::new(&[28, 28, 1])
@@ -801,12 +1334,26 @@ fn run() -> wgnn::Result<()> {
             "1-minute, after the last step",
         );
     }
-    Ok(())
+    let failed = r.failures.len();
+    r.add(
+        "checks_failed",
+        failed as f64,
+        "count",
+        "timed results off their reference (the exit status is 1 when any)",
+    );
+    Ok(r.failures)
 }
 
 fn main() -> ExitCode {
     match run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(failures) if failures.is_empty() => ExitCode::SUCCESS,
+        Ok(failures) => {
+            for f in &failures {
+                eprintln!("bench: check failed: {f}");
+            }
+            eprintln!("bench: {} check(s) failed", failures.len());
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("bench: {e}");
             ExitCode::FAILURE

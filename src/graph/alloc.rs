@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::graph::instr::{Builder, Res};
+use crate::graph::plan::BufferRole;
 use crate::kernels::matmul::Matmul;
 use crate::kernels::rec::Rec;
 use crate::kernels::step::Step;
@@ -20,6 +21,9 @@ pub(super) struct Materialized {
     pub physical: Vec<(usize, Arc<Buf>)>,
     /// The step uniform every `Res::Step` binds.
     pub step: wgpu::Buffer,
+    /// Every buffer made here, with its role: the pool's (activations, their gradients and
+    /// the loss scratch, reused by lifetime) and the uniforms (parameters and the step's).
+    pub roles: Vec<(BufferRole, wgpu::Buffer)>,
 }
 
 impl Materialized {
@@ -80,6 +84,11 @@ pub(super) fn materialize(gpu: &Gpu, op: &'static str, b: Builder) -> Result<Mat
         }
     }
     let step = uniform(gpu, "wgnn step", &Step::default());
+    let mut roles: Vec<(BufferRole, wgpu::Buffer)> = pool
+        .iter()
+        .map(|(_, buf, _)| (BufferRole::Activation, buf.buffer.clone()))
+        .collect();
+    roles.push((BufferRole::Uniform, step.clone()));
     let mut cmds = Vec::with_capacity(b.instrs.len());
     for ins in &b.instrs {
         let mut rec = ins.rec;
@@ -100,6 +109,7 @@ pub(super) fn materialize(gpu: &Gpu, op: &'static str, b: Builder) -> Result<Mat
         for r in &ins.binds {
             if let Res::Uniform(bytes) = r {
                 let u = gpu.counted_buffer_with("wgnn params", wgpu::BufferUsages::UNIFORM, bytes);
+                roles.push((BufferRole::Uniform, u.clone()));
                 uniforms.push(u);
             }
         }
@@ -135,5 +145,6 @@ pub(super) fn materialize(gpu: &Gpu, op: &'static str, b: Builder) -> Result<Mat
         cmds,
         physical,
         step,
+        roles,
     })
 }

@@ -59,6 +59,122 @@ pub(crate) struct ParamRefs<'a> {
     pub fuse: bool,
 }
 
+/// What a device buffer a plan binds holds, for the memory accounting the bench reports
+/// (`wgnn::testing::RoleBytes`). Every buffer gets one role, where the plan makes it or takes
+/// it from its owner (the model, the resident data set, the metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(not(feature = "testing"), allow(dead_code))] // read by the testing accessors
+pub enum BufferRole {
+    /// The resident data set (pixels, labels, sample order) or a prediction's input.
+    Data,
+    /// Parameters: kernels, biases, BatchNorm's scales and moving statistics.
+    Weights,
+    /// The optimizer's slots (momentum; Adam's m and v).
+    OptimizerState,
+    /// The plan's pool: activations, their gradients, the gathered batch and the loss
+    /// scratch, sharing physical buffers by lifetime.
+    Activation,
+    /// Parameter gradients.
+    Gradient,
+    /// Uniforms: each dispatch's parameters and the step's. Not in `ExecStats::device_bytes`,
+    /// which counts storage buffers.
+    Uniform,
+    /// Metric accumulators and the non-finite status word.
+    Status,
+    /// Host-mapped copies. A plan holds none (each readback makes and drops its own); not in
+    /// `ExecStats::device_bytes`.
+    Staging,
+    /// Stored dropout masks. wgnn holds none: keep bits are regenerated from Philox.
+    Mask,
+}
+
+#[cfg(feature = "testing")]
+impl BufferRole {
+    /// Every role, in report order.
+    pub const ALL: [BufferRole; 9] = [
+        BufferRole::Data,
+        BufferRole::Weights,
+        BufferRole::OptimizerState,
+        BufferRole::Activation,
+        BufferRole::Gradient,
+        BufferRole::Uniform,
+        BufferRole::Status,
+        BufferRole::Staging,
+        BufferRole::Mask,
+    ];
+
+    /// The role's name in reports (`weights`, `optimizer_state`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            BufferRole::Data => "data",
+            BufferRole::Weights => "weights",
+            BufferRole::OptimizerState => "optimizer_state",
+            BufferRole::Activation => "activation",
+            BufferRole::Gradient => "gradient",
+            BufferRole::Uniform => "uniform",
+            BufferRole::Status => "status",
+            BufferRole::Staging => "staging",
+            BufferRole::Mask => "mask",
+        }
+    }
+
+    /// Whether `ExecStats::device_bytes` counts buffers of this role (the storage buffers
+    /// wgnn makes through one function; uniforms and staging copies are made elsewhere).
+    pub fn in_device_bytes(self) -> bool {
+        !matches!(self, BufferRole::Uniform | BufferRole::Staging)
+    }
+}
+
+/// Bytes of distinct device buffers per [`BufferRole`], over one or more plans (a buffer two
+/// plans bind, such as a weight, counts once).
+#[cfg(feature = "testing")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoleBytes {
+    bytes: [u64; BufferRole::ALL.len()],
+    buffers: [usize; BufferRole::ALL.len()],
+}
+
+#[cfg(feature = "testing")]
+impl RoleBytes {
+    /// The distinct buffers the `plans` bind or own, summed by role.
+    pub(crate) fn of<'a>(plans: impl IntoIterator<Item = &'a Plan>) -> RoleBytes {
+        #[allow(
+            clippy::mutable_key_type,
+            reason = "wgpu::Buffer hashes and compares by identity, which its contents never change"
+        )]
+        let mut seen = std::collections::HashSet::new();
+        let mut out = RoleBytes::default();
+        for plan in plans {
+            for (role, buffer) in &plan.roles {
+                if seen.insert(buffer.clone()) {
+                    out.bytes[*role as usize] += buffer.size();
+                    out.buffers[*role as usize] += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// Bytes of buffers with role `role`.
+    pub fn bytes(&self, role: BufferRole) -> u64 {
+        self.bytes[role as usize]
+    }
+
+    /// How many buffers have role `role`.
+    pub fn buffers(&self, role: BufferRole) -> usize {
+        self.buffers[role as usize]
+    }
+
+    /// Bytes of the roles `ExecStats::device_bytes` counts ([`BufferRole::in_device_bytes`]).
+    pub fn device_bytes(&self) -> u64 {
+        BufferRole::ALL
+            .iter()
+            .filter(|r| r.in_device_bytes())
+            .map(|r| self.bytes(*r))
+            .sum()
+    }
+}
+
 /// A planned step: its dispatches with bind groups made, and the tensors it reads and writes.
 pub(crate) struct Plan {
     gpu: Gpu,
@@ -74,6 +190,9 @@ pub(crate) struct Plan {
     /// (virtual buffers, physical buffers backing them): reuse by lifetime.
     #[cfg_attr(not(feature = "testing"), allow(dead_code))] // read by the testing module
     pub buffers: (usize, usize),
+    /// Every device buffer the plan binds or owns, with its role (uniforms included).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))] // read by the testing accessors
+    roles: Vec<(BufferRole, wgpu::Buffer)>,
 }
 
 impl Plan {
@@ -140,7 +259,37 @@ impl Plan {
             }
         }
 
-        let mat = materialize(gpu, op, b)?;
+        // Roles of the buffers the plan takes from their owners; materialize adds its own.
+        let mut roles: Vec<(BufferRole, wgpu::Buffer)> = Vec::new();
+        let owned = [
+            (
+                BufferRole::Weights,
+                params.values.iter().collect::<Vec<_>>(),
+            ),
+            (BufferRole::Gradient, params.grads.iter().collect()),
+            (
+                BufferRole::OptimizerState,
+                params.state.iter().flatten().collect(),
+            ),
+            (
+                BufferRole::Data,
+                input.iter().chain(data.map(|d| &d.perm)).collect(),
+            ),
+            (
+                BufferRole::Status,
+                metrics.iter().flat_map(|m| [&m.acc, &m.status]).collect(),
+            ),
+        ];
+        for (role, ts) in owned {
+            roles.extend(ts.into_iter().map(|t| (role, t.buffer().clone())));
+        }
+        if let Some(d) = data {
+            for c in d.chunks.iter().chain(std::iter::once(&d.labels)) {
+                roles.push((BufferRole::Data, c.buffer.clone()));
+            }
+        }
+        let mut mat = materialize(gpu, op, b)?;
+        roles.append(&mut mat.roles);
         let distinct: BTreeSet<usize> = mat.physical.iter().map(|(j, _)| *j).collect();
         let buffers = (mat.physical.len(), distinct.len());
         let logits = match (mode, logits) {
@@ -161,6 +310,7 @@ impl Plan {
             logits,
             input,
             buffers,
+            roles,
         })
     }
 

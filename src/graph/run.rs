@@ -62,6 +62,13 @@ impl Epoch {
         &self.plan
     }
 
+    /// The bytes of every buffer the epoch's plans (the full-batch one and the last, smaller
+    /// one) bind or own, by role.
+    #[cfg(feature = "testing")]
+    pub fn role_bytes(&self) -> crate::graph::plan::RoleBytes {
+        crate::graph::plan::RoleBytes::of(std::iter::once(&self.plan).chain(&self.tail))
+    }
+
     /// Runs the epoch's step `i` as the model's training step `step`; `poison` is the
     /// non-finite test hook (0: none, 1: the loss, 2: a gradient). One submission.
     pub fn run(&self, i: usize, step: u32, poison: u32) -> Result<()> {

@@ -105,6 +105,16 @@ impl Trainer<'_> {
         self.epoch.plan().buffers
     }
 
+    /// Device bytes by role of everything a training step binds: the model's weights,
+    /// gradients and optimizer state, the resident data set, the metrics and the plans' own
+    /// buffers (activations, uniforms). With nothing else alive on the `Gpu`, the roles
+    /// counted in `ExecStats::device_bytes` sum to it.
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub fn role_bytes(&self) -> crate::graph::plan::RoleBytes {
+        self.epoch.role_bytes()
+    }
+
     /// Kernel dispatches the step's plan records (fusion makes fewer).
     #[cfg(feature = "testing")]
     #[doc(hidden)]

@@ -21,6 +21,7 @@ use crate::ops::{DropoutSpec, Padding};
 use crate::tensor::DType;
 use crate::{Error, Gpu, Result, Tensor};
 
+pub use crate::graph::plan::{BufferRole, RoleBytes};
 pub use crate::kernels::matmul::MatmulTile;
 
 /// The matmul variants `gpu` can run (largest first).
@@ -205,6 +206,8 @@ pub struct Timed {
     _uniforms: Vec<wgpu::Buffer>,
     /// Scratch buffers the bind groups use.
     scratch: Vec<Tensor>,
+    /// Append a dispatch that fails validation ([`Timed::with_invalid_dispatch`]).
+    invalid: bool,
 }
 
 fn f32s(op: &'static str, ts: &[&Tensor]) -> Result<()> {
@@ -236,6 +239,7 @@ impl Timed {
             cmds: vec![(cmd, bind)],
             _uniforms: vec![u],
             scratch: Vec::new(),
+            invalid: false,
         }
     }
 
@@ -447,6 +451,7 @@ impl Timed {
         self.cmds.extend(next.cmds);
         self._uniforms.extend(next._uniforms);
         self.scratch.extend(next.scratch);
+        self.invalid |= next.invalid;
         self
     }
 
@@ -461,16 +466,34 @@ impl Timed {
     /// Seconds per repetition of one submission that records the kernels `reps` times in
     /// one compute pass: from timestamps written at the pass's start and end where the
     /// adapter has `TIMESTAMP_QUERY` ([`uses_timestamps`]), else the wall clock around the
-    /// submission and a blocking wait.
+    /// submission and a blocking wait. Recording and submitting run inside a validation and
+    /// out-of-memory error scope: an invalid dispatch is an `Err`, not a fast kernel.
     ///
     /// # Errors
-    /// On device errors or a timeout.
+    /// On validation errors, device errors or a timeout.
     pub fn time(&self, reps: u32) -> Result<f64> {
+        let (gpu_secs, wall) = self.run(reps, uses_timestamps(&self.gpu))?;
+        Ok(gpu_secs.unwrap_or(wall) / f64::from(reps.max(1)))
+    }
+
+    /// Seconds a caller waits for one submission that records the kernels once: the wall
+    /// clock from the submit to the end of a blocking wait (no timestamps), inside the same
+    /// error scope as [`Timed::time`].
+    ///
+    /// # Errors
+    /// As [`Timed::time`].
+    pub fn wall_once(&self) -> Result<f64> {
+        Ok(self.run(1, false)?.1)
+    }
+
+    /// One submission of `reps` repetitions: (GPU seconds from timestamps when `timestamps`,
+    /// wall seconds of submit + wait), the whole run.
+    fn run(&self, reps: u32, timestamps: bool) -> Result<(Option<f64>, f64)> {
         let op = "bench";
         let gpu = &self.gpu;
         let d = gpu.device();
-        let ts = uses_timestamps(gpu);
-        let queries = ts.then(|| {
+        gpu.check_alive(op)?;
+        let queries = timestamps.then(|| {
             let set = d.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("bench"),
                 ty: wgpu::QueryType::Timestamp,
@@ -484,41 +507,58 @@ impl Timed {
             });
             (set, resolve)
         });
-        let mut enc = d.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
-        {
-            let writes = queries
-                .as_ref()
-                .map(|(set, _)| wgpu::ComputePassTimestampWrites {
-                    query_set: set,
-                    beginning_of_pass_write_index: Some(0),
-                    end_of_pass_write_index: Some(1),
+        let (index, wall_start) = gpu.scoped(op, || -> Result<_> {
+            let mut enc =
+                d.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
+            {
+                let writes = queries
+                    .as_ref()
+                    .map(|(set, _)| wgpu::ComputePassTimestampWrites {
+                        query_set: set,
+                        beginning_of_pass_write_index: Some(0),
+                        end_of_pass_write_index: Some(1),
+                    });
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(op),
+                    timestamp_writes: writes,
                 });
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(op),
-                timestamp_writes: writes,
-            });
-            for _ in 0..reps.max(1) {
-                self.record(&mut pass)?;
+                for _ in 0..reps.max(1) {
+                    self.record(&mut pass)?;
+                }
+                if self.invalid {
+                    // The deliberate fault of `with_invalid_dispatch`: over the limit of
+                    // 65,535 workgroups per dimension, with the last pipeline still set.
+                    pass.dispatch_workgroups(u32::MAX, 1, 1);
+                }
             }
-        }
-        if let Some((set, resolve)) = &queries {
-            enc.resolve_query_set(set, 0..2, resolve, 0);
-        }
-        let start = Instant::now();
-        let index = gpu.submit(enc.finish());
+            if let Some((set, resolve)) = &queries {
+                enc.resolve_query_set(set, 0..2, resolve, 0);
+            }
+            let cmd = enc.finish();
+            let start = Instant::now();
+            Ok((gpu.submit(cmd), start))
+        })??;
         gpu.wait(op, index)?;
-        let wall = start.elapsed().as_secs_f64();
+        let wall = wall_start.elapsed().as_secs_f64();
         let secs = match &queries {
             Some((_, resolve)) => {
                 let bytes = gpu.download(op, resolve, 16)?;
                 let t: &[u64] = bytemuck::cast_slice(&bytes);
                 let ns = t[1].saturating_sub(t[0]) as f64
                     * f64::from(gpu.queue().get_timestamp_period());
-                ns * 1e-9
+                Some(ns * 1e-9)
             }
-            None => wall,
+            None => None,
         };
-        Ok(secs / f64::from(reps.max(1)))
+        Ok((secs, wall))
+    }
+
+    /// These kernels followed by a dispatch over the device's limits in the same pass, so
+    /// that every timing of them fails validation: the bench's proof that an invalid dispatch
+    /// stops the run ([`sabotaged`]).
+    pub fn with_invalid_dispatch(mut self) -> Timed {
+        self.invalid = true;
+        self
     }
 
     /// The median of `samples` (at least 5) calls of [`Timed::time`], after one warm-up call.
@@ -533,6 +573,41 @@ impl Timed {
         t.sort_by(f64::total_cmp);
         Ok(t[t.len() / 2])
     }
+}
+
+/// Whether the environment variable `WGNN_BENCH_SABOTAGE` (a comma-separated list) names
+/// `what`: the bench then breaks that kernel's result (or, for `validation`, its dispatch) on
+/// purpose, to show that its checks fail the run. Exists only with the `testing` feature.
+pub fn sabotaged(what: &str) -> bool {
+    std::env::var("WGNN_BENCH_SABOTAGE").is_ok_and(|v| v.split(',').any(|w| w.trim() == what))
+}
+
+/// Overwrites element `index` of the f32 tensor `t` on the device with `value` (queued, as
+/// any upload): a kernel's output broken after the fact, for [`sabotaged`] runs.
+///
+/// # Errors
+/// When `t` is not f32 or `index` is out of range.
+pub fn overwrite(t: &Tensor, index: usize, value: f32) -> Result<()> {
+    t.expect(DType::F32, "overwrite")?;
+    if index >= t.len() {
+        return Err(Error::arg(
+            "overwrite",
+            format!("index {index} is outside the tensor's {} elements", t.len()),
+        ));
+    }
+    t.gpu()
+        .upload(t.buffer(), index as u64 * 4, bytemuck::bytes_of(&value));
+    Ok(())
+}
+
+/// Runs `f` inside a validation and out-of-memory error scope on `gpu`, so that an invalid
+/// command it records or submits is an `Err` naming `op` rather than a line on stderr (for
+/// timing the public API, such as `Trainer::step`).
+///
+/// # Errors
+/// What `f` returns, or the first validation or out-of-memory error it caused.
+pub fn scoped<T>(gpu: &Gpu, op: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    gpu.scoped(op, f)?
 }
 
 /// Whether [`Timed::time`] reads GPU timestamps on `gpu` (else the wall clock).
