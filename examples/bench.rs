@@ -886,6 +886,9 @@ fn step_rows(
         Ok(())
     })?;
     let (loss, _) = t.end_epoch(0)?;
+    // The first end_epoch makes the readback staging buffers (one per size, pooled by Gpu);
+    // from here on every epoch, its readbacks included, must create nothing.
+    let after_first_epoch = gpu.counters();
     // Host cost: Trainer::step with the queue idle, so that it measures encoding and
     // submitting only (lavapipe's submit waits while an earlier submission still runs, so
     // inside a back-to-back loop it would include device time).
@@ -935,9 +938,17 @@ fn step_rows(
     );
     r.add(
         &format!("{prefix}_buffers_created_after_first_step"),
-        (after.buffers_created - after_first.buffers_created) as f64,
+        (after_first_epoch.buffers_created - after_first.buffers_created) as f64,
         "count",
-        "",
+        "in the rest of the first epoch and its end_epoch (the readbacks' staging buffers)",
+    );
+    r.add(
+        &format!("{prefix}_objects_created_after_first_epoch"),
+        (after.buffers_created - after_first_epoch.buffers_created
+            + after.bind_groups_created
+            - after_first_epoch.bind_groups_created) as f64,
+        "count",
+        "buffers and bind groups in every later epoch, steps and readbacks included",
     );
     r.add(
         &format!("{prefix}_device_bytes"),

@@ -82,14 +82,14 @@ TARGETS = [
     ("gradient check ≤ 2% of the MLP step", "nan_check_cost", lambda v: v <= 0.02, "≤ 0.02"),
     ("zero mask bytes", "mask_bytes", lambda v: v == 0, "= 0"),
     (
-        "no buffer after the first MLP step",
-        "mlp_buffers_created_after_first_step",
+        "no buffer or bind group after the first MLP epoch (steps and readbacks)",
+        "mlp_objects_created_after_first_epoch",
         lambda v: v == 0,
         "= 0",
     ),
     (
-        "no buffer after the first CNN step",
-        "cnn_buffers_created_after_first_step",
+        "no buffer or bind group after the first CNN epoch (steps and readbacks)",
+        "cnn_objects_created_after_first_epoch",
         lambda v: v == 0,
         "= 0",
     ),
