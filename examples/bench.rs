@@ -944,8 +944,7 @@ fn step_rows(
     );
     r.add(
         &format!("{prefix}_objects_created_after_first_epoch"),
-        (after.buffers_created - after_first_epoch.buffers_created
-            + after.bind_groups_created
+        (after.buffers_created - after_first_epoch.buffers_created + after.bind_groups_created
             - after_first_epoch.bind_groups_created) as f64,
         "count",
         "buffers and bind groups in every later epoch, steps and readbacks included",

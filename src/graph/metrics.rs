@@ -44,8 +44,8 @@ impl Metrics {
 
     /// The accumulators, read back in one go.
     pub fn read(&self) -> Result<Reading> {
-        let a = self.acc.to_vec()?;
-        let s = self.status.to_vec_u32()?;
+        let a = self.acc.read_f32("Tensor::to_vec")?;
+        let s = self.status.read_u32("Tensor::to_vec_u32")?;
         let n = f64::from(a[2]).max(1.0);
         Ok(Reading {
             loss: f64::from(a[0]) / n,

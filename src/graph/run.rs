@@ -156,7 +156,7 @@ impl Predictor {
             let gpu = self.input.gpu();
             gpu.upload(self.input.buffer(), 0, bytemuck::cast_slice(chunk));
             self.plan.run(Step::default())?;
-            let all = self.logits.to_vec()?;
+            let all = self.logits.read_f32("Tensor::to_vec")?;
             out.extend_from_slice(&all[..rows * self.classes]);
         }
         Ok(out)

@@ -567,7 +567,7 @@ fn read_named(infos: &[ParamInfo], tensors: &[Tensor]) -> Result<Vec<NamedTensor
             Ok(NamedTensor {
                 name: p.name.clone(),
                 shape: p.shape.clone(),
-                data: t.to_vec()?,
+                data: t.read_f32("Tensor::to_vec")?,
             })
         })
         .collect()
