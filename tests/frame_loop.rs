@@ -122,7 +122,7 @@ fn a_frame_loop_trains_and_reads_metrics_without_blocking() {
         0,
         "the frame loop blocked on the device"
     );
-    assert_eq!(epoch, FRAMES / steps - usize::from(FRAMES % steps == 0));
+    assert_eq!(epoch, FRAMES / steps - usize::from(FRAMES.is_multiple_of(steps)));
     assert!(epoch >= 10, "{epoch} epochs");
     drop(t);
 

@@ -174,6 +174,7 @@ impl Predictor {
 
     /// Logits of the samples in `x` (a whole number of them, checked by the caller), a
     /// batch per submission, each read back.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn predict(&self, x: &[f32]) -> Result<Vec<f32>> {
         let batch = self.input.shape()[0];
         let mut out = Vec::with_capacity(x.len() / self.in_len * self.classes);
