@@ -77,6 +77,12 @@ impl AppWork {
 }
 
 #[test]
+fn pending_metrics_can_move_between_threads() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<PendingMetrics>();
+}
+
+#[test]
 fn a_frame_loop_trains_and_reads_metrics_without_blocking() {
     let gpu = Gpu::software().unwrap();
     let train = data(96, 1);
@@ -122,7 +128,10 @@ fn a_frame_loop_trains_and_reads_metrics_without_blocking() {
         0,
         "the frame loop blocked on the device"
     );
-    assert_eq!(epoch, FRAMES / steps - usize::from(FRAMES.is_multiple_of(steps)));
+    assert_eq!(
+        epoch,
+        FRAMES / steps - usize::from(FRAMES.is_multiple_of(steps))
+    );
     assert!(epoch >= 10, "{epoch} epochs");
     drop(t);
 
@@ -173,6 +182,9 @@ fn async_readbacks_equal_the_blocking_ones_without_blocking() {
     let t = Tensor::from_slice(&gpu, &[1.0, -2.0, 3.5], &[3]).unwrap();
     let labels = Tensor::from_u32(&gpu, &[7, 0, 9], &[3]).unwrap();
     let before = gpu.counters().blocking_waits;
+    // Natively the readbacks can move to another thread (a spawned task).
+    fn send<T: Send + 'static>(_: &T) {}
+    send(&t.to_vec_async());
     let values = pollster::block_on(t.to_vec_async()).unwrap();
     let words = pollster::block_on(labels.to_vec_u32_async()).unwrap();
     let evaluation_async = pollster::block_on(m.evaluate_async(&test, 16)).unwrap();
