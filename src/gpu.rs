@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod wait;
+
 use crate::kernels::Kernels;
 use crate::{Error, Result};
 
@@ -67,6 +69,14 @@ pub struct ExecStats {
     pub bytes_read_back: u64,
     /// Bytes of device buffers currently alive.
     pub device_bytes: u64,
+    /// Times wgnn blocked the calling thread on the device: every `poll(Wait)` (a blocking
+    /// readback, the autotuner's timing, an epoch end) and every future it had to block on
+    /// (`pollster`), including the adapter and device requests of the blocking
+    /// [`Gpu::new`] and its siblings. The async forms ([`Tensor::to_vec_async`],
+    /// [`crate::nn::PendingMetrics`]...) and [`crate::nn::Trainer::step`] never add to it.
+    ///
+    /// [`Tensor::to_vec_async`]: crate::Tensor::to_vec_async
+    pub blocking_waits: u64,
 }
 
 #[derive(Default)]
@@ -77,6 +87,7 @@ pub(crate) struct Counters {
     pub bytes_uploaded: AtomicU64,
     pub bytes_read_back: AtomicU64,
     pub device_bytes: AtomicU64,
+    pub blocking_waits: AtomicU64,
 }
 
 pub(crate) struct GpuInner {
@@ -196,14 +207,21 @@ fn backend_rank(b: wgpu::Backend) -> u8 {
     }
 }
 
-fn adapters(backends: wgpu::Backends) -> (wgpu::Instance, Vec<wgpu::Adapter>) {
+async fn adapters(backends: wgpu::Backends) -> (wgpu::Instance, Vec<wgpu::Adapter>) {
     let inst = instance(backends);
-    let mut list = pollster::block_on(inst.enumerate_adapters(backends));
+    let mut list = inst.enumerate_adapters(backends).await;
     list.sort_by_key(|a| {
         let i = a.get_info();
         (type_rank(i.device_type), backend_rank(i.backend))
     });
     (inst, list)
+}
+
+/// Runs one of wgpu's futures to completion on this thread (adapter and device requests),
+/// for the blocking constructors; `Gpu::count_blocking` records it once the `Gpu` exists.
+#[cfg(not(target_arch = "wasm32"))]
+fn block_on<F: Future>(f: F) -> F::Output {
+    pollster::block_on(f)
 }
 
 fn describe(list: &[wgpu::Adapter]) -> String {
@@ -237,18 +255,43 @@ impl Gpu {
     /// reading the environment on another thread at that moment: an application that runs
     /// such threads before opening its first `Gpu` can set `NODEVICE_SELECT` itself first.
     ///
+    /// The blocking form of [`Gpu::new_async`] (native only): waits for the adapter and
+    /// device requests on this thread.
+    ///
     /// # Errors
     /// [`Error::NoAdapter`] when no adapter matches, with how to install a software one.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Gpu> {
+        let gpu = block_on(Gpu::new_async())?;
+        gpu.count_blocking();
+        Ok(gpu)
+    }
+
+    /// Opens the best adapter as [`Gpu::new`] does, without blocking: the adapter and device
+    /// requests are awaited (no `pollster`), so it works in a browser, where the executor is
+    /// the page's event loop (`wasm_bindgen_futures::spawn_local`). There `WGPU_BACKEND` and
+    /// `WGPU_ADAPTER_NAME` do not exist and the browser's adapter is taken.
+    ///
+    /// ```
+    /// # fn main() -> wgnn::Result<()> {
+    /// let gpu = pollster::block_on(wgnn::Gpu::new_async())?; // natively; `.await` in async code
+    /// println!("running on {}", gpu.info());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] when no adapter matches, with how to install a software one.
+    pub async fn new_async() -> Result<Gpu> {
         let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
-        let (inst, list) = adapters(backends);
+        let (inst, list) = adapters(backends).await;
         if let Ok(want) = std::env::var("WGPU_ADAPTER_NAME") {
             let want_lc = want.to_lowercase();
             let found = list
                 .iter()
                 .find(|a| a.get_info().name.to_lowercase().contains(&want_lc));
             return match found {
-                Some(a) => Gpu::open_in(Some(inst.clone()), a, wgpu::Features::empty()),
+                Some(a) => Gpu::open_in(Some(inst.clone()), a, wgpu::Features::empty()).await,
                 None => Err(Error::NoAdapter(format!(
                     "WGPU_ADAPTER_NAME={want} matches none of [{}]",
                     describe(&list)
@@ -256,7 +299,7 @@ impl Gpu {
             };
         }
         match list.first() {
-            Some(a) => Gpu::open_in(Some(inst.clone()), a, wgpu::Features::empty()),
+            Some(a) => Gpu::open_in(Some(inst.clone()), a, wgpu::Features::empty()).await,
             None => Err(Error::NoAdapter(format!(
                 "no adapter on backends {backends:?}; {INSTALL_HINT}"
             ))),
@@ -264,9 +307,11 @@ impl Gpu {
     }
 
     /// Opens a software adapter (lavapipe through Vulkan first, llvmpipe through GL next).
+    /// Native only (blocks on the adapter and device requests).
     ///
     /// # Errors
     /// [`Error::NoAdapter`] when there is none, saying how to install lavapipe.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn software() -> Result<Gpu> {
         match Gpu::software_all()?.into_iter().next() {
             Some(g) => Ok(g),
@@ -275,13 +320,14 @@ impl Gpu {
     }
 
     /// Opens every software adapter there is, one [`Gpu`] each, Vulkan first. Tests use it to
-    /// run each kernel on every software backend.
+    /// run each kernel on every software backend. Native only (blocks).
     ///
     /// # Errors
     /// [`Error::NoAdapter`] when there is none.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn software_all() -> Result<Vec<Gpu>> {
         let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
-        let (inst, all) = adapters(backends);
+        let (inst, all) = block_on(adapters(backends));
         let list: Vec<_> = all
             .into_iter()
             .filter(|a| a.get_info().device_type == wgpu::DeviceType::Cpu)
@@ -292,27 +338,54 @@ impl Gpu {
             )));
         }
         list.iter()
-            .map(|a| Gpu::open_in(Some(inst.clone()), a, wgpu::Features::empty()))
+            .map(|a| {
+                let gpu = block_on(Gpu::open_in(Some(inst.clone()), a, wgpu::Features::empty()))?;
+                gpu.count_blocking();
+                Ok(gpu)
+            })
             .collect()
     }
 
     /// Opens `adapter` with its own limits (not the downlevel defaults), so buffers up to the
-    /// adapter's `max_storage_buffer_binding_size` work.
+    /// adapter's `max_storage_buffer_binding_size` work. The blocking form of
+    /// [`Gpu::open_async`] (native only).
     ///
     /// # Errors
     /// [`Error::NoAdapter`] if the device cannot be created.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn open(adapter: &wgpu::Adapter) -> Result<Gpu> {
-        Gpu::open_in(None, adapter, wgpu::Features::empty())
+        let gpu = block_on(Gpu::open_async(adapter))?;
+        gpu.count_blocking();
+        Ok(gpu)
+    }
+
+    /// As [`Gpu::open`], awaiting the device request instead of blocking.
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] if the device cannot be created.
+    pub async fn open_async(adapter: &wgpu::Adapter) -> Result<Gpu> {
+        Gpu::open_in(None, adapter, wgpu::Features::empty()).await
     }
 
     /// As [`Gpu::open`], leaving out the optional features in `without` (tests use it to run
     /// the portable versions of kernels on an adapter that has 64-bit integers).
-    #[cfg(feature = "testing")]
+    #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
     pub(crate) fn open_without(adapter: &wgpu::Adapter, without: wgpu::Features) -> Result<Gpu> {
-        Gpu::open_in(None, adapter, without)
+        let gpu = block_on(Gpu::open_in(None, adapter, without))?;
+        gpu.count_blocking();
+        Ok(gpu)
     }
 
-    fn open_in(
+    /// Counts one wait of the calling thread in [`ExecStats::blocking_waits`].
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    pub(crate) fn count_blocking(&self) {
+        self.inner
+            .counters
+            .blocking_waits
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn open_in(
         instance: Option<wgpu::Instance>,
         adapter: &wgpu::Adapter,
         without: wgpu::Features,
@@ -339,7 +412,9 @@ impl Gpu {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+        let (device, queue) = adapter
+            .request_device(&desc)
+            .await
             .map_err(|e| Error::NoAdapter(format!("{} ({:?}): {e}", ai.name, ai.backend)))?;
         let lost = Arc::new(Mutex::new(None));
         let lost_cb = lost.clone();
@@ -486,6 +561,7 @@ impl Gpu {
             bytes_uploaded: c.bytes_uploaded.load(Ordering::Relaxed),
             bytes_read_back: c.bytes_read_back.load(Ordering::Relaxed),
             device_bytes: c.device_bytes.load(Ordering::Relaxed),
+            blocking_waits: c.blocking_waits.load(Ordering::Relaxed),
         }
     }
 
@@ -607,75 +683,13 @@ impl Gpu {
             self.submit(enc.finish());
         })
     }
-
-    /// Blocks until all submitted work has finished, at most the configured timeout. A
-    /// readback waits here before it submits its copy: some drivers (lavapipe) block in the
-    /// submit itself while earlier work runs, where no timeout applies.
-    pub(crate) fn wait_idle(&self, op: &'static str) -> Result<()> {
-        self.wait_for(op, None)
-    }
-
-    /// Blocks until `index` has finished, at most the configured timeout.
-    pub(crate) fn wait(&self, op: &'static str, index: wgpu::SubmissionIndex) -> Result<()> {
-        self.wait_for(op, Some(index))
-    }
-
-    fn wait_for(&self, op: &'static str, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
-        let timeout = self.wait_timeout();
-        match self.inner.device.poll(wgpu::PollType::Wait {
-            submission_index: index,
-            timeout: Some(timeout),
-        }) {
-            Ok(_) => self.check_alive(op),
-            Err(wgpu::PollError::Timeout) => {
-                self.check_alive(op)?;
-                Err(Error::Timeout {
-                    op,
-                    waited: timeout,
-                })
-            }
-            Err(e) => {
-                self.check_alive(op)?;
-                // Waiting on a submission that never happened: the submit failed, which
-                // happens when the device is no longer valid.
-                Err(Error::DeviceLost {
-                    op,
-                    reason: e.to_string(),
-                })
-            }
-        }
-    }
-
-    /// Runs `f` inside a validation and out-of-memory error scope and maps what it catches.
-    pub(crate) fn scoped<T>(&self, op: &'static str, f: impl FnOnce() -> T) -> Result<T> {
-        let oom = self
-            .inner
-            .device
-            .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let val = self
-            .inner
-            .device
-            .push_error_scope(wgpu::ErrorFilter::Validation);
-        let out = f();
-        let v = pollster::block_on(val.pop());
-        let o = pollster::block_on(oom.pop());
-        if let Some(e) = v.or(o) {
-            // A lost device shows first as invalid objects; polling runs the lost callback.
-            let _ = self.inner.device.poll(wgpu::PollType::Poll);
-            self.check_alive(op)?;
-            return Err(Error::Gpu {
-                op,
-                msg: e.to_string(),
-            });
-        }
-        Ok(out)
-    }
 }
 
 fn log_uncaptured(e: &wgpu::Error) {
     eprintln!("wgnn: uncaptured wgpu error: {e}");
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn unreachable_none() -> Result<Gpu> {
     Err(Error::NoAdapter(format!(
         "no software adapter; {INSTALL_HINT}"

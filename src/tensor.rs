@@ -1,7 +1,9 @@
 //! `Tensor`: a GPU buffer with a shape and an element type.
 
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use crate::{Error, Gpu, Result};
 
@@ -87,7 +89,11 @@ impl Gpu {
         self.queue().write_buffer(buffer, offset, bytes);
     }
 
-    /// Copies `bytes` bytes from the start of `buffer` to the host, blocking until done.
+    /// Copies `bytes` bytes from the start of `buffer` to the host, blocking until done: the
+    /// native wrapper over [`Gpu::readback`]. Waits for the device before it submits its
+    /// copy: some drivers (lavapipe) block in the submit itself while earlier work runs,
+    /// where no timeout applies.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn download(
         &self,
         op: &'static str,
@@ -96,56 +102,74 @@ impl Gpu {
     ) -> Result<Vec<u8>> {
         self.check_alive(op)?;
         self.wait_idle(op)?;
-        let size = bytes.div_ceil(4) * 4;
-        let staging = self.take_staging(size);
-        let mut enc = self
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
-        enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
-        let index = self.submit(enc.finish());
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
+        let mut parts = self.block_on(op, self.readback(op, &[(buffer, bytes)]))?;
+        Ok(parts.pop().unwrap_or_default())
+    }
+
+    /// In a browser nothing may block: wgnn's blocking paths that have no async form yet
+    /// (`Trainer::end_epoch`, `Sequential::weights`, the eager `ops::softmax_xent`...) fail
+    /// here, naming the async forms to use.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn download(
+        &self,
+        op: &'static str,
+        _buffer: &wgpu::Buffer,
+        _bytes: u64,
+    ) -> Result<Vec<u8>> {
+        Err(Error::arg(
+            op,
+            "a blocking readback cannot run in a browser; use the async forms \
+             (Tensor::to_vec_async, Sequential::evaluate_async / predict_async, \
+             Trainer::request_metrics)",
+        ))
+    }
+
+    /// Starts a readback of the first `bytes` bytes of each buffer in `parts`, concatenated
+    /// (each rounded up to 4 bytes): records the copies into one staging buffer, submits them
+    /// and asks for the mapping. Never waits: the returned [`Readback`] resolves once the GPU
+    /// is done. Its contents are those of the buffers at this point in queue order.
+    pub(crate) fn readback(&self, op: &'static str, parts: &[(&wgpu::Buffer, u64)]) -> Readback {
+        let state = Arc::new(Mutex::new(MapState::default()));
+        let mut rb = Readback {
+            gpu: self.clone(),
+            op,
+            staging: None,
+            lens: parts.iter().map(|&(_, n)| n).collect(),
+            state: state.clone(),
+            failed: None,
+        };
+        if let Err(e) = self.check_alive(op) {
+            rb.failed = Some(e);
+            return rb;
+        }
+        let size: u64 = parts.iter().map(|&(_, n)| n.div_ceil(4) * 4).sum();
+        let staging = self.take_staging(size.max(4));
+        let submitted = self.scoped(op, || {
+            let mut enc = self
+                .device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
+            let mut at = 0;
+            for &(buffer, n) in parts {
+                let n = n.div_ceil(4) * 4;
+                enc.copy_buffer_to_buffer(buffer, 0, &staging, at, n);
+                at += n;
+            }
+            self.submit(enc.finish());
         });
-        self.wait(op, index)?;
-        // The callback may be run by another thread's poll, a moment after ours returns.
-        let deadline = std::time::Instant::now() + self.wait_timeout();
-        let mapped = loop {
-            match rx.recv_timeout(std::time::Duration::from_millis(1)) {
-                Ok(r) => break r,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
-                    if std::time::Instant::now() < deadline =>
-                {
-                    self.check_alive(op)?;
-                    let _ = self.device().poll(wgpu::PollType::Poll);
-                }
-                Err(_) => {
-                    self.check_alive(op)?;
-                    return Err(Error::Timeout {
-                        op,
-                        waited: self.wait_timeout(),
-                    });
+        if let Err(e) = submitted {
+            rb.failed = Some(e);
+            return rb;
+        }
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            if let Ok(mut s) = state.lock() {
+                s.done = Some(r);
+                if let Some(w) = s.waker.take() {
+                    w.wake();
                 }
             }
-        };
-        mapped.map_err(|e| Error::Gpu {
-            op,
-            msg: format!("mapping the readback buffer: {e}"),
-        })?;
-        let out = staging
-            .get_mapped_range(..)
-            .map_err(|e| Error::Gpu {
-                op,
-                msg: format!("reading the readback buffer: {e}"),
-            })?
-            .to_vec();
-        staging.unmap();
-        self.give_back_staging(staging);
-        self.inner
-            .counters
-            .bytes_read_back
-            .fetch_add(size, Ordering::Relaxed);
-        Ok(out[..bytes as usize].to_vec())
+        });
+        rb.staging = Some(staging);
+        rb
     }
 
     /// An idle readback staging buffer of exactly `size` bytes from the pool, else a new
@@ -178,6 +202,130 @@ impl Gpu {
     }
 }
 
+/// The first part of a readback's bytes.
+pub(crate) fn first(mut parts: Vec<Vec<u8>>) -> Vec<u8> {
+    parts.truncate(1);
+    parts.pop().unwrap_or_default()
+}
+
+/// Where a readback's mapping stands: set by wgpu's `map_async` callback.
+#[derive(Default)]
+pub(crate) struct MapState {
+    done: Option<std::result::Result<(), wgpu::BufferAsyncError>>,
+    waker: Option<Waker>,
+}
+
+/// A readback in flight (from [`Gpu::readback`]): a future of the bytes that never blocks,
+/// and [`Readback::try_take`] for a frame loop. Natively nothing polls the device by itself,
+/// so each poll of the future (and each `try_take`) polls it once without waiting
+/// (`PollType::Poll`) and a pending future wakes itself to be polled again; in a browser
+/// the page's event loop runs the mapping callback, which wakes the future.
+pub(crate) struct Readback {
+    gpu: Gpu,
+    op: &'static str,
+    staging: Option<wgpu::Buffer>,
+    lens: Vec<u64>,
+    state: Arc<Mutex<MapState>>,
+    /// An error met while starting, given at the first poll.
+    failed: Option<Error>,
+}
+
+impl Readback {
+    /// A readback that fails with `e` when polled.
+    pub(crate) fn failed(gpu: &Gpu, op: &'static str, e: Error) -> Readback {
+        Readback {
+            gpu: gpu.clone(),
+            op,
+            staging: None,
+            lens: Vec::new(),
+            state: Arc::default(),
+            failed: Some(e),
+        }
+    }
+
+    /// The bytes of each part, once the GPU is done; `None` until then (it polls the device
+    /// once, without waiting). After it has returned `Some`, it returns an error.
+    pub(crate) fn try_take(&mut self) -> Option<Result<Vec<Vec<u8>>>> {
+        let op = self.op;
+        if let Some(e) = self.failed.take() {
+            return Some(Err(e));
+        }
+        if self.staging.is_none() {
+            return Some(Err(Error::internal(op, "a readback taken twice")));
+        }
+        let mut done = self.state.lock().ok().and_then(|mut s| s.done.take());
+        if done.is_none() {
+            let _ = self.gpu.device().poll(wgpu::PollType::Poll);
+            done = self.state.lock().ok().and_then(|mut s| s.done.take());
+        }
+        let Some(mapped) = done else {
+            // A lost device never runs the callback.
+            return self.gpu.lost_error(op).err().map(|e| {
+                self.staging = None;
+                Err(e)
+            });
+        };
+        let staging = self.staging.take()?;
+        Some(self.finish(staging, mapped))
+    }
+
+    fn finish(
+        &self,
+        staging: wgpu::Buffer,
+        mapped: std::result::Result<(), wgpu::BufferAsyncError>,
+    ) -> Result<Vec<Vec<u8>>> {
+        let op = self.op;
+        mapped.map_err(|e| Error::Gpu {
+            op,
+            msg: format!("mapping the readback buffer: {e}"),
+        })?;
+        let all = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu {
+                op,
+                msg: format!("reading the readback buffer: {e}"),
+            })?
+            .to_vec();
+        staging.unmap();
+        let size = staging.size();
+        self.gpu.give_back_staging(staging);
+        self.gpu
+            .inner
+            .counters
+            .bytes_read_back
+            .fetch_add(size, Ordering::Relaxed);
+        let mut at = 0;
+        Ok(self
+            .lens
+            .iter()
+            .map(|&n| {
+                let part = all[at..at + n as usize].to_vec();
+                at += n.div_ceil(4) as usize * 4;
+                part
+            })
+            .collect())
+    }
+}
+
+impl Future for Readback {
+    type Output = Result<Vec<Vec<u8>>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(out) = this.try_take() {
+            return Poll::Ready(out);
+        }
+        if let Ok(mut s) = this.state.lock() {
+            s.waker = Some(cx.waker().clone());
+        }
+        // Natively nothing else polls the device: ask to be polled again (try_take polls).
+        // In a browser the mapping callback wakes the task.
+        #[cfg(not(target_arch = "wasm32"))]
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
 /// The most bytes of idle readback staging buffers a [`Gpu`] keeps for reuse (host-visible
 /// memory; not part of [`crate::ExecStats::device_bytes`] or the memory budget). A readback
 /// larger than what is left creates and drops its staging buffer each time.
@@ -196,7 +344,8 @@ pub fn set_poison_outputs(on: bool) {
 /// An n-dimensional array of f32 or u32 on the GPU, row-major (NHWC for images).
 ///
 /// Cloning is cheap and shares the buffer. Data moves only when asked: [`Tensor::from_slice`]
-/// uploads, [`Tensor::to_vec`] reads back (and blocks).
+/// uploads, [`Tensor::to_vec_async`] reads back without blocking and [`Tensor::to_vec`] (native)
+/// blocks.
 #[derive(Clone)]
 pub struct Tensor {
     pub(crate) gpu: Gpu,
@@ -392,29 +541,85 @@ impl Tensor {
         })
     }
 
-    /// Reads an f32 tensor back to the host (blocks until the GPU is done).
+    /// Reads an f32 tensor back to the host, blocking until the GPU is done: the native
+    /// wrapper over [`Tensor::to_vec_async`].
     ///
     /// # Errors
     /// When the tensor is u32, or on device loss or timeout.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn to_vec(&self) -> Result<Vec<f32>> {
-        self.expect(DType::F32, "Tensor::to_vec")?;
-        let bytes = self
-            .gpu
-            .download("Tensor::to_vec", &self.buf.buffer, self.len() as u64 * 4)?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        self.read_f32("Tensor::to_vec")
     }
 
-    /// Reads a u32 tensor back to the host (blocks until the GPU is done).
+    /// Reads a u32 tensor back to the host, blocking until the GPU is done: the native
+    /// wrapper over [`Tensor::to_vec_u32_async`].
     ///
     /// # Errors
     /// When the tensor is f32, or on device loss or timeout.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
-        self.expect(DType::U32, "Tensor::to_vec_u32")?;
-        let bytes = self.gpu.download(
-            "Tensor::to_vec_u32",
-            &self.buf.buffer,
-            self.len() as u64 * 4,
-        )?;
+        self.read_u32("Tensor::to_vec_u32")
+    }
+
+    /// Reads an f32 tensor back to the host without blocking. The copy is recorded and
+    /// submitted now, so the values are those the tensor holds after the work submitted so
+    /// far, whenever the future is awaited. The future never waits for the device: natively
+    /// each poll polls it once (`PollType::Poll`) and a pending future wakes itself, so any
+    /// executor (`pollster`, a frame loop's) drives it; in a browser the page's event loop
+    /// does. It does not borrow the tensor.
+    ///
+    /// ```
+    /// # fn main() -> wgnn::Result<()> {
+    /// # let gpu = wgnn::Gpu::software()?;
+    /// let t = wgnn::Tensor::from_slice(&gpu, &[1.0, -2.0], &[2])?;
+    /// let pending = wgnn::ops::relu(&t)?.to_vec_async();
+    /// // ... other work; then, in async code, `pending.await?`; natively:
+    /// assert_eq!(pollster::block_on(pending)?, vec![1.0, 0.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// When the tensor is u32, or on device loss.
+    pub fn to_vec_async(&self) -> impl Future<Output = Result<Vec<f32>>> + 'static {
+        let rb = self.start_read(DType::F32, "Tensor::to_vec_async");
+        async move { Ok(bytemuck::pod_collect_to_vec(&first(rb.await?))) }
+    }
+
+    /// Reads a u32 tensor back to the host without blocking; as [`Tensor::to_vec_async`].
+    ///
+    /// # Errors
+    /// When the tensor is f32, or on device loss.
+    pub fn to_vec_u32_async(&self) -> impl Future<Output = Result<Vec<u32>>> + 'static {
+        let rb = self.start_read(DType::U32, "Tensor::to_vec_u32_async");
+        async move { Ok(bytemuck::pod_collect_to_vec(&first(rb.await?))) }
+    }
+
+    /// Starts the readback of the whole tensor (or one that fails on a wrong `dtype`).
+    pub(crate) fn start_read(&self, dtype: DType, op: &'static str) -> Readback {
+        match self.expect(dtype, op) {
+            Ok(()) => self
+                .gpu
+                .readback(op, &[(&self.buf.buffer, self.len() as u64 * 4)]),
+            Err(e) => Readback::failed(&self.gpu, op, e),
+        }
+    }
+
+    /// The blocking f32 readback for wgnn's own blocking paths, naming `op` in errors.
+    pub(crate) fn read_f32(&self, op: &'static str) -> Result<Vec<f32>> {
+        self.expect(DType::F32, op)?;
+        let bytes = self
+            .gpu
+            .download(op, &self.buf.buffer, self.len() as u64 * 4)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// The blocking u32 readback for wgnn's own blocking paths, naming `op` in errors.
+    pub(crate) fn read_u32(&self, op: &'static str) -> Result<Vec<u32>> {
+        self.expect(DType::U32, op)?;
+        let bytes = self
+            .gpu
+            .download(op, &self.buf.buffer, self.len() as u64 * 4)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 

@@ -8,11 +8,18 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
+#[cfg(not(target_arch = "wasm32"))]
 use std::time::Instant;
 
-use crate::kernels::matmul::{Epilogue, Matmul, MatmulParams, MatmulTile, TuneKey, TuneSettings};
-use crate::kernels::{uniform, zero_status, zero_step};
-use crate::{Error, Gpu, Result, Tensor};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::Tensor;
+use crate::kernels::matmul::{Matmul, MatmulTile, TuneKey, TuneSettings};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::kernels::{
+    matmul::{Epilogue, MatmulParams},
+    uniform, zero_status, zero_step,
+};
+use crate::{Error, Gpu, Result};
 
 /// Shapes up to this many multiply-adds are timed; larger ones take the static choice (at
 /// about 50 GFLOP/s on lavapipe, timing 2^32 costs a few seconds once).
@@ -20,6 +27,7 @@ const TUNE_MAX_MACS: u64 = 1 << 32;
 /// Nor are shapes whose three scratch matrices would take more than this.
 const TUNE_MAX_BYTES: u64 = 256 << 20;
 /// Timed runs per variant (after one warm-up); the median counts.
+#[cfg(not(target_arch = "wasm32"))]
 const TUNE_RUNS: usize = 3;
 
 /// The autotuner's settings on `gpu`, read from the environment the first time, when the
@@ -75,7 +83,9 @@ pub(crate) fn matmul_tile(
         .saturating_add(k64 * n64)
         .saturating_add(m64 * n64)
         .saturating_mul(4);
-    if !settings.autotune
+    // In a browser nothing may block (and `Instant` does not exist): the static choice.
+    if cfg!(target_arch = "wasm32")
+        || !settings.autotune
         || kern.tiles().len() < 2
         || macs > TUNE_MAX_MACS
         || bytes > TUNE_MAX_BYTES
@@ -99,8 +109,19 @@ pub(crate) fn matmul_tile(
     Ok(chosen)
 }
 
+#[cfg(target_arch = "wasm32")]
+fn time_tiles(
+    _gpu: &Gpu,
+    _kern: &Matmul,
+    _trans: (bool, bool),
+    _shape: (u32, u32, u32),
+) -> Result<MatmulTile> {
+    Err(Error::arg("matmul autotune", "not timed in a browser"))
+}
+
 /// The fastest variant for this shape by wall clock: one warm-up and [`TUNE_RUNS`]
 /// timed runs each, on zero matrices, the median counting.
+#[cfg(not(target_arch = "wasm32"))]
 fn time_tiles(
     gpu: &Gpu,
     kern: &Matmul,

@@ -6,6 +6,10 @@ use crate::graph::instr::{Builder, Res, bytes};
 use crate::kernels::data::{DataParams, LOSS_CODE};
 use crate::kernels::rec::Rec;
 use crate::kernels::softmax_xent::{FLAG_NO_GRAD, STATUS_WORDS, SoftmaxXentParams};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::tensor::Readback;
 use crate::{Gpu, Result, Tensor};
 
 /// What the metric accumulators held.
@@ -19,6 +23,57 @@ pub(crate) struct Reading {
     pub bad: Option<(u32, Option<usize>)>,
     /// Steps skipped for non-finite values (skip mode).
     pub skipped: usize,
+}
+
+impl Reading {
+    /// The reading of the accumulators `a` (f32 [4]) and status words `s` (u32 [4]).
+    fn new(a: &[f32], s: &[u32]) -> Reading {
+        let n = f64::from(a[2]).max(1.0);
+        Reading {
+            loss: f64::from(a[0]) / n,
+            accuracy: f64::from(a[1]) / n,
+            bad: s[0].checked_sub(1).map(|step| {
+                let what = (s[1] != LOSS_CODE).then(|| (u32::MAX - 1 - s[1]) as usize);
+                (step, what)
+            }),
+            skipped: a[3] as usize,
+        }
+    }
+
+    /// The reading of a [`Metrics::request`] readback's two parts.
+    fn from_parts(parts: &[Vec<u8>]) -> Reading {
+        let word = |i: usize| -> Vec<u32> {
+            parts
+                .get(i)
+                .map_or_else(|| vec![0; 4], |p| bytemuck::pod_collect_to_vec(p))
+        };
+        let a: Vec<f32> = word(0).into_iter().map(f32::from_bits).collect();
+        Reading::new(&a, &word(1))
+    }
+}
+
+/// A reading of the metrics in flight ([`Metrics::request`]): a future that never blocks,
+/// or [`PendingReading::try_take`] once per frame.
+pub(crate) struct PendingReading(Readback);
+
+impl PendingReading {
+    /// The reading once the GPU is done, `None` until then (polls the device once, without
+    /// waiting).
+    pub fn try_take(&mut self) -> Option<Result<Reading>> {
+        self.0
+            .try_take()
+            .map(|r| r.map(|parts| Reading::from_parts(&parts)))
+    }
+}
+
+impl Future for PendingReading {
+    type Output = Result<Reading>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.get_mut().0)
+            .poll(cx)
+            .map(|r| r.map(|parts| Reading::from_parts(&parts)))
+    }
 }
 
 /// Persistent tensors a training or evaluation plan accumulates into.
@@ -42,20 +97,24 @@ impl Metrics {
         })
     }
 
-    /// The accumulators, read back in one go.
+    /// The accumulators, read back (blocking).
     pub fn read(&self) -> Result<Reading> {
-        let a = self.acc.to_vec()?;
-        let s = self.status.to_vec_u32()?;
-        let n = f64::from(a[2]).max(1.0);
-        Ok(Reading {
-            loss: f64::from(a[0]) / n,
-            accuracy: f64::from(a[1]) / n,
-            bad: s[0].checked_sub(1).map(|step| {
-                let what = (s[1] != LOSS_CODE).then(|| (u32::MAX - 1 - s[1]) as usize);
-                (step, what)
-            }),
-            skipped: a[3] as usize,
-        })
+        let a = self.acc.read_f32("Tensor::to_vec")?;
+        let s = self.status.read_u32("Tensor::to_vec_u32")?;
+        Ok(Reading::new(&a, &s))
+    }
+
+    /// Starts reading both accumulators back (one copy of each into one staging buffer, one
+    /// mapping); never waits. The values are those after the work submitted so far.
+    pub fn request(&self, op: &'static str) -> PendingReading {
+        let gpu = self.acc.gpu();
+        PendingReading(gpu.readback(
+            op,
+            &[
+                (self.acc.buffer(), self.acc.len() as u64 * 4),
+                (self.status.buffer(), self.status.len() as u64 * 4),
+            ],
+        ))
     }
 
     /// Zeroes the accumulators (recorded on the queue, no upload).

@@ -4,9 +4,10 @@
 
 use crate::data::resident::GpuDataset;
 use crate::graph::Graph;
-use crate::graph::metrics::{Metrics, Reading};
+use crate::graph::metrics::{Metrics, PendingReading, Reading};
 use crate::graph::plan::{Job, Mode, ParamRefs, Plan};
 use crate::kernels::step::Step;
+use crate::tensor::Readback;
 use crate::{Error, Gpu, Result, Tensor};
 
 /// The plans of one pass over a resident data set: `full` steps of `batch` samples, then
@@ -97,6 +98,31 @@ pub(crate) fn evaluate(
     data: &GpuDataset,
     batch: usize,
 ) -> Result<Reading> {
+    evaluate_record(gpu, op, graph, params, data, batch)?.read()
+}
+
+/// As [`evaluate`], without blocking: records and submits every step, then starts the
+/// readback of the metrics.
+pub(crate) fn evaluate_request(
+    gpu: &Gpu,
+    op: &'static str,
+    graph: &Graph,
+    params: &ParamRefs<'_>,
+    data: &GpuDataset,
+    batch: usize,
+) -> Result<PendingReading> {
+    Ok(evaluate_record(gpu, op, graph, params, data, batch)?.request(op))
+}
+
+/// Records and submits an evaluation's steps; returns the metrics they accumulate into.
+fn evaluate_record(
+    gpu: &Gpu,
+    op: &'static str,
+    graph: &Graph,
+    params: &ParamRefs<'_>,
+    data: &GpuDataset,
+    batch: usize,
+) -> Result<Metrics> {
     let metrics = Metrics::new(gpu, false)?;
     let job = Job {
         op,
@@ -110,7 +136,7 @@ pub(crate) fn evaluate(
     for i in 0..epoch.steps() {
         epoch.run(i, 0, 0)?;
     }
-    metrics.read()
+    Ok(metrics)
 }
 
 /// A prediction plan for up to `batch` samples at a time: host values in, logits out.
@@ -148,6 +174,7 @@ impl Predictor {
 
     /// Logits of the samples in `x` (a whole number of them, checked by the caller), a
     /// batch per submission, each read back.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn predict(&self, x: &[f32]) -> Result<Vec<f32>> {
         let batch = self.input.shape()[0];
         let mut out = Vec::with_capacity(x.len() / self.in_len * self.classes);
@@ -156,8 +183,28 @@ impl Predictor {
             let gpu = self.input.gpu();
             gpu.upload(self.input.buffer(), 0, bytemuck::cast_slice(chunk));
             self.plan.run(Step::default())?;
-            let all = self.logits.to_vec()?;
+            let all = self.logits.read_f32("Tensor::to_vec")?;
             out.extend_from_slice(&all[..rows * self.classes]);
+        }
+        Ok(out)
+    }
+
+    /// As [`Predictor::predict`], without blocking: records every batch's run and the copy of
+    /// its logits now (the input and logits buffers are reused in queue order), and returns
+    /// the readbacks with the rows each holds.
+    pub fn request(&self, x: &[f32]) -> Result<Vec<(Readback, usize)>> {
+        let batch = self.input.shape()[0];
+        let mut out = Vec::new();
+        for chunk in x.chunks(batch * self.in_len) {
+            let rows = chunk.len() / self.in_len;
+            let gpu = self.input.gpu();
+            gpu.upload(self.input.buffer(), 0, bytemuck::cast_slice(chunk));
+            self.plan.run(Step::default())?;
+            let bytes = (rows * self.classes * 4) as u64;
+            out.push((
+                gpu.readback("predict", &[(self.logits.buffer(), bytes)]),
+                rows,
+            ));
         }
         Ok(out)
     }

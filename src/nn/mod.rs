@@ -37,5 +37,5 @@ pub use fit::{EpochLog, Evaluation, Fit, History, ModelCheckpoint, Monitor, OnNo
 pub use layers::{Activation, BatchNorm, Conv2d, Dense, Dropout, Layer, MaxPool2d};
 pub use model::Sequential;
 pub use optimizer::Optimizer;
-pub use trainer::Trainer;
+pub use trainer::{PendingMetrics, Trainer};
 pub use weights::NamedTensor;

@@ -8,7 +8,7 @@ use crate::data::Dataset;
 use crate::data::resident::GpuDataset;
 use crate::graph::Graph;
 use crate::graph::plan::ParamRefs;
-use crate::graph::run::{Predictor, evaluate};
+use crate::graph::run::{Predictor, evaluate, evaluate_request};
 use crate::nn::fit::{Evaluation, OnNonFinite};
 use crate::nn::layers::Layer;
 use crate::nn::lower::{Lowered, ParamInfo, init_values, lower};
@@ -272,30 +272,115 @@ impl Sequential {
     }
 
     /// Mean loss and accuracy over `data` in inference mode (dropout off, BatchNorm moving
-    /// statistics), `batch_size` samples per step.
+    /// statistics), `batch_size` samples per step. The blocking form of
+    /// [`Sequential::evaluate_async`] (native only).
     ///
     /// # Errors
     /// As [`Sequential::fit`] for the data set; batch size 0.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn evaluate(&self, data: &Dataset, batch_size: usize) -> Result<Evaluation> {
-        if batch_size == 0 {
-            return Err(Error::arg(
-                "evaluate",
-                "batch_size must be at least 1, got 0",
-            ));
-        }
-        self.check_data("evaluate", "evaluation", data)?;
-        let gpu = &self.compiled("evaluate")?.gpu;
-        let resident = GpuDataset::upload(gpu, "evaluate", &data.images, &data.labels, data.count)?;
+        let resident = self.evaluation_data("evaluate", data, batch_size)?;
         self.evaluate_resident("evaluate", &resident, batch_size)
     }
 
+    /// As [`Sequential::evaluate`], without blocking: every step is recorded and submitted
+    /// when the future is first polled (it is an `async fn`), and the metrics are then read back by a future that never waits for the device (see
+    /// [`Tensor::to_vec_async`]). Same values as [`Sequential::evaluate`], bit for bit.
+    ///
+    /// ```
+    /// # fn main() -> wgnn::Result<()> {
+    /// # use wgnn::nn::*;
+    /// # let gpu = wgnn::Gpu::software()?;
+    /// # let (_, test) = wgnn::data::shipped_fashion_mnist()?;
+    /// let mut model = Sequential::new(&[784]).with(Dense::new(10)?);
+    /// model.compile(&gpu, Optimizer::sgd(0.1, 0.0), 1)?;
+    /// let test = test.subset(0..100)?;
+    /// // natively; `.await` in async code (a browser's `spawn_local`)
+    /// let e = pollster::block_on(model.evaluate_async(&test, 50))?;
+    /// assert_eq!(e, model.evaluate(&test, 50)?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Sequential::evaluate`].
+    pub async fn evaluate_async(&self, data: &Dataset, batch_size: usize) -> Result<Evaluation> {
+        let op = "evaluate_async";
+        let resident = self.evaluation_data(op, data, batch_size)?;
+        let c = self.compiled(op)?;
+        let pending = evaluate_request(&c.gpu, op, &c.graph, &c.refs(), &resident, batch_size)?;
+        let r = pending.await?;
+        Ok(Evaluation {
+            loss: r.loss,
+            accuracy: r.accuracy,
+        })
+    }
+
+    /// Checks `data` and `batch_size` for the evaluation `op` and uploads the data set.
+    fn evaluation_data(
+        &self,
+        op: &'static str,
+        data: &Dataset,
+        batch_size: usize,
+    ) -> Result<GpuDataset> {
+        if batch_size == 0 {
+            return Err(Error::arg(op, "batch_size must be at least 1, got 0"));
+        }
+        self.check_data(op, "evaluation", data)?;
+        let gpu = &self.compiled(op)?.gpu;
+        GpuDataset::upload(gpu, op, &data.images, &data.labels, data.count)
+    }
+
     /// Logits `[n, classes]` (row-major) for `n` samples in `x` (`n * input size` values), in
-    /// inference mode. Safe to call from several threads at once.
+    /// inference mode. Safe to call from several threads at once. The blocking form of
+    /// [`Sequential::predict_async`] (native only).
     ///
     /// # Errors
     /// When `x.len()` is not a multiple of the input size or is empty.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn predict(&self, x: &[f32]) -> Result<Vec<f32>> {
-        let op = "predict";
+        let predictor = self.predictor("predict", x)?;
+        let predictor = predictor.lock().map_err(|_| poisoned())?;
+        predictor.predict(x)
+    }
+
+    /// As [`Sequential::predict`], without blocking: every batch is uploaded, run and its
+    /// logits' copy recorded when the future is first polled, in one go (no other call uses
+    /// the cached plan meanwhile); then the logits are read back by futures that never wait
+    /// for the device. Same values as [`Sequential::predict`], bit for bit.
+    ///
+    /// ```
+    /// # fn main() -> wgnn::Result<()> {
+    /// # use wgnn::nn::*;
+    /// # let gpu = wgnn::Gpu::software()?;
+    /// let mut model = Sequential::new(&[4]).with(Dense::new(3)?);
+    /// model.compile(&gpu, Optimizer::sgd(0.1, 0.0), 1)?;
+    /// let x = [0.5f32; 8]; // two samples
+    /// let logits = pollster::block_on(model.predict_async(&x))?;
+    /// assert_eq!(logits, model.predict(&x)?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Sequential::predict`].
+    pub async fn predict_async(&self, x: &[f32]) -> Result<Vec<f32>> {
+        let op = "predict_async";
+        let pending = {
+            let predictor = self.predictor(op, x)?;
+            let predictor = predictor.lock().map_err(|_| poisoned())?;
+            predictor.request(x)?
+        };
+        let mut out = Vec::with_capacity(x.len());
+        for (readback, _rows) in pending {
+            let bytes = crate::tensor::first(readback.await?);
+            out.extend(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes));
+        }
+        Ok(out)
+    }
+
+    /// Checks `x` for the prediction `op` and returns the cached plan for its batch size.
+    fn predictor(&self, op: &'static str, x: &[f32]) -> Result<Arc<Mutex<Predictor>>> {
         let c = self.compiled(op)?;
         c.gpu.check_alive(op)?;
         let in_len: usize = c.graph.input.iter().product();
@@ -310,20 +395,16 @@ impl Sequential {
             ));
         }
         let batch = (x.len() / in_len).min(256);
-        let predictor = {
-            let mut cache = c.predict.lock().map_err(|_| poisoned())?;
-            match cache.get(&batch) {
-                Some(p) => p.clone(),
-                None => {
-                    let p = Predictor::new(&c.gpu, &c.graph, &c.refs(), batch)?;
-                    let p = Arc::new(Mutex::new(p));
-                    cache.insert(batch, p.clone());
-                    p
-                }
+        let mut cache = c.predict.lock().map_err(|_| poisoned())?;
+        Ok(match cache.get(&batch) {
+            Some(p) => p.clone(),
+            None => {
+                let p = Predictor::new(&c.gpu, &c.graph, &c.refs(), batch)?;
+                let p = Arc::new(Mutex::new(p));
+                cache.insert(batch, p.clone());
+                p
             }
-        };
-        let predictor = predictor.lock().map_err(|_| poisoned())?;
-        predictor.predict(x)
+        })
     }
 
     /// The weights, read back: name, shape, values, in the model's order.
@@ -567,7 +648,7 @@ fn read_named(infos: &[ParamInfo], tensors: &[Tensor]) -> Result<Vec<NamedTensor
             Ok(NamedTensor {
                 name: p.name.clone(),
                 shape: p.shape.clone(),
-                data: t.to_vec()?,
+                data: t.read_f32("Tensor::to_vec")?,
             })
         })
         .collect()

@@ -1,11 +1,13 @@
 //! A training session: the data set uploaded once, the step planned once, then one
 //! submission per step.
 
+use std::sync::Mutex;
+
 use rand::{RngExt, SeedableRng};
 
 use crate::data::Dataset;
 use crate::data::resident::GpuDataset;
-use crate::graph::metrics::{Metrics, Reading};
+use crate::graph::metrics::{Metrics, PendingReading, Reading};
 use crate::graph::plan::{Job, Mode};
 use crate::graph::run::Epoch;
 use crate::nn::fit::OnNonFinite;
@@ -77,6 +79,74 @@ impl Sequential {
             epoch_start: 0,
             skipped: 0,
         })
+    }
+}
+
+/// The loss and accuracy of a [`Trainer`] on their way back from the GPU
+/// ([`Trainer::request_metrics`]). Does not borrow the trainer.
+pub struct PendingMetrics {
+    /// The readback in flight; `None` once it has failed (the error was given).
+    reading: Mutex<Option<PendingReading>>,
+    /// The values, once they have arrived.
+    got: Mutex<Option<(f64, f64)>>,
+}
+
+impl std::fmt::Debug for PendingMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingMetrics")
+            .field("got", &self.got.lock().ok().and_then(|g| *g))
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingMetrics {
+    /// `(loss, accuracy)` once the GPU is done, `None` until then; never waits (it polls the
+    /// device once, `PollType::Poll`, natively; in a browser the page's event loop does).
+    /// Once arrived, every later call returns the same values.
+    ///
+    /// # Errors
+    /// On device loss or a failed mapping (returned once; later calls say it failed).
+    pub fn try_get(&self) -> Option<Result<(f64, f64)>> {
+        let op = "PendingMetrics::try_get";
+        if let Some(v) = self.got.lock().ok().and_then(|g| *g) {
+            return Some(Ok(v));
+        }
+        let Ok(mut reading) = self.reading.lock() else {
+            return Some(Err(Error::internal(op, "a poisoned lock")));
+        };
+        let Some(pending) = reading.as_mut() else {
+            return Some(Err(Error::arg(op, "the metrics readback already failed")));
+        };
+        match pending.try_take()? {
+            Ok(r) => {
+                let v = (r.loss, r.accuracy);
+                if let Ok(mut g) = self.got.lock() {
+                    *g = Some(v);
+                }
+                *reading = None;
+                Some(Ok(v))
+            }
+            Err(e) => {
+                *reading = None;
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// `(loss, accuracy)`, awaited: a future that never blocks (see [`PendingMetrics::try_get`]).
+    ///
+    /// # Errors
+    /// As [`PendingMetrics::try_get`].
+    pub async fn get(self) -> Result<(f64, f64)> {
+        let op = "PendingMetrics::get";
+        let poisoned = || Error::internal(op, "a poisoned lock");
+        if let Some(v) = self.got.into_inner().map_err(|_| poisoned())? {
+            return Ok(v);
+        }
+        match self.reading.into_inner().map_err(|_| poisoned())? {
+            Some(pending) => pending.await.map(|r| (r.loss, r.accuracy)),
+            None => Err(Error::arg(op, "the metrics readback already failed")),
+        }
     }
 }
 
@@ -197,7 +267,59 @@ impl Trainer<'_> {
         self.model
     }
 
-    /// The epoch's loss and accuracy so far, for a progress display (one readback).
+    /// Starts reading the epoch's loss and accuracy so far without waiting: records one copy
+    /// of the metric accumulators (after the steps submitted so far) into a staging buffer
+    /// and asks for its mapping. Poll the result once per frame with
+    /// [`PendingMetrics::try_get`], or await [`PendingMetrics::get`]; meanwhile training
+    /// goes on ([`Trainer::step`] never waits either). The values equal those
+    /// [`Trainer::progress`] would give at this point, bit for bit; like it, it does not
+    /// check for non-finite steps ([`Trainer::end_epoch`] does).
+    ///
+    /// ```
+    /// # fn main() -> wgnn::Result<()> {
+    /// # use wgnn::nn::*;
+    /// # let gpu = wgnn::Gpu::software()?;
+    /// # let (train, _) = wgnn::data::shipped_fashion_mnist()?;
+    /// let mut model = Sequential::new(&[784]).with(Dense::new(10)?);
+    /// model.compile(&gpu, Optimizer::sgd(0.1, 0.0), 1)?;
+    /// let mut t = model.trainer(&train.subset(0..256)?, 64)?;
+    /// t.begin_epoch();
+    /// let mut pending = None;
+    /// let mut shown = None;
+    /// while shown.is_none() {
+    ///     // one frame: the application's own work, then at most one step
+    ///     if t.steps_done() < t.steps_per_epoch() {
+    ///         t.step()?;
+    ///     } else if pending.is_none() {
+    ///         pending = Some(t.request_metrics()?);
+    ///     }
+    ///     if let Some(p) = &pending {
+    ///         shown = p.try_get().transpose()?; // None until the GPU is done
+    ///     }
+    /// }
+    /// let (loss, _accuracy) = shown.unwrap_or_default();
+    /// assert!(loss.is_finite());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// On device loss (later errors of the readback come from `try_get` or `get`).
+    pub fn request_metrics(&self) -> Result<PendingMetrics> {
+        let op = "Trainer::request_metrics";
+        self.metrics.acc.gpu().check_alive(op)?;
+        Ok(PendingMetrics {
+            reading: Mutex::new(Some(self.metrics.request(op))),
+            got: Mutex::new(None),
+        })
+    }
+
+    /// Steps run in the current epoch.
+    pub fn steps_done(&self) -> usize {
+        self.pos
+    }
+
+    /// The epoch's loss and accuracy so far, for a progress display (one readback, blocking).
     ///
     /// # Errors
     /// On device errors.

@@ -121,7 +121,7 @@ fn eager_loss(op: &'static str, logits: &Tensor, labels: &Tensor, grad: bool) ->
         ],
     );
     run(gpu, op, |pass| k.record_loss(pass, &io, rows as u32))?;
-    check_status(op, &status.to_vec_u32()?, cols)?;
+    check_status(op, &status.read_u32("Tensor::to_vec_u32")?, cols)?;
     Ok(LossRun {
         dlogits: grad.then_some(out),
         loss,
