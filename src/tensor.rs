@@ -275,10 +275,16 @@ impl Readback {
         mapped: std::result::Result<(), wgpu::BufferAsyncError>,
     ) -> Result<Vec<Vec<u8>>> {
         let op = self.op;
-        mapped.map_err(|e| Error::Gpu {
-            op,
-            msg: format!("mapping the readback buffer: {e}"),
-        })?;
+        if let Err(e) = mapped {
+            // wgnn's own staging buffer fails to map only when the device is gone: on a device
+            // wgnn opened the lost callback has said so; on an application's device
+            // (`Gpu::from_wgpu`, no callback installed) this failure is how the loss shows.
+            self.gpu.check_alive(op)?;
+            return Err(Error::DeviceLost {
+                op,
+                reason: format!("the readback buffer could not be mapped: {e}"),
+            });
+        }
         let all = staging
             .get_mapped_range(..)
             .map_err(|e| Error::Gpu {
