@@ -9,6 +9,9 @@ use rand::{RngExt, SeedableRng};
 use wgnn::Gpu;
 use wgnn::nn::weights::WeightSpec;
 
+/// How long the shared test `Gpu`s wait for the device before `Error::Timeout`.
+pub const TEST_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Every software adapter there is (lavapipe through Vulkan; llvmpipe through GL when EGL
 /// is installed), opened once per test binary.
 pub fn gpus() -> &'static [Gpu] {
@@ -20,6 +23,10 @@ pub fn gpus() -> &'static [Gpu] {
         for g in &all {
             // Before any kernel compiles: `Sequential::inject_non_finite` needs the hooks.
             g.enable_test_hooks().expect("a fresh Gpu takes test hooks");
+            // A software driver compiling 16-lane variants with an empty shader cache on a
+            // loaded 2-core machine can take over a minute for one readback; the tests of
+            // timeouts set their own.
+            g.set_wait_timeout(TEST_WAIT);
             eprintln!("test adapter: {}", g.info());
         }
         all
@@ -44,6 +51,7 @@ pub fn portable_gpu() -> Option<&'static Gpu> {
         let gpu = wgnn::testing::open_without_int64(&adapter).expect("a device without int64");
         gpu.enable_test_hooks()
             .expect("a fresh Gpu takes test hooks");
+        gpu.set_wait_timeout(TEST_WAIT);
         assert!(
             !gpu.device()
                 .features()
