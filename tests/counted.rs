@@ -2,7 +2,10 @@
 //! only in src/gpu.rs (checked by reading the sources, no GPU needed), and readbacks count
 //! their staging buffers.
 
-use std::path::{Path, PathBuf};
+#[path = "common/sources.rs"]
+mod sources;
+use sources::rust_files;
+use std::path::Path;
 
 /// The one module allowed to call wgpu's creation functions (its counted helpers).
 const HELPERS: &str = "gpu.rs";
@@ -13,24 +16,6 @@ const RAW: [&str; 3] = [
     "create_buffer_init(",
     "create_bind_group(",
 ];
-
-/// Every `.rs` file under `dir`, sorted.
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
-            let path = entry.expect("directory entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|x| x == "rs") {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 /// `(line number, raw call)` for each raw creation call in `text`, comments left out.
 /// Unit tests (`#[cfg(test)]` modules) count too: they run on counted `Gpu`s as well.
