@@ -179,7 +179,7 @@ impl Gpu {
         if let Ok(mut pool) = self.inner.staging.lock()
             && let Some(i) = pool.iter().position(|b| b.size() == size)
         {
-            return pool.swap_remove(i);
+            return pool.remove(i);
         }
         self.counted_buffer(&wgpu::BufferDescriptor {
             label: Some("wgnn readback"),
@@ -189,15 +189,22 @@ impl Gpu {
         })
     }
 
-    /// Returns an unmapped staging buffer to the pool, or drops it when the pool would then
-    /// hold more than [`STAGING_POOL_BYTES`]. Only a readback that succeeded gives its
-    /// buffer back; a failed one drops it (it may still be mapped or pending).
+    /// Returns an unmapped staging buffer to the pool, the most recently used last. When
+    /// the pool would then hold more than [`STAGING_POOL_BYTES`], the least recently used
+    /// buffers are dropped to make room (a buffer larger than the whole pool is dropped
+    /// itself), so a training loop's readbacks keep their buffers even after one-off large
+    /// readbacks filled the pool. Only a readback that succeeded gives its buffer back; a
+    /// failed one drops it (it may still be mapped or pending).
     fn give_back_staging(&self, staging: wgpu::Buffer) {
+        if staging.size() > STAGING_POOL_BYTES {
+            return;
+        }
         if let Ok(mut pool) = self.inner.staging.lock() {
-            let held: u64 = pool.iter().map(wgpu::Buffer::size).sum();
-            if held + staging.size() <= STAGING_POOL_BYTES {
-                pool.push(staging);
+            let mut held: u64 = pool.iter().map(wgpu::Buffer::size).sum();
+            while held + staging.size() > STAGING_POOL_BYTES && !pool.is_empty() {
+                held -= pool.remove(0).size();
             }
+            pool.push(staging);
         }
     }
 }
@@ -333,9 +340,10 @@ impl Future for Readback {
 }
 
 /// The most bytes of idle readback staging buffers a [`Gpu`] keeps for reuse (host-visible
-/// memory; not part of [`crate::ExecStats::device_bytes`] or the memory budget). A readback
-/// larger than what is left creates and drops its staging buffer each time.
-pub(crate) const STAGING_POOL_BYTES: u64 = 16 << 20;
+/// memory; not part of [`crate::ExecStats::device_bytes`] or the memory budget): enough for
+/// `end_epoch`'s host copy of the weights of the seed CNN (22 MB). A readback larger than the
+/// whole pool creates and drops its staging buffer each time.
+pub(crate) const STAGING_POOL_BYTES: u64 = 64 << 20;
 
 static POISON: AtomicBool = AtomicBool::new(false);
 
