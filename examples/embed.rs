@@ -374,5 +374,15 @@ fn run() -> AnyResult {
 }
 
 fn main() -> std::process::ExitCode {
+    // This application creates its own Vulkan instance, so wgnn's own guard (which runs
+    // before wgnn's first instance) does not cover it: on a headless Linux box Mesa's
+    // device_select layer would print "error: XDG_RUNTIME_DIR is invalid ..." here. An
+    // application turns that layer off the same way, before it starts any thread.
+    if std::env::var_os("NODEVICE_SELECT").is_none()
+        && std::env::var_os("WAYLAND_DISPLAY").is_none()
+    {
+        // SAFETY: the first statement of main; no other thread exists yet.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
     support::cli::main_with("embed", run)
 }
