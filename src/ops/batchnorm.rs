@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::kernels::batchnorm::{BatchNorm, BatchNormParams};
 use crate::kernels::{uniform, zero_status, zero_step};
-use crate::ops::{run, same_shape};
+use crate::ops::same_shape;
 use crate::tensor::DType;
 use crate::{Error, Result, Tensor};
 
@@ -123,7 +123,7 @@ pub fn batch_norm_train(
             y.buffer(),
         ],
     );
-    run(gpu, op, |pass| {
+    gpu.submit_pass(op, |pass| {
         k.record_partial_moments(pass, &stats, &p);
         k.record_reduce_moments(pass, &reduce, &p);
         k.record_forward(pass, &apply, &p);
@@ -177,7 +177,7 @@ pub fn batch_norm_inference(
             y.buffer(),
         ],
     );
-    run(gpu, op, |pass| k.record_inference(pass, &apply, &p))?;
+    gpu.submit_pass(op, |pass| k.record_inference(pass, &apply, &p))?;
     Ok(y)
 }
 
@@ -249,7 +249,7 @@ pub fn batch_norm_backward(
             dx.buffer(),
         ],
     );
-    run(gpu, op, |pass| {
+    gpu.submit_pass(op, |pass| {
         k.record_partial_grads(pass, &sums, &p);
         k.record_reduce_grads(pass, &reduce, &p);
         k.record_backward(pass, &apply, &p);
@@ -345,5 +345,5 @@ pub fn batch_norm_update_moving(
             zero_status(gpu),
         ],
     );
-    run(gpu, op, |pass| k.record_update_moving(pass, &io, &p))
+    gpu.submit_pass(op, |pass| k.record_update_moving(pass, &io, &p))
 }

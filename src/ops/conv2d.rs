@@ -2,7 +2,6 @@
 
 use crate::kernels::conv2d::{Conv2d, Conv2dDims, Conv2dPass};
 use crate::kernels::uniform;
-use crate::ops::run;
 use crate::spec::Padding;
 use crate::tensor::DType;
 use crate::{Error, Result, Tensor};
@@ -58,7 +57,7 @@ pub(crate) fn eager(
             gpu,
             &[&params, scratch.buffer(), scratch.buffer(), out.buffer()],
         );
-        run(gpu, op, |p| {
+        gpu.submit_pass(op, |p| {
             k.record_pass(p, &first, d, pass, subgroup);
             k.record_backward_weight_reduce(p, &second, d);
         })?;
@@ -67,7 +66,7 @@ pub(crate) fn eager(
     let io = k
         .family
         .bind(gpu, &[&params, a.buffer(), b.buffer(), out.buffer()]);
-    run(gpu, op, |p| k.record_pass(p, &io, d, pass, subgroup))?;
+    gpu.submit_pass(op, |p| k.record_pass(p, &io, d, pass, subgroup))?;
     Ok(out)
 }
 

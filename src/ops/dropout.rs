@@ -2,7 +2,7 @@
 
 use crate::kernels::dropout::{Dropout, DropoutParams};
 use crate::kernels::{uniform, zero_step};
-use crate::ops::{DropoutSpec, check_rate, run};
+use crate::ops::{DropoutSpec, check_rate};
 use crate::tensor::DType;
 use crate::{Result, Tensor};
 
@@ -35,7 +35,7 @@ fn eager(
     let io = k
         .family
         .bind(gpu, &[&params, zero_step(gpu), x.buffer(), y.buffer()]);
-    run(gpu, op, |pass| {
+    gpu.submit_pass(op, |pass| {
         if backward {
             k.record_backward(pass, &io, len)
         } else {

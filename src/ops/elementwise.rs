@@ -2,7 +2,7 @@
 
 use crate::kernels::elementwise::{Elementwise, ElementwiseParams, Pointwise};
 use crate::kernels::uniform;
-use crate::ops::{check_rate, run, same_shape};
+use crate::ops::{check_rate, same_shape};
 use crate::tensor::DType;
 use crate::{Error, Result, Tensor};
 
@@ -36,7 +36,7 @@ fn eager(
         gpu,
         &[&params, a.buffer(), b.buffer(), bias.buffer(), out.buffer()],
     );
-    run(gpu, op, |pass| k.record(pass, which, &io, len))?;
+    gpu.submit_pass(op, |pass| k.record(pass, which, &io, len))?;
     Ok(out)
 }
 

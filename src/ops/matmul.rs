@@ -2,7 +2,7 @@
 
 use crate::kernels::matmul::{Epilogue, Matmul, MatmulParams, MatmulTile};
 use crate::kernels::{uniform, zero_status, zero_step};
-use crate::ops::{DropoutSpec, check_rate, expect_status, run};
+use crate::ops::{DropoutSpec, check_rate, expect_status};
 use crate::tensor::DType;
 use crate::{Error, Result, Tensor};
 
@@ -118,7 +118,7 @@ pub(crate) fn eager(
         ],
     );
     let mut recorded = Ok(());
-    run(gpu, op, |pass| {
+    gpu.submit_pass(op, |pass| {
         recorded = kern.record_tile(gpu, pass, &io, trans, (mu, nu, ku), tile)
     })?;
     recorded?;

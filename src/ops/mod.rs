@@ -7,7 +7,7 @@
 //!
 //! Each function validates its arguments (an `Err` leaves nothing recorded), then records
 //! through the same `record_*` methods of `crate::kernels` a training step uses and submits
-//! them with `run`, one compute pass per op.
+//! them with `Gpu::submit_pass`, one compute pass per op.
 
 mod batchnorm;
 mod conv2d;
@@ -36,7 +36,7 @@ pub use softmax_xent::{accuracy, softmax, softmax_cross_entropy};
 pub use crate::philox::DropoutSpec;
 pub use crate::spec::{Adam, Padding, Sgd};
 
-use crate::{Error, Gpu, Result, Tensor};
+use crate::{Error, Result, Tensor};
 
 /// Checks that `status` is a training status word (u32 [4]) on `like`'s `Gpu`.
 pub(crate) fn expect_status(op: &'static str, status: &Tensor, like: &Tensor) -> Result<()> {
@@ -49,15 +49,6 @@ pub(crate) fn expect_status(op: &'static str, status: &Tensor, like: &Tensor) ->
         ));
     }
     Ok(())
-}
-
-/// Records `f` into one compute pass and submits it (the eager path). Does not wait.
-pub(crate) fn run(
-    gpu: &Gpu,
-    op: &'static str,
-    f: impl FnOnce(&mut wgpu::ComputePass<'_>),
-) -> Result<()> {
-    gpu.submit_pass(op, f)
 }
 
 /// `Err` unless `p` is a number in [0, 1].

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::kernels::optim::{Optim, OptimParams};
 use crate::kernels::{uniform, zero_status, zero_step};
-use crate::ops::{run, same_shape};
+use crate::ops::same_shape;
 use crate::spec::{Adam, Sgd};
 use crate::tensor::DType;
 use crate::{Error, Result, Tensor};
@@ -73,7 +73,7 @@ pub fn sgd_update(param: &Tensor, grad: &Tensor, velocity: &Tensor, opt: &Sgd) -
             zero_status(gpu),
         ],
     );
-    run(gpu, op, |pass| k.record_sgd_update(pass, &io, len))
+    gpu.submit_pass(op, |pass| k.record_sgd_update(pass, &io, len))
 }
 
 /// Adam step `step` (counting from 1) in place: updates `param`, `m` and `v` from `grad`, as
@@ -115,5 +115,5 @@ pub fn adam_update(
             zero_status(gpu),
         ],
     );
-    run(gpu, op, |pass| k.record_adam_update(pass, &io, len))
+    gpu.submit_pass(op, |pass| k.record_adam_update(pass, &io, len))
 }

@@ -2,7 +2,6 @@
 
 use crate::kernels::pool::{Pool, PoolParams};
 use crate::kernels::uniform;
-use crate::ops::run;
 use crate::tensor::DType;
 use crate::{Error, Result, Tensor};
 
@@ -37,7 +36,7 @@ pub fn max_pool2d(x: &Tensor, window: [usize; 2], stride: [usize; 2]) -> Result<
     let io = k
         .family
         .bind(gpu, &[&params, x.buffer(), x.buffer(), y.buffer()]);
-    run(gpu, op, |pass| k.record_forward(pass, &io, &p))?;
+    gpu.submit_pass(op, |pass| k.record_forward(pass, &io, &p))?;
     Ok(y)
 }
 
@@ -78,6 +77,6 @@ pub fn max_pool2d_backward(
     let io = k
         .family
         .bind(gpu, &[&params, x.buffer(), dy.buffer(), dx.buffer()]);
-    run(gpu, op, |pass| k.record_backward(pass, &io, &p))?;
+    gpu.submit_pass(op, |pass| k.record_backward(pass, &io, &p))?;
     Ok(dx)
 }

@@ -2,7 +2,7 @@
 
 use crate::kernels::reduce::{Reduce, ReduceParams};
 use crate::kernels::{uniform, zero_status, zero_step};
-use crate::ops::{expect_status, run};
+use crate::ops::expect_status;
 use crate::tensor::DType;
 use crate::{Error, Result, Tensor};
 
@@ -50,6 +50,6 @@ pub(crate) fn eager(dy: &Tensor, check: Option<(&Tensor, u32)>) -> Result<Tensor
             check.map_or(zero_status(gpu), |(status, _)| status.buffer()),
         ],
     );
-    run(gpu, op, |pass| k.record_bias_grad(pass, &io, cols as u32))?;
+    gpu.submit_pass(op, |pass| k.record_bias_grad(pass, &io, cols as u32))?;
     Ok(out)
 }

@@ -2,7 +2,6 @@
 
 use crate::kernels::softmax_xent::*;
 use crate::kernels::uniform;
-use crate::ops::run;
 use crate::tensor::DType;
 use crate::{Error, Result, Tensor};
 
@@ -120,7 +119,7 @@ fn eager_loss(op: &'static str, logits: &Tensor, labels: &Tensor, grad: bool) ->
             status.buffer(),
         ],
     );
-    run(gpu, op, |pass| k.record_loss(pass, &io, rows as u32))?;
+    gpu.submit_pass(op, |pass| k.record_loss(pass, &io, rows as u32))?;
     check_status(op, &status.read_u32("Tensor::to_vec_u32")?, cols)?;
     Ok(LossRun {
         dlogits: grad.then_some(out),
@@ -194,7 +193,7 @@ pub fn softmax(logits: &Tensor) -> Result<Tensor> {
     let io = k
         .softmax_family
         .bind(gpu, &[&params, logits.buffer(), out.buffer()]);
-    run(gpu, op, |pass| k.record_softmax(pass, &io, rows as u32))?;
+    gpu.submit_pass(op, |pass| k.record_softmax(pass, &io, rows as u32))?;
     Ok(out)
 }
 
@@ -242,7 +241,7 @@ mod tests {
                     status.buffer(),
                 ],
             );
-            run(&gpu, "test", |pass| k.record_loss(pass, &io, rows as u32))?;
+            gpu.submit_pass("test", |pass| k.record_loss(pass, &io, rows as u32))?;
             if i != 1 {
                 want_loss += crate::reference::softmax_cross_entropy(l, y, classes).0;
             }
@@ -284,7 +283,7 @@ mod tests {
                     status.buffer(),
                 ],
             );
-            run(&gpu, "test", |pass| k.record_loss(pass, &io, rows as u32))?;
+            gpu.submit_pass("test", |pass| k.record_loss(pass, &io, rows as u32))?;
         }
         let got = f64::from(loss.to_vec()?[0]);
         assert!(
