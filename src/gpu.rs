@@ -210,9 +210,16 @@ fn backend_rank(b: wgpu::Backend) -> u8 {
 async fn adapters(backends: wgpu::Backends) -> (wgpu::Instance, Vec<wgpu::Adapter>) {
     let inst = instance(backends);
     let mut list = inst.enumerate_adapters(backends).await;
+    // Among software adapters Mesa's lavapipe ("llvmpipe" through Vulkan) comes before
+    // SwiftShader whatever order the Vulkan loader lists them in: it is the faster of the two
+    // here and runs the subgroup kernels (8 lanes, SwiftShader's are 4).
     list.sort_by_key(|a| {
         let i = a.get_info();
-        (type_rank(i.device_type), backend_rank(i.backend))
+        (
+            type_rank(i.device_type),
+            backend_rank(i.backend),
+            !i.name.starts_with("llvmpipe"),
+        )
     });
     (inst, list)
 }
@@ -495,6 +502,16 @@ impl Gpu {
     /// The adapter's name, backend, driver and limits.
     pub fn info(&self) -> &GpuInfo {
         &self.inner.info
+    }
+
+    /// The subgroup sizes the device runs, as (smallest, largest), or `None` when wgnn's
+    /// device has no subgroup operations. The subgroup kernels serve a fixed 8 or 16 lanes
+    /// (lavapipe); other sizes (SwiftShader's 4, a GPU's 32 or 64) run the portable kernels.
+    pub fn subgroup_sizes(&self) -> Option<(u32, u32)> {
+        self.device()
+            .features()
+            .contains(wgpu::Features::SUBGROUP)
+            .then_some(self.inner.subgroup_sizes)
     }
 
     /// The longest time wgnn blocks waiting for the device (readbacks, epoch ends) before it
