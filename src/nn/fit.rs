@@ -332,7 +332,7 @@ fn save_checkpoint(
             *best = Some((value, epoch.to_string()));
         }
     }
-    if !(improved || !cp.save_best_only) {
+    if cp.save_best_only && !improved {
         return Ok(());
     }
     let mut meta = HashMap::new();
