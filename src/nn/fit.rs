@@ -148,7 +148,8 @@ pub struct Fit<'a> {
     pub batch_size: usize,
     /// Evaluated after each epoch.
     pub validation: Option<&'a Dataset>,
-    /// Shuffle the training set every epoch (from the model's seed).
+    /// Shuffle the training set every epoch: the order is
+    /// [`epoch_order`](crate::nn::epoch_order) of the model's seed and step count.
     pub shuffle: bool,
     /// A progress bar and a Keras-like line per epoch on stderr.
     pub verbose: bool,
