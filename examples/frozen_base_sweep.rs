@@ -342,6 +342,7 @@ fn run() -> AnyResult {
                     path: path.clone(),
                     monitor: Monitor::ValAccuracy,
                     save_best_only: true,
+                    include_optimizer: false,
                 }),
                 ..Fit::default()
             },

@@ -455,6 +455,7 @@ fn fit_opts<'a>(validation: &'a wgnn::data::Dataset, path: &Path, epochs: usize)
             path: path.to_path_buf(),
             monitor: Monitor::ValLoss,
             save_best_only: true,
+            include_optimizer: false,
         }),
         ..Fit::default()
     }

@@ -788,6 +788,7 @@ fn fit_stops_on_non_finite_gradient_keeps_weights_and_best_checkpoint_at_no_extr
                 path: path.clone(),
                 monitor: Monitor::ValAccuracy,
                 save_best_only: true,
+                include_optimizer: false,
             })),
         )
         .unwrap_err();
@@ -817,6 +818,7 @@ fn fit_stops_on_non_finite_gradient_keeps_weights_and_best_checkpoint_at_no_extr
             path: dir.join(format!("checks-{checks}.safetensors")),
             monitor: Monitor::ValAccuracy,
             save_best_only: true,
+            include_optimizer: false,
         };
         let before = gpu.counters();
         let e = m.fit(&data, &opts(Some(cp))).unwrap_err();

@@ -43,7 +43,16 @@ pub enum Monitor {
 /// of the epoch written. With `save_best_only`, `fit` reads them back (the header only) when
 /// the file already exists, so a restarted run saves only on improvement over the stored
 /// best; a file without them, or for another monitor, or whose `best` is not finite, is
-/// replaced by the first epoch with a finite metric.
+/// replaced by the first epoch with a finite metric. A run resumed with
+/// [`Fit::initial_epoch`] above 0 reads them back too, so it tracks the best as the
+/// uninterrupted run did.
+///
+/// Without `save_best_only` the file is written after every epoch, with or without a
+/// validation set (without one, only `epoch` among the keys above). With
+/// `include_optimizer` (Keras' `save_weights_only=False`) the file is a training state that
+/// [`Sequential::load_training_state`] restores: the weights plus the optimizer state, the
+/// step counter and the seed (tensors and keys in the [`TrainingState`](crate::nn::TrainingState)
+/// docs and README.md); [`Sequential::load_weights`] still reads its weights.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelCheckpoint {
     /// The safetensors file to write (atomically).
@@ -52,6 +61,9 @@ pub struct ModelCheckpoint {
     pub monitor: Monitor,
     /// Write only on improvement.
     pub save_best_only: bool,
+    /// Also write the optimizer state, step counter and seed: a training state to resume
+    /// from.
+    pub include_optimizer: bool,
 }
 
 impl Monitor {
@@ -72,6 +84,29 @@ impl Monitor {
 }
 
 impl ModelCheckpoint {
+    /// A checkpoint of the weights to `path` after every epoch, watching `monitor`
+    /// (`save_best_only` and `include_optimizer` off).
+    pub fn new(path: impl Into<PathBuf>, monitor: Monitor) -> ModelCheckpoint {
+        ModelCheckpoint {
+            path: path.into(),
+            monitor,
+            save_best_only: false,
+            include_optimizer: false,
+        }
+    }
+
+    /// Sets [`ModelCheckpoint::save_best_only`] (builder form).
+    pub fn save_best_only(mut self, on: bool) -> ModelCheckpoint {
+        self.save_best_only = on;
+        self
+    }
+
+    /// Sets [`ModelCheckpoint::include_optimizer`] (builder form).
+    pub fn include_optimizer(mut self, on: bool) -> ModelCheckpoint {
+        self.include_optimizer = on;
+        self
+    }
+
     /// The best score and its epoch stored in the file, when it exists and records a finite
     /// best for this monitor.
     fn resume(&self) -> Result<Option<(f64, String)>> {
@@ -101,13 +136,20 @@ impl ModelCheckpoint {
 /// Options of [`Sequential::fit`].
 #[derive(Clone, Debug)]
 pub struct Fit<'a> {
-    /// Passes over the training set (at least 1).
+    /// The last epoch (at least 1): epochs `initial_epoch + 1 ..= epochs` run, as Keras'
+    /// `epochs`.
     pub epochs: usize,
+    /// Epochs already done (default 0), as Keras' `initial_epoch`: to resume from a
+    /// training state, the [`TrainingState::epoch`](crate::nn::TrainingState) that
+    /// [`Sequential::load_training_state`] returned. Epoch numbers in the logs and the
+    /// checkpoint go on from it; at most `epochs` (equal: nothing left to run).
+    pub initial_epoch: usize,
     /// Samples per step (at least 1); the last batch of an epoch may be smaller.
     pub batch_size: usize,
     /// Evaluated after each epoch.
     pub validation: Option<&'a Dataset>,
-    /// Shuffle the training set every epoch (from the model's seed).
+    /// Shuffle the training set every epoch: the order is
+    /// [`epoch_order`](crate::nn::epoch_order) of the model's seed and step count.
     pub shuffle: bool,
     /// A progress bar and a Keras-like line per epoch on stderr.
     pub verbose: bool,
@@ -121,6 +163,7 @@ impl Default for Fit<'_> {
     fn default() -> Self {
         Fit {
             epochs: 1,
+            initial_epoch: 0,
             batch_size: 32,
             validation: None,
             shuffle: true,
@@ -165,19 +208,30 @@ pub struct History {
 }
 
 impl Sequential {
-    /// Trains for `opts.epochs` epochs. Each step is one submission; metrics are read back
+    /// Trains epochs `opts.initial_epoch + 1 ..= opts.epochs`. Each epoch's sample order is
+    /// [`epoch_order`](crate::nn::epoch_order) of the model's seed and step count (with
+    /// `shuffle`), so it depends on nothing else. Each step is one submission; metrics are read back
     /// at each epoch's end, and once a second while a progress bar shows (`verbose`). On a
     /// non-finite loss or gradient ([`OnNonFinite::Stop`], the default) training stops with
     /// [`Error::NonFinite`] naming the epoch, the step and what went bad, and the weights
     /// (BatchNorm moving statistics included) are those of the step before.
     ///
     /// # Errors
-    /// Zero epochs or batch size, an empty or mismatched data set (naming the sample),
+    /// Zero epochs or batch size, `initial_epoch` above `epochs`, an empty or mismatched data set (naming the sample),
     /// labels out of range, a non-finite loss or gradient, device errors.
     pub fn fit(&mut self, train: &Dataset, opts: &Fit<'_>) -> Result<History> {
         let op = "fit";
         if opts.epochs == 0 {
             return Err(Error::arg(op, "epochs must be at least 1, got 0"));
+        }
+        if opts.initial_epoch > opts.epochs {
+            return Err(Error::arg(
+                op,
+                format!(
+                    "initial_epoch {} is past epochs {}",
+                    opts.initial_epoch, opts.epochs
+                ),
+            ));
         }
         if let Some(v) = opts.validation {
             self.check_data(op, "validation", v)?;
@@ -203,10 +257,10 @@ impl Sequential {
         let mut history = History::default();
         // The best score (higher is better) and its epoch, resumed from the file's metadata.
         let mut best: Option<(f64, String)> = match &opts.checkpoint {
-            Some(cp) if cp.save_best_only => cp.resume()?,
+            Some(cp) if cp.save_best_only || opts.initial_epoch > 0 => cp.resume()?,
             _ => None,
         };
-        for epoch in 1..=opts.epochs {
+        for epoch in opts.initial_epoch + 1..=opts.epochs {
             let started = Instant::now();
             trainer.begin_epoch();
             let bar = progress(opts.verbose, epoch, opts.epochs, steps);
@@ -253,32 +307,55 @@ impl Sequential {
             if opts.verbose {
                 eprintln!("{}", epoch_line(&log, opts.epochs, steps));
             }
-            if let (Some(cp), Some(v)) = (&opts.checkpoint, validation) {
-                let value = cp.monitor.score(v);
-                let improved = value.is_finite() && best.as_ref().is_none_or(|(b, _)| value > *b);
-                if improved {
-                    best = Some((value, epoch.to_string()));
-                }
-                if improved || !cp.save_best_only {
-                    let mut meta = HashMap::new();
-                    meta.insert("epoch".to_string(), epoch.to_string());
-                    meta.insert("val_accuracy".to_string(), v.accuracy.to_string());
-                    meta.insert("val_loss".to_string(), v.loss.to_string());
-                    meta.insert("monitor".to_string(), cp.monitor.key().to_string());
-                    if let Some((b, e)) = &best {
-                        let b = match cp.monitor {
-                            Monitor::ValAccuracy => *b,
-                            Monitor::ValLoss => -*b,
-                        };
-                        meta.insert("best".to_string(), b.to_string());
-                        meta.insert("best_epoch".to_string(), e.clone());
-                    }
-                    model.save_weights_with(&cp.path, Some(meta))?;
-                }
+            if let Some(cp) = &opts.checkpoint {
+                save_checkpoint(model, cp, epoch, validation, &mut best)?;
             }
             history.epochs.push(log);
         }
         Ok(history)
+    }
+}
+
+/// After `epoch`: updates `best` from the validation results `v` and writes the checkpoint
+/// when it should be (see [`ModelCheckpoint`]).
+fn save_checkpoint(
+    model: &Sequential,
+    cp: &ModelCheckpoint,
+    epoch: usize,
+    v: Option<Evaluation>,
+    best: &mut Option<(f64, String)>,
+) -> Result<()> {
+    let mut improved = false;
+    if let Some(v) = v {
+        let value = cp.monitor.score(v);
+        improved = value.is_finite() && best.as_ref().is_none_or(|(b, _)| value > *b);
+        if improved {
+            *best = Some((value, epoch.to_string()));
+        }
+    }
+    if cp.save_best_only && !improved {
+        return Ok(());
+    }
+    let mut meta = HashMap::new();
+    meta.insert("epoch".to_string(), epoch.to_string());
+    if let Some(v) = v {
+        meta.insert("val_accuracy".to_string(), v.accuracy.to_string());
+        meta.insert("val_loss".to_string(), v.loss.to_string());
+        meta.insert("monitor".to_string(), cp.monitor.key().to_string());
+        if let Some((b, e)) = best.as_ref() {
+            let b = match cp.monitor {
+                Monitor::ValAccuracy => *b,
+                Monitor::ValLoss => -*b,
+            };
+            meta.insert("best".to_string(), b.to_string());
+            meta.insert("best_epoch".to_string(), e.clone());
+        }
+    }
+    if cp.include_optimizer {
+        let bytes = model.training_state_bytes("fit", meta)?;
+        weights::write_atomic(&cp.path, &bytes)
+    } else {
+        model.save_weights_with(&cp.path, Some(meta))
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Lives here: [`layers`](Layer) (plain values, checked), `lower` (layers to a graph),
 //! `model` (`Sequential`: compile, evaluate, predict, weights), `fit` and `trainer` (the
-//! training loop), `optimizer`, `summary`, [`weights`] (safetensors files). May use `graph`
+//! training loop), `state` (training states to resume from), `optimizer`, `summary`,
+//! [`weights`] (safetensors files). May use `graph`
 //! (plans, runs, metrics), `data` (data sets, resident ones), `spec`, `error` and the `Gpu`
 //! and `Tensor` handles; never `kernels` or `wgpu`.
 //!
@@ -29,6 +30,7 @@ mod layers;
 mod lower;
 mod model;
 mod optimizer;
+mod state;
 mod summary;
 mod trainer;
 pub mod weights;
@@ -37,5 +39,6 @@ pub use fit::{EpochLog, Evaluation, Fit, History, ModelCheckpoint, Monitor, OnNo
 pub use layers::{Activation, BatchNorm, Conv2d, Dense, Dropout, Layer, MaxPool2d};
 pub use model::Sequential;
 pub use optimizer::Optimizer;
-pub use trainer::{PendingMetrics, Trainer};
+pub use state::TrainingState;
+pub use trainer::{PendingMetrics, Trainer, epoch_order};
 pub use weights::NamedTensor;

@@ -526,7 +526,7 @@ impl Sequential {
     }
 
     /// What a weights file must hold for this model: every parameter, with its layer.
-    fn weight_specs(&self, op: &'static str) -> Result<Vec<WeightSpec>> {
+    pub(super) fn weight_specs(&self, op: &'static str) -> Result<Vec<WeightSpec>> {
         let c = self.compiled(op)?;
         let names = lower(op, &self.input, &self.layers)?.names;
         Ok(c.infos

@@ -3,8 +3,6 @@
 
 use std::sync::Mutex;
 
-use rand::{RngExt, SeedableRng};
-
 use crate::data::Dataset;
 use crate::data::resident::GpuDataset;
 use crate::graph::metrics::{Metrics, PendingReading, Reading};
@@ -198,16 +196,18 @@ impl Trainer<'_> {
     }
 
     /// Starts an epoch: a new order of the samples (one upload), metrics zeroed.
+    ///
+    /// With [`Trainer::shuffle`] the order is [`epoch_order`]`(n, seed, step)` for the
+    /// model's seed and its step count now: a function of those two numbers alone, not of
+    /// earlier epochs, so a run resumed from a training state shuffles as the uninterrupted
+    /// run did. Without it the order is `0..n`.
     pub fn begin_epoch(&mut self) {
         if let Some(c) = &self.model.compiled {
-            if self.shuffle {
-                let mut rng = rand::rngs::StdRng::seed_from_u64(
-                    c.seed ^ c.step.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                );
-                for i in (1..self.order.len()).rev() {
-                    self.order.swap(i, rng.random_range(0..=i));
-                }
-            }
+            self.order = if self.shuffle {
+                epoch_order(self.order.len(), c.seed, c.step)
+            } else {
+                (0..self.order.len() as u32).collect()
+            };
             self.epoch_start = c.step;
         }
         self.data.set_order(&self.order);
@@ -363,4 +363,38 @@ impl Trainer<'_> {
         }
         Ok(r)
     }
+}
+
+/// The Philox stream offset of the epoch that starts at training step `step`: a layer index
+/// of `u32::MAX` (no model has that many layers) in that step's block of dropout streams
+/// (`layer + step * 2^32`, see the graph module), so it never meets a dropout mask.
+fn shuffle_offset(step: u64) -> u64 {
+    (step << 32) | u64::from(u32::MAX)
+}
+
+/// The sample order of an epoch of `n` samples that starts at training step `step` with
+/// seed `seed`: a Fisher-Yates shuffle of `0..n` whose swap for position `i` (from `n - 1`
+/// down to 1) takes `j = (r * (i + 1)) >> 64` for the 64-bit `r` made of Philox words
+/// `2i` (low half) and `2i + 1` (high half) of stream (`seed`, `step * 2^32 + 2^32 - 1`).
+/// A pure function: the same arguments give the same order on every machine.
+///
+/// ```
+/// let a = wgnn::nn::epoch_order(10, 42, 0);
+/// assert_eq!(a, wgnn::nn::epoch_order(10, 42, 0));
+/// assert_ne!(a, wgnn::nn::epoch_order(10, 42, 3));
+/// let mut sorted = a.clone();
+/// sorted.sort();
+/// assert_eq!(sorted, (0..10).collect::<Vec<u32>>());
+/// ```
+pub fn epoch_order(n: usize, seed: u64, step: u64) -> Vec<u32> {
+    let offset = shuffle_offset(step);
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    for i in (1..n).rev() {
+        let lo = u64::from(crate::philox::word(seed, offset, 2 * i as u64));
+        let hi = u64::from(crate::philox::word(seed, offset, 2 * i as u64 + 1));
+        let r = lo | (hi << 32);
+        let j = ((u128::from(r) * (i as u128 + 1)) >> 64) as usize;
+        order.swap(i, j);
+    }
+    order
 }

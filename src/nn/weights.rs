@@ -36,6 +36,13 @@ use safetensors::tensor::Metadata;
 
 use crate::{Error, Result};
 
+/// The prefix of the optimizer-state tensors of a training state (`optimizer/dense/kernel/m`,
+/// see [`ModelCheckpoint::include_optimizer`](crate::nn::ModelCheckpoint)). A read that
+/// expects none of them skips them (checking only that they are F32 and counting their
+/// bytes), so [`Sequential::load_weights`](crate::nn::Sequential::load_weights) reads a
+/// training state's weights; no layer is named `optimizer`.
+pub const OPTIMIZER_PREFIX: &str = "optimizer/";
+
 /// One named f32 tensor on the host.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamedTensor {
@@ -359,11 +366,29 @@ fn check_header(
         let n: u64 = w.shape.iter().map(|&d| d as u64).product();
         want_data = want_data.saturating_add(n.saturating_mul(4));
     }
-    let mut extra: Vec<String> = meta
-        .tensors()
-        .into_keys()
-        .filter(|n| !expected.iter().any(|w| &w.name == n))
-        .collect();
+    // A training state's optimizer tensors are skipped (their bytes still count) when the
+    // caller expects none of them: `load_weights` reads a training checkpoint.
+    let skip_optimizer = !expected
+        .iter()
+        .any(|w| w.name.starts_with(OPTIMIZER_PREFIX));
+    let mut extra: Vec<String> = Vec::new();
+    for (name, info) in meta.tensors() {
+        if expected.iter().any(|w| w.name == name) {
+            continue;
+        }
+        if skip_optimizer && name.starts_with(OPTIMIZER_PREFIX) {
+            if info.dtype != safetensors::Dtype::F32 {
+                return Err(err(format!(
+                    "optimizer tensor {name:?} has dtype {:?}, not F32",
+                    info.dtype
+                )));
+            }
+            let n: u64 = info.shape.iter().map(|&d| d as u64).product();
+            want_data = want_data.saturating_add(n.saturating_mul(4));
+            continue;
+        }
+        extra.push(name);
+    }
     extra.sort();
     if let Some(first) = extra.first() {
         let names: Vec<&str> = expected.iter().map(|w| w.name.as_str()).collect();
@@ -407,8 +432,9 @@ fn tensors(
 }
 
 /// Parses safetensors `bytes` (named `path` in messages) and checks them against `expected`:
-/// header length within `opts.max_header` and the input, the same set of names, dtype F32,
-/// the same shapes, the input's length exactly 8 + header + the expected parameter bytes,
+/// header length within `opts.max_header` and the input, the same set of names (tensors
+/// under [`OPTIMIZER_PREFIX`] skipped when `expected` lists none), dtype F32, the same
+/// shapes, the input's length exactly 8 + header + the expected (and skipped) tensor bytes,
 /// and (unless `opts.allow_non_finite`) finite values. Nothing is returned unless every check
 /// passes.
 ///
@@ -521,6 +547,39 @@ pub fn read_safetensors_file(
         data,
         metadata: meta.metadata().clone().unwrap_or_default(),
     })
+}
+
+/// The `__metadata__` of safetensors `bytes` (named `path` in messages; empty if it has
+/// none), reading only the 8-byte length and the header, checked as
+/// [`read_metadata_file`] checks a file's.
+///
+/// # Errors
+///
+/// [`Error::Data`] if the header is over `opts.max_header`, malformed, or does not match
+/// the length of `bytes`.
+pub fn read_metadata(
+    bytes: &[u8],
+    path: &str,
+    opts: &WeightsOptions,
+) -> Result<HashMap<String, String>> {
+    let err = |msg: String| Error::Data {
+        path: path.to_string(),
+        msg,
+    };
+    let len = bytes.len() as u64;
+    let Some(first) = bytes.first_chunk::<8>() else {
+        return Err(err(format!(
+            "file is {len} bytes, shorter than the 8-byte header length"
+        )));
+    };
+    let n = check_header_len(u64::from_le_bytes(*first), len, opts, &err)?;
+    let meta: Metadata = serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| {
+        err(format!(
+            "header at byte 8 is not a valid safetensors header: {e}"
+        ))
+    })?;
+    check_length(len, n, meta.data_len() as u64, "the header's tensors", &err)?;
+    Ok(meta.metadata().clone().unwrap_or_default())
 }
 
 /// The `__metadata__` of the weights file at `path` (empty if it has none), reading only its
