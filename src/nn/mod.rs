@@ -2,7 +2,8 @@
 //!
 //! Lives here: [`layers`](Layer) (plain values, checked), `lower` (layers to a graph),
 //! `model` (`Sequential`: compile, evaluate, predict, weights), `fit` and `trainer` (the
-//! training loop), `optimizer`, `summary`, [`weights`] (safetensors files). May use `graph`
+//! training loop), `mc` (Monte-Carlo dropout, training masks), `optimizer`, `summary`,
+//! [`weights`] (safetensors files). May use `graph`
 //! (plans, runs, metrics), `data` (data sets, resident ones), `spec`, `error` and the `Gpu`
 //! and `Tensor` handles; never `kernels` or `wgpu`.
 //!
@@ -27,6 +28,7 @@
 mod fit;
 mod layers;
 mod lower;
+mod mc;
 mod model;
 mod optimizer;
 mod summary;
@@ -34,6 +36,7 @@ mod trainer;
 pub mod weights;
 
 pub use fit::{EpochLog, Evaluation, Fit, History, ModelCheckpoint, Monitor, OnNonFinite};
+pub use mc::McPrediction;
 pub use layers::{Activation, BatchNorm, Conv2d, Dense, Dropout, Layer, MaxPool2d};
 pub use model::Sequential;
 pub use optimizer::Optimizer;
