@@ -42,7 +42,10 @@ fn hand_pass(gpu: &Gpu, model: &Sequential, x: &[f32], s: u64, seed: u64, p: [f3
     let n = x.len() / 13;
     let t = |name: &str, shape: &[usize]| Tensor::from_slice(gpu, &weight(model, name), shape);
     let x = Tensor::from_slice(gpu, x, &[n, 13]).unwrap();
-    let (w1, b1) = (t("dense/kernel", &[13, 33]).unwrap(), t("dense/bias", &[33]).unwrap());
+    let (w1, b1) = (
+        t("dense/kernel", &[13, 33]).unwrap(),
+        t("dense/bias", &[33]).unwrap(),
+    );
     let (w2, b2) = (
         t("dense_1/kernel", &[33, 7]).unwrap(),
         t("dense_1/bias", &[7]).unwrap(),
@@ -230,7 +233,10 @@ fn mc_bad_arguments_are_errors() {
     model.compile(gpu, Optimizer::sgd(0.1, 0.0), 1).unwrap();
     let e = model.predict_mc(&x, 0, 1).unwrap_err().to_string();
     assert_eq!(e, "predict_mc: samples must be in 1..=2^31, got 0");
-    let e = model.predict_mc(&x, (1 << 31) + 1, 1).unwrap_err().to_string();
+    let e = model
+        .predict_mc(&x, (1 << 31) + 1, 1)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("got 2147483649"), "{e}");
     let e = model.predict_mc(&x[..20], 4, 1).unwrap_err().to_string();
     assert!(
@@ -303,12 +309,7 @@ fn training_masks_on_the_gpu_are_training_mask() {
                     let dw1 = &g.iter().find(|w| w.name == "dense/kernel").unwrap().data;
                     let gpu_mask: Vec<bool> = dw1.iter().map(|&v| v != 0.0).collect();
                     let host = model.training_mask(1, step, n).unwrap();
-                    assert_eq!(
-                        gpu_mask,
-                        host,
-                        "{}, fused {fused}, step {step}",
-                        gpu.info()
-                    );
+                    assert_eq!(gpu_mask, host, "{}, fused {fused}, step {step}", gpu.info());
                     let kept = host.iter().filter(|&&k| k).count();
                     assert!(kept > 0 && kept < n * units, "step {step}: {kept} kept");
                 }
@@ -360,5 +361,8 @@ fn training_mask_is_host_philox_and_bad_arguments_are_errors() {
         err(1, 1 << 31, 1),
         "training_mask: step 2147483648 is past the last training step, 2^31 - 1"
     );
-    assert_eq!(err(1, 0, 0), "training_mask: batch must be at least 1, got 0");
+    assert_eq!(
+        err(1, 0, 0),
+        "training_mask: batch must be at least 1, got 0"
+    );
 }

@@ -71,7 +71,13 @@ pub(super) fn forward(
         let mut mc = |b: &mut Builder, d: &crate::graph::DropoutOp, y: Res, n: usize| {
             let first = copies == 1;
             copies = n;
-            b.dropout_mc(d, params.seed, (batch * node.out_len(), node.out_len(), n), first, y)
+            b.dropout_mc(
+                d,
+                params.seed,
+                (batch * node.out_len(), node.out_len(), n),
+                first,
+                y,
+            )
         };
         let mut saved = Saved::Nothing;
         let y = match &node.op {
@@ -255,8 +261,13 @@ pub(super) fn forward(
             stream: 0,
         };
         let classes = graph.output().iter().product::<usize>();
-        fwd.acts
-            .push(b.dropout_mc(&keep, params.seed, (batch * classes, classes, n), true, logits));
+        fwd.acts.push(b.dropout_mc(
+            &keep,
+            params.seed,
+            (batch * classes, classes, n),
+            true,
+            logits,
+        ));
     }
     Ok(fwd)
 }

@@ -17,8 +17,8 @@ pub(crate) mod batchnorm;
 pub(crate) mod conv2d;
 pub(crate) mod data;
 pub(crate) mod dropout;
-pub(crate) mod dropout_mc;
 pub(crate) mod dropout_mask;
+pub(crate) mod dropout_mc;
 pub(crate) mod elementwise;
 #[cfg(test)]
 pub(crate) mod layout;

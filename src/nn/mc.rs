@@ -217,9 +217,7 @@ impl Sequential {
                 Op::Dropout(d) if node.layer.0 == layer => Some((d, node.out_len())),
                 _ => None,
             })
-            .ok_or_else(|| {
-                Error::arg(op, format!("layer {layer} is a {kind}, not a Dropout"))
-            })?;
+            .ok_or_else(|| Error::arg(op, format!("layer {layer} is a {kind}, not a Dropout")))?;
         if step >= MAX_TRAINING_STEPS {
             return Err(Error::arg(
                 op,

@@ -36,8 +36,8 @@ mod trainer;
 pub mod weights;
 
 pub use fit::{EpochLog, Evaluation, Fit, History, ModelCheckpoint, Monitor, OnNonFinite};
-pub use mc::McPrediction;
 pub use layers::{Activation, BatchNorm, Conv2d, Dense, Dropout, Layer, MaxPool2d};
+pub use mc::McPrediction;
 pub use model::Sequential;
 pub use optimizer::Optimizer;
 pub use trainer::{PendingMetrics, Trainer};
