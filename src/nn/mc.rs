@@ -233,6 +233,28 @@ impl Sequential {
             .collect())
     }
 
+    /// [`Sequential::predict`] with `batch` samples per submission, however many (predict
+    /// takes at most 256): the bench's "one forward pass of a large batch".
+    #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+    #[doc(hidden)]
+    pub fn predict_batched(&self, x: &[f32], batch: usize) -> Result<Vec<f32>> {
+        let op = "predict_batched";
+        let c = self.compiled(op)?;
+        let in_len: usize = c.graph.input.iter().product();
+        if batch == 0 || x.is_empty() || !x.len().is_multiple_of(in_len) {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "{} values in batches of {batch} inputs of {in_len}",
+                    x.len()
+                ),
+            ));
+        }
+        let predictor = self.cached_predictor(op, batch, None)?;
+        let predictor = predictor.lock().map_err(|_| poisoned())?;
+        predictor.predict(x)
+    }
+
     /// Test hook: sets the model's training step counter (to test the step limit without
     /// 2^31 steps).
     #[cfg(feature = "testing")]
