@@ -160,8 +160,8 @@ fn mc_matches_an_f64_host_model_with_batch_norm_in_inference_mode() {
                 }
                 let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let sum: f64 = logits.iter().map(|l| (l - m).exp()).sum();
-                for c in 0..4 {
-                    let want = (logits[c] - m).exp() / sum;
+                for (c, l) in logits.iter().enumerate() {
+                    let want = (l - m).exp() / sum;
                     let got = f64::from(mc.sample(s).unwrap()[r * 4 + c]);
                     worst = worst.max((got - want).abs());
                 }

@@ -235,7 +235,8 @@ impl Sequential {
 
     /// [`Sequential::predict`] with `batch` samples per submission, however many (predict
     /// takes at most 256): the bench's "one forward pass of a large batch".
-    #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(feature = "testing")]
     #[doc(hidden)]
     pub fn predict_batched(&self, x: &[f32], batch: usize) -> Result<Vec<f32>> {
         let op = "predict_batched";

@@ -16,6 +16,9 @@ use crate::nn::optimizer::Optimizer;
 use crate::nn::weights::{self, NamedTensor, WeightSpec, WeightsOptions};
 use crate::{Error, Gpu, Result, Tensor};
 
+/// A cached prediction plan's key: batch size, Monte-Carlo copies and seed.
+pub(super) type PlanKey = (usize, usize, u64);
+
 /// A compiled model's state: its (unfused) graph, parameters on the GPU, settings.
 pub(super) struct Compiled {
     pub gpu: Gpu,
@@ -33,7 +36,7 @@ pub(super) struct Compiled {
     /// Prediction plans by batch size and, for Monte-Carlo dropout, copies and seed ((0, 0):
     /// plain prediction; one Monte-Carlo plan is kept at a time), each locked while a call
     /// uses its buffers.
-    pub predict: Mutex<HashMap<(usize, usize, u64), Arc<Mutex<Predictor>>>>,
+    pub predict: Mutex<HashMap<PlanKey, Arc<Mutex<Predictor>>>>,
     /// Fuse `dense -> relu -> dropout` (default; off only to test fusion against the ops).
     pub fuse: bool,
     /// What training does at a non-finite step.
