@@ -238,6 +238,12 @@ fn mc_bad_arguments_are_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("got 2147483649"), "{e}");
+    let e = model.predict_mc(&x, 1 << 31, 1).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "predict_mc: 2147483648 samples of a model whose widest layer has 33 values make an \
+         activation of 2^32 elements or more for a single input"
+    );
     let e = model.predict_mc(&x[..20], 4, 1).unwrap_err().to_string();
     assert!(
         e.contains("20 values are not a whole number of inputs of [13]"),

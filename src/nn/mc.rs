@@ -99,8 +99,9 @@ impl Sequential {
     ///
     /// # Errors
     /// When the model is not compiled; `samples` is 0 or above `2^31`; `x` is empty or not a
-    /// whole number of inputs; an input's `[n, units]` activation has `2^32` elements or
-    /// more; on device errors.
+    /// whole number of inputs; a layer's `[n, units]` activation, or the `samples` copies of
+    /// one input's, has `2^32` elements or more; on device errors (a plan larger than the
+    /// device's buffers).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn predict_mc(&self, x: &[f32], samples: usize, seed: u64) -> Result<McPrediction> {
         let op = "predict_mc";
@@ -140,6 +141,15 @@ impl Sequential {
                     "{n} inputs of a model whose widest layer has {widest} values make an \
                      activation of 2^32 elements or more (mask indices are 32-bit); predict \
                      fewer inputs per call"
+                ),
+            ));
+        }
+        if samples.saturating_mul(widest) > u32::MAX as usize {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "{samples} samples of a model whose widest layer has {widest} values make \
+                     an activation of 2^32 elements or more for a single input"
                 ),
             ));
         }
