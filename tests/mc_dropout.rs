@@ -7,7 +7,7 @@ mod common;
 use common::{gpus, rand_vec};
 use wgnn::data::Dataset;
 use wgnn::nn::weights::{NamedTensor, to_safetensors};
-use wgnn::nn::{Activation, BatchNorm, Dense, Dropout, Optimizer, Sequential};
+use wgnn::nn::{Activation, BatchNorm, Dense, Dropout, Fit, Optimizer, Sequential};
 use wgnn::philox::{keep, mc_offset, scale};
 use wgnn::{Gpu, Tensor, ops};
 
@@ -277,7 +277,7 @@ fn one_hot_data(n: usize) -> Dataset {
 /// the first kernel is `dW1[b, j] = keep[b, j] * dlogit[b, 0] * scale` with
 /// `dlogit[b, 0] > 0`: nonzero exactly where unit j of row b was kept. Checked at steps 0
 /// to 2 and at the last two steps training may take, fused and not, and step 2^31 is an
-/// error.
+/// error of `Trainer::step` and of `fit`.
 #[test]
 fn training_masks_on_the_gpu_are_training_mask() {
     let (n, units, p) = (5usize, 33usize, 0.5f32);
@@ -330,6 +330,18 @@ fn training_masks_on_the_gpu_are_training_mask() {
                 e.contains("step 2147483648 is past the last training step, 2^31 - 1"),
                 "{e}"
             );
+            let fit = Fit {
+                epochs: 1,
+                batch_size: n,
+                verbose: false,
+                ..Fit::default()
+            };
+            let e = model.fit(&data, &fit).unwrap_err().to_string();
+            assert!(
+                e.contains("step 2147483648 is past the last training step, 2^31 - 1"),
+                "{e}"
+            );
+            assert_eq!(model.steps_taken(), 1 << 31);
         }
     }
 }
