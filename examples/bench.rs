@@ -22,7 +22,7 @@
 //! kernels; each check prints its worst error (`*_max_rel_err`, with `"tol"` and `"pass"`),
 //! and the run exits 1 when one fails. Timings run inside a validation error scope, so an
 //! invalid dispatch fails the run too. `WGNN_BENCH_SABOTAGE=matmul` (or `conv`, `dropout`,
-//! `dropout_bwd`, `dense`, `validation`; a comma-separated list) breaks that kernel on
+//! `dropout_bwd`, `dense`, `mc`, `validation`; a comma-separated list) breaks that kernel on
 //! purpose to show it.
 //!
 //! The CPU side is matrixmultiply with `threading`: a pool of at most 4 threads
@@ -1070,6 +1070,90 @@ fn mlp(p1: f32, p2: f32) -> wgnn::Result<Sequential> {
         .with(Dense::new(10)?))
 }
 
+/// Monte-Carlo dropout against batching: `samples` samples of a `batch` batch through
+/// `predict_mc` (one submission) against one forward pass of the `samples * batch` batch made
+/// of the same inputs (`predict` with that batch per submission), the demo MLP; each a whole
+/// call (upload, run, readback), wall clock, median of 5 in turns after a warm-up. Then
+/// checked: sample 0 equals the hand pass through the ops bit for bit, and the batched
+/// forward's rows equal `predict`'s.
+fn mc_rows(r: &mut Report, gpu: &Gpu, batch: usize, samples: usize) -> wgnn::Result<()> {
+    let mut model = mlp(0.2, 0.5)?;
+    model.compile(gpu, Optimizer::adam(1e-3), 42)?;
+    let x: Vec<f32> = rand_vec(batch * 784, 31).iter().map(|v| v.abs()).collect();
+    let big: Vec<f32> = x.repeat(samples);
+    let seed = 5;
+    let mc_call = || model.predict_mc(&x, samples, seed);
+    let fwd_call = || model.predict_batched(&big, samples * batch);
+    // Warm-up: plans made, matmul shapes tuned.
+    let mc = mc_call()?;
+    let fwd = fwd_call()?;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    wgnn::testing::scoped(gpu, "bench", || {
+        for _ in 0..5 {
+            let s = Instant::now();
+            mc_call()?;
+            a.push(s.elapsed().as_secs_f64());
+            let s = Instant::now();
+            fwd_call()?;
+            b.push(s.elapsed().as_secs_f64());
+        }
+        Ok(())
+    })?;
+    let (mc_s, fwd_s) = (median(a), median(b));
+    let note = format!("{samples} x batch {batch}, median of 5 calls in turns");
+    r.add("mc32_ms", mc_s * 1e3, "ms", note.clone());
+    r.add("batched_forward_ms", fwd_s * 1e3, "ms", note);
+    r.ratio(
+        "mc32_over_batched_forward",
+        mc_s / fwd_s,
+        "wall: both",
+        &format!(
+            "predict_mc, {samples} samples of a {batch} batch / one forward of {samples}x{batch} \
+             (predict_batched), each call with upload and readback"
+        ),
+    );
+    // Checks: sample 0 by hand through the ops, bit for bit; the batched rows as predict's.
+    let w = model.weights()?;
+    let t = |i: usize| Tensor::from_slice(gpu, &w[i].data, &w[i].shape);
+    let xt = Tensor::from_slice(gpu, &x, &[batch, 784])?;
+    let h = wgnn::ops::dense(&xt, &t(0)?, Some(&t(1)?), true, None)?;
+    let h = wgnn::ops::dropout(&h, 0.2, seed, philox::mc_offset(1, 0))?;
+    let h = wgnn::ops::dense(&h, &t(2)?, Some(&t(3)?), true, None)?;
+    let h = wgnn::ops::dropout(&h, 0.5, seed, philox::mc_offset(3, 0))?;
+    let logits = wgnn::ops::dense(&h, &t(4)?, Some(&t(5)?), false, None)?;
+    let want = wgnn::ops::softmax(&logits)?.to_vec()?;
+    let mut got = mc.sample(0).unwrap_or_default().to_vec();
+    if sabotaged("mc") {
+        got[0] += 1.0;
+    }
+    let off = got
+        .iter()
+        .zip(&want)
+        .filter(|(g, w)| g.to_bits() != w.to_bits())
+        .count()
+        + got.len().abs_diff(want.len());
+    r.check(
+        "mc32_sample_mismatches",
+        off as f64,
+        0.0,
+        "elements of predict_mc's sample 0 not bit-equal to dense/dropout/softmax by hand",
+    );
+    let plain = model.predict(&x)?;
+    let off = fwd
+        .chunks(plain.len())
+        .flat_map(|c| c.iter().zip(&plain))
+        .filter(|(g, w)| g.to_bits() != w.to_bits())
+        .count()
+        + (fwd.len()).abs_diff(plain.len() * samples);
+    r.check(
+        "batched_forward_mismatches",
+        off as f64,
+        0.0,
+        "logits of the batched forward not bit-equal to predict's of the same inputs",
+    );
+    Ok(())
+}
+
 /// Resident set size in bytes (Linux), from /proc/self/statm.
 fn rss() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -1318,6 +1402,9 @@ fn run() -> wgnn::Result<Vec<String>> {
         "the MLP's buffers whose role is a stored mask (mlp_bytes_mask): keep bits are \
          Philox(seed, offset, index), recomputed in backward",
     );
+    // Monte-Carlo dropout: 32 samples of a batch in one call against one forward pass of
+    // the 32 times larger batch.
+    mc_rows(&mut r, &gpu, if a.quick { 32 } else { 256 }, 32)?;
     let cnn_batch = if a.quick { 8 } else { 64 };
     let mut cnn = Sequential::new(&[28, 28, 1])
         .with(Conv2d::new(32, [3, 3])?.activation(Activation::Relu))

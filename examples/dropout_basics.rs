@@ -3,12 +3,20 @@
 //! reproduces with `wgnn::philox` — the same bits, never stored, regenerated from
 //! (seed, offset, element index).
 //!
+//! Then the masks training draws: a model's Dropout layer over 40 training steps, as
+//! `Sequential::training_mask` gives them (host Philox) and as the GPU draws them (the
+//! layer's stream at each step through `ops::dropout`), drawn to ./dropout_masks.png: units
+//! by steps for the batch's first sample (kept white, dropped black) beside the keep
+//! fraction of the whole batch per step against `1 - p` (`--plot FILE`; `--docs` redraws
+//! docs/dropout_masks.png).
+//!
 //! ```text
 //! cargo run --release --example dropout_basics
 //! cargo run --release --example dropout_basics -- --p 0.3 --seed 7 --offset 1
 //! ```
 //!
-//! Exits with status 1 if the GPU's output or gradient differs from the host's mask.
+//! Exits with status 1 if the GPU's output, gradient or training masks differ from the
+//! host's.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -16,10 +24,13 @@ mod support;
 use support::cli::{AnyResult, Cli};
 
 const USAGE: &str = "\
-usage: dropout_basics [--p RATE] [--seed N] [--offset N] [--quick]
+usage: dropout_basics [--p RATE] [--seed N] [--offset N] [--plot FILE | --docs] [--quick]
   --p RATE     dropout rate in [0, 1] (default 0.5)
   --seed N     Philox key (default 42)
   --offset N   Philox stream (default 0)
+  --plot FILE  where to draw the training masks (default ./dropout_masks.png in the current
+               directory; ./dropout_masks-quick.png with --quick)
+  --docs       draw docs/dropout_masks.png instead, the picture README.md shows
   --quick      accepted for CI; the example is always quick";
 
 fn show(name: &str, rows: usize, cols: usize, v: &[f32]) {
@@ -44,7 +55,8 @@ fn run() -> AnyResult {
     let p: f32 = cli.value("--p")?.unwrap_or(0.5);
     let seed: u64 = cli.value("--seed")?.unwrap_or(42);
     let offset: u64 = cli.value("--offset")?.unwrap_or(0);
-    let _ = cli.flag("--quick");
+    let quick = cli.flag("--quick");
+    let plot = support::chart::plot_path(&mut cli, "dropout_masks", quick)?;
     cli.finish()?;
 
     let gpu = wgnn::Gpu::new()?;
@@ -127,7 +139,129 @@ fn run() -> AnyResult {
         "\nOK: the GPU's forward and backward use exactly the host's mask ({kept} of {} kept)",
         mask.len()
     );
-    Ok(())
+    training_masks(&gpu, p, seed, &plot)
+}
+
+/// The masks of a model's Dropout layer over training steps: `training_mask` (host) against
+/// the GPU's dropout with the layer's stream at each step, drawn.
+fn training_masks(gpu: &wgnn::Gpu, p: f32, seed: u64, plot: &std::path::Path) -> AnyResult {
+    use wgnn::nn::{Activation, Dense, Dropout, Optimizer, Sequential};
+    let (units, batch, steps, layer) = (48usize, 64usize, 40u64, 1usize);
+    let mut model = Sequential::new(&[16])
+        .with(Dense::new(units)?.activation(Activation::Relu))
+        .with(Dropout::new(p)?)
+        .with(Dense::new(10)?);
+    model.compile(gpu, Optimizer::sgd(0.1, 0.0), seed)?;
+    let ones = wgnn::Tensor::from_slice(gpu, &vec![1.0; batch * units], &[batch, units])?;
+    let mut masks = Vec::new();
+    let mut fractions = Vec::new();
+    for step in 0..steps {
+        let host = model.training_mask(layer, step, batch)?;
+        let offset = wgnn::philox::training_offset(layer, step);
+        let y = wgnn::ops::dropout(&ones, p, seed, offset)?.to_vec()?;
+        let gpu_mask: Vec<bool> = y.iter().map(|&v| v != 0.0).collect();
+        if gpu_mask != host {
+            return Err(format!(
+                "step {step}: the GPU's mask of layer {layer} differs from training_mask"
+            )
+            .into());
+        }
+        let kept = gpu_mask.iter().filter(|&&k| k).count();
+        fractions.push((step as f64, kept as f64 / gpu_mask.len() as f64));
+        masks.push(host[..units].to_vec());
+    }
+    let mean = fractions.iter().map(|f| f.1).sum::<f64>() / fractions.len() as f64;
+    println!(
+        "training masks of layer {layer} (Dropout {p}) over steps 0..{steps}: training_mask \
+         equals the GPU's at every step; kept {:.4} of units on average (1 - p = {:.4})",
+        mean,
+        1.0 - f64::from(p)
+    );
+    draw_masks(plot, p, &masks, &fractions)
+}
+
+/// Left: the masks, a column per step and a row per unit (kept white, dropped black);
+/// right: the keep fraction per step against `1 - p`.
+fn draw_masks(
+    path: &std::path::Path,
+    p: f32,
+    masks: &[Vec<bool>],
+    fractions: &[(f64, f64)],
+) -> AnyResult {
+    use plotters::prelude::*;
+    use support::chart::{Panel, Series};
+    support::chart::register_font()?;
+    let (steps, units) = (masks.len(), masks.first().map_or(0, Vec::len));
+    let cell = 9i32;
+    let (mx, my) = (70i32, 40i32);
+    let left = (2 * mx + cell * steps as i32) as u32;
+    let (w, h, head) = (
+        left + 560,
+        (2 * my + cell * units as i32).max(420) as u32 + 50,
+        50u32,
+    );
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let (top, body) = root.split_vertically(head);
+        top.draw(&Text::new(
+            format!(
+                "Dropout({p}) of layer 1: its training masks, step by step (Philox, never stored)"
+            ),
+            (20, 14),
+            ("sans-serif", 20).into_font().color(&BLACK),
+        ))
+        .map_err(|e| e.to_string())?;
+        let (grid, right) = body.split_horizontally(left);
+        let text = ("sans-serif", 13).into_font().color(&BLACK);
+        grid.draw(&Text::new(
+            "units of sample 0 (rows) by training step (columns): kept white, dropped black",
+            (10, 12),
+            text.clone(),
+        ))
+        .map_err(|e| e.to_string())?;
+        for (s, mask) in masks.iter().enumerate() {
+            for (u, &kept) in mask.iter().enumerate() {
+                let (x0, y0) = (mx + s as i32 * cell, my + u as i32 * cell);
+                let color = if kept { WHITE } else { BLACK };
+                grid.draw(&Rectangle::new(
+                    [(x0, y0), (x0 + cell, y0 + cell)],
+                    color.filled(),
+                ))
+                .map_err(|e| e.to_string())?;
+            }
+        }
+        let frame = [
+            (mx - 1, my - 1),
+            (mx + cell * steps as i32, my + cell * units as i32),
+        ];
+        grid.draw(&Rectangle::new(frame, RGBColor(150, 150, 150)))
+            .map_err(|e| e.to_string())?;
+        for s in (0..steps).step_by(10) {
+            grid.draw(&Text::new(
+                s.to_string(),
+                (mx + s as i32 * cell, my + cell * units as i32 + 6),
+                text.clone(),
+            ))
+            .map_err(|e| e.to_string())?;
+        }
+        grid.draw(&Text::new("unit 0", (10, my), text.clone()))
+            .map_err(|e| e.to_string())?;
+        let want = 1.0 - f64::from(p);
+        let last = fractions.last().map_or(0.0, |f| f.0);
+        let mut panel = Panel::new(
+            "kept fraction of the batch's units per step",
+            "training step",
+            "fraction kept",
+        )
+        .with(Series::new("measured on the GPU", fractions.to_vec(), 0))
+        .with(Series::new("1 - p", vec![(0.0, want), (last, want)], 1).dashed());
+        panel.y_range = Some(((want - 0.15).max(0.0), (want + 0.15).min(1.0)));
+        support::chart::draw_panel(&right, &panel)?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    support::chart::save_rgb(path, &buf, w, h)
 }
 
 fn main() -> std::process::ExitCode {

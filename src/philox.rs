@@ -112,6 +112,37 @@ pub fn scale(p: f32) -> f32 {
     if p >= 1.0 { 0.0 } else { 1.0 / (1.0 - p) }
 }
 
+/// Training steps a model may take: its step counter stays below `2^31`, so the training
+/// streams ([`training_offset`]) stay below `2^63` and never meet the Monte-Carlo ones
+/// ([`mc_offset`]).
+pub const MAX_TRAINING_STEPS: u64 = 1 << 31;
+
+/// The first Monte-Carlo stream: `2^63`.
+pub const MC_OFFSET_BASE: u64 = 1 << 63;
+
+/// The stream of the Dropout layer at index `layer` of a `Sequential` at training step
+/// `step`: `layer + step * 2^32` (with `step <` [`MAX_TRAINING_STEPS`], below `2^63`).
+///
+/// ```
+/// assert_eq!(wgnn::philox::training_offset(3, 2), 3 + (2 << 32));
+/// ```
+pub fn training_offset(layer: usize, step: u64) -> u64 {
+    (layer as u64).wrapping_add(step.wrapping_shl(32))
+}
+
+/// The stream of the Dropout layer at index `layer` in sample `sample` of
+/// `Sequential::predict_mc`: `2^63 + sample * 2^32 + layer` (with `sample < 2^31`, at or
+/// above `2^63`, so no training stream is one).
+///
+/// ```
+/// assert_eq!(wgnn::philox::mc_offset(3, 2), (1 << 63) + (2 << 32) + 3);
+/// ```
+pub fn mc_offset(layer: usize, sample: u64) -> u64 {
+    MC_OFFSET_BASE
+        .wrapping_add(sample.wrapping_shl(32))
+        .wrapping_add(layer as u64)
+}
+
 /// A validated dropout: rate, seed and stream offset (also `wgnn::ops::DropoutSpec`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DropoutSpec {

@@ -194,9 +194,7 @@ pub fn plot_path(cli: &mut Cli, name: &str, quick: bool) -> Result<PathBuf, Stri
 /// Draws `panels` in a grid `cols` wide under `title`, writes a PNG to `path` (creating its
 /// folder) and says where.
 pub fn save_chart(path: &Path, title: &str, panels: &[Panel], cols: usize) -> AnyResult {
-    // Registering twice is harmless; the map keeps one font per (family, style).
-    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
-        .map_err(|_| "the embedded font DejaVuSans-ascii.ttf is not a valid TrueType file")?;
+    register_font()?;
     let cols = cols.clamp(1, panels.len().max(1));
     let rows = panels.len().div_ceil(cols).max(1);
     let (pw, ph, head) = (520u32, 380u32, 50u32);
@@ -218,16 +216,31 @@ pub fn save_chart(path: &Path, title: &str, panels: &[Panel], cols: usize) -> An
         }
         root.present().map_err(|e| e.to_string())?;
     }
+    save_rgb(path, &buf, w, h)
+}
+
+/// Makes the embedded font the `sans-serif` of every chart (before drawing any text).
+pub fn register_font() -> AnyResult {
+    // Registering twice is harmless; the map keeps one font per (family, style).
+    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+        .map_err(|_| "the embedded font DejaVuSans-ascii.ttf is not a valid TrueType file")?;
+    Ok(())
+}
+
+/// Writes an RGB buffer of `w` x `h` pixels to `path` as PNG (creating its folder) and says
+/// where.
+pub fn save_rgb(path: &Path, buf: &[u8], w: u32, h: u32) -> AnyResult {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    image::save_buffer(path, &buf, w, h, image::ExtendedColorType::Rgb8)
+    image::save_buffer(path, buf, w, h, image::ExtendedColorType::Rgb8)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     println!("plot written to {}", path.display());
     Ok(())
 }
 
-fn draw_panel<DB: DrawingBackend>(
+/// Draws one panel into `area` (as [`save_chart`] draws each of its panels).
+pub fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     p: &Panel,
 ) -> Result<(), String>

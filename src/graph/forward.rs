@@ -1,5 +1,6 @@
-//! The forward pass: each node's dispatches, in training mode (dropout, batch statistics)
-//! or inference mode, and what each node's backward will need.
+//! The forward pass: each node's dispatches, in training mode (dropout, batch statistics),
+//! inference mode, or Monte-Carlo mode (dropout on over copies of the batch, batch norm in
+//! inference mode), and what each node's backward will need.
 
 use crate::Result;
 use crate::graph::instr::{Builder, Res, batched, bytes};
@@ -48,6 +49,13 @@ pub(super) fn forward(
 ) -> Result<Forward> {
     let Job { op, batch, mode } = job;
     let train = mode == Mode::Train;
+    // Monte-Carlo dropout: `copies` goes from 1 to `samples` at the first dropout, where the
+    // copies of the batch are made.
+    let samples = match mode {
+        Mode::Sample { samples } => Some(samples),
+        _ => None,
+    };
+    let mut copies = 1;
     let t = |i: &ParamId| Res::T(params.values[*i].clone());
     let mut fwd = Forward {
         acts: vec![x0],
@@ -56,7 +64,21 @@ pub(super) fn forward(
     };
     for (k, node) in graph.nodes.iter().enumerate() {
         let x = fwd.acts[k].clone();
-        let out = batch * node.out_len();
+        let rows = batch * copies;
+        let out = rows * node.out_len();
+        // The Monte-Carlo dropout of this node's output (`y`, one row per copy so far): the
+        // copies made at the first one.
+        let mut mc = |b: &mut Builder, d: &crate::graph::DropoutOp, y: Res, n: usize| {
+            let first = copies == 1;
+            copies = n;
+            b.dropout_mc(
+                d,
+                params.seed,
+                (batch * node.out_len(), node.out_len(), n),
+                first,
+                y,
+            )
+        };
         let mut saved = Saved::Nothing;
         let y = match &node.op {
             Op::Reshape => x,
@@ -81,7 +103,7 @@ pub(super) fn forward(
                     relu: *relu,
                     dropout: drop,
                 };
-                let (m, kk, n) = (batch as u32, node.in_len() as u32, node.out_len() as u32);
+                let (m, kk, n) = (rows as u32, node.in_len() as u32, node.out_len() as u32);
                 let bias_res = bias.as_ref().map_or(x.clone(), t);
                 b.push(
                     Rec::Matmul {
@@ -99,7 +121,10 @@ pub(super) fn forward(
                         Res::ZeroStatus,
                     ],
                 );
-                Res::V(y)
+                match (samples, dropout) {
+                    (Some(n), Some(d)) => mc(b, d, Res::V(y), n),
+                    _ => Res::V(y),
+                }
             }
             Op::Relu => b.pointwise(
                 Pointwise::ReluForward,
@@ -108,13 +133,11 @@ pub(super) fn forward(
                 1.0,
                 [x.clone(), x.clone(), x],
             ),
-            Op::Dropout(d) => {
-                if train {
-                    b.dropout(d, params.seed, out, false, x)
-                } else {
-                    x
-                }
-            }
+            Op::Dropout(d) => match samples {
+                _ if train => b.dropout(d, params.seed, out, false, x),
+                Some(n) => mc(b, d, x, n),
+                None => x,
+            },
             Op::Conv2d {
                 w,
                 b: bias,
@@ -123,7 +146,7 @@ pub(super) fn forward(
             } => {
                 let d = Conv2dDims::new(
                     op,
-                    &batched(batch, &node.input),
+                    &batched(rows, &node.input),
                     params.values[*w].shape(),
                     *stride,
                     *padding,
@@ -217,7 +240,7 @@ pub(super) fn forward(
             }
             Op::MaxPool { window, stride } => {
                 let y = b.vbuf(out);
-                let p = PoolParams::new(op, &batched(batch, &node.input), *window, *stride)?;
+                let p = PoolParams::new(op, &batched(rows, &node.input), *window, *stride)?;
                 saved = Saved::Pool(p);
                 b.push(
                     Rec::PoolForward(p),
@@ -228,6 +251,23 @@ pub(super) fn forward(
         };
         fwd.acts.push(y);
         fwd.saved.push(saved);
+    }
+    // A model without dropout: every copy is the same, made from the logits.
+    if let Some(n) = samples.filter(|_| copies == 1)
+        && let Some(logits) = fwd.acts.pop()
+    {
+        let keep = crate::graph::DropoutOp {
+            rate: 0.0,
+            stream: 0,
+        };
+        let classes = graph.output().iter().product::<usize>();
+        fwd.acts.push(b.dropout_mc(
+            &keep,
+            params.seed,
+            (batch * classes, classes, n),
+            true,
+            logits,
+        ));
     }
     Ok(fwd)
 }

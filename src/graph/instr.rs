@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::Tensor;
 use crate::graph::DropoutOp;
 use crate::kernels::dropout::{DropoutParams, DropoutSpec};
+use crate::kernels::dropout_mc::DropoutMcParams;
 use crate::kernels::elementwise::{ElementwiseParams, Pointwise};
 use crate::kernels::rec::Rec;
 use crate::tensor::Buf;
@@ -107,6 +108,35 @@ impl Builder {
                 input,
                 Res::V(y),
             ],
+        );
+        Res::V(y)
+    }
+}
+
+impl Builder {
+    /// Monte-Carlo dropout of `samples` copies of `span` elements in rows of `row_len`
+    /// (`input` holds one copy when `replicate`, else all of them): copy `s` draws from
+    /// stream `2^63 + s * 2^32 + d.stream`. Returns the output buffer, `samples * span`
+    /// elements.
+    pub fn dropout_mc(
+        &mut self,
+        d: &DropoutOp,
+        seed: u64,
+        (span, row_len, samples): (usize, usize, usize),
+        replicate: bool,
+        input: Res,
+    ) -> Res {
+        let y = self.vbuf(span * samples);
+        let spec = DropoutSpec {
+            rate: d.rate,
+            seed,
+            offset: crate::philox::mc_offset(0, 0).wrapping_add(d.stream),
+        };
+        let sizes = (span as u32, row_len as u32, samples as u32);
+        let p = DropoutMcParams::new(sizes, replicate, spec);
+        self.push(
+            Rec::DropoutMc { len: p.len },
+            vec![bytes(&p), Res::Step, input, Res::V(y)],
         );
         Res::V(y)
     }

@@ -12,10 +12,11 @@ use crate::graph::alloc::materialize;
 use crate::graph::backward::backward;
 use crate::graph::forward::forward;
 use crate::graph::gather::gather;
-use crate::graph::instr::{Builder, Res};
+use crate::graph::instr::{Builder, Res, bytes};
 use crate::graph::metrics::{self, Metrics};
 use crate::graph::update::updates;
 use crate::kernels::rec::Rec;
+use crate::kernels::softmax_xent::SoftmaxXentParams;
 use crate::kernels::step::Step;
 use crate::spec::Update;
 use crate::tensor::DType;
@@ -30,6 +31,13 @@ pub(crate) enum Mode {
     Eval,
     /// Forward in inference mode from an input tensor; logits kept.
     Predict,
+    /// Monte-Carlo dropout: forward from an input tensor of `batch` samples over `samples`
+    /// copies of it, batch norm in inference mode and dropout on, the copy `s` of the
+    /// Dropout at layer `l` drawing from stream `2^63 + s * 2^32 + l`
+    /// ([`crate::philox::mc_offset`]); the softmax of every copy kept, `[samples * batch,
+    /// classes]`. The layers before the first dropout run once, on the batch; the copies are
+    /// made on the GPU where that dropout is drawn.
+    Sample { samples: usize },
 }
 
 /// What to plan, for which public call.
@@ -183,7 +191,8 @@ pub(crate) struct Plan {
     step: wgpu::Buffer,
     /// Physical buffers backing the virtual ones (kept alive by the plan).
     _physical: Vec<std::sync::Arc<crate::tensor::Buf>>,
-    /// The per-sample logits of the last step ([batch, classes]), for prediction.
+    /// The per-sample logits of the last step ([batch, classes]), for prediction (for
+    /// [`Mode::Sample`], the softmax of every copy, [samples * batch, classes]).
     pub logits: Option<Tensor>,
     /// For prediction: the input the caller copies a batch into.
     pub input: Option<Tensor>,
@@ -220,7 +229,7 @@ impl Plan {
         // Input.
         let mut input = None;
         let (x0, labels) = match (mode, data) {
-            (Mode::Predict, _) => {
+            (Mode::Predict | Mode::Sample { .. }, _) => {
                 let t = Tensor::zeros(gpu, &[batch, in_len])?;
                 input = Some(t.clone());
                 (Res::T(t), None)
@@ -247,7 +256,17 @@ impl Plan {
         };
 
         let fwd = forward(&mut b, job, &graph, params, x0)?;
-        let logits = fwd.acts[graph.nodes.len()].clone();
+        let mut logits = fwd.acts[graph.nodes.len()].clone();
+        if let Mode::Sample { samples } = mode {
+            let rows = samples * batch;
+            let probs = b.vbuf(rows * classes);
+            let p = SoftmaxXentParams::new(rows as u32, classes as u32, 0);
+            b.push(
+                Rec::Softmax { rows: rows as u32 },
+                vec![bytes(&p), logits, Res::V(probs)],
+            );
+            logits = Res::V(probs);
+        }
         if let (Some(labels), Some(m)) = (labels, metrics) {
             let sizes = [batch, classes, in_len];
             let (dlogits, metric_binds) =
@@ -292,11 +311,15 @@ impl Plan {
         roles.append(&mut mat.roles);
         let distinct: BTreeSet<usize> = mat.physical.iter().map(|(j, _)| *j).collect();
         let buffers = (mat.physical.len(), distinct.len());
+        let rows = match mode {
+            Mode::Sample { samples } => samples * batch,
+            _ => batch,
+        };
         let logits = match (mode, logits) {
-            (Mode::Predict, Res::V(v)) => Some(Tensor::view(
+            (Mode::Predict | Mode::Sample { .. }, Res::V(v)) => Some(Tensor::view(
                 gpu,
                 mat.physical_of(op, v)?,
-                &[batch, classes],
+                &[rows, classes],
                 DType::F32,
             )),
             _ => None,

@@ -139,21 +139,32 @@ fn evaluate_record(
     Ok(metrics)
 }
 
-/// A prediction plan for up to `batch` samples at a time: host values in, logits out.
+/// A prediction plan for up to `batch` samples at a time: host values in, logits out (or,
+/// for Monte-Carlo dropout, every copy's softmax).
 pub(crate) struct Predictor {
     plan: Plan,
     input: Tensor,
     logits: Tensor,
     in_len: usize,
     classes: usize,
+    /// Monte-Carlo copies of the batch (`None`: plain prediction).
+    samples: Option<usize>,
 }
 
 impl Predictor {
-    pub fn new(gpu: &Gpu, graph: &Graph, params: &ParamRefs<'_>, batch: usize) -> Result<Self> {
-        let op = "predict";
+    /// A plan for `batch` samples at a time: plain prediction (`samples` `None`) or
+    /// Monte-Carlo dropout over `samples` copies, for the public call `op`.
+    pub fn new(
+        gpu: &Gpu,
+        op: &'static str,
+        graph: &Graph,
+        params: &ParamRefs<'_>,
+        batch: usize,
+        samples: Option<usize>,
+    ) -> Result<Self> {
         let job = Job {
             op,
-            mode: Mode::Predict,
+            mode: samples.map_or(Mode::Predict, |samples| Mode::Sample { samples }),
             batch,
         };
         let plan = Plan::new(gpu, graph, params, job, None, None)?;
@@ -169,7 +180,37 @@ impl Predictor {
             logits,
             in_len: graph.input.iter().product(),
             classes: graph.output().iter().product(),
+            samples,
         })
+    }
+
+    /// Monte-Carlo dropout: the softmax of every copy for the samples in `x` (a whole number
+    /// of them, checked by the caller), `[copies, n, classes]`; one submission and one
+    /// readback per batch, all copies in it. Each batch's step uniform carries its first
+    /// row, so the masks index the rows of all of `x` (`batch_start`).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn sample(&self, x: &[f32]) -> Result<Vec<f32>> {
+        let (batch, classes) = (self.input.shape()[0], self.classes);
+        let copies = self.samples.unwrap_or(1);
+        let n = x.len() / self.in_len;
+        let mut out = vec![0.0; copies * n * classes];
+        for (c, chunk) in x.chunks(batch * self.in_len).enumerate() {
+            let rows = chunk.len() / self.in_len;
+            let start = c * batch;
+            let gpu = self.input.gpu();
+            gpu.upload(self.input.buffer(), 0, bytemuck::cast_slice(chunk));
+            self.plan.run(Step {
+                batch_start: start as u32,
+                ..Step::default()
+            })?;
+            let all = self.logits.read_f32("Tensor::to_vec")?;
+            for s in 0..copies {
+                let from = s * batch * classes;
+                let to = (s * n + start) * classes;
+                out[to..to + rows * classes].copy_from_slice(&all[from..from + rows * classes]);
+            }
+        }
+        Ok(out)
     }
 
     /// Logits of the samples in `x` (a whole number of them, checked by the caller), a

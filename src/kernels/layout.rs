@@ -103,6 +103,12 @@ mod tests {
             [mask, len]
         );
         assert_layout!(
+            dropout_mc::SHADER,
+            "DropoutMcParams",
+            dropout_mc::DropoutMcParams,
+            [mask, len, span, replicate, row_len]
+        );
+        assert_layout!(
             dropout::WORDS_SHADER,
             "WordsParams",
             dropout::WordsParams,

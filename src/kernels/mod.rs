@@ -18,6 +18,7 @@ pub(crate) mod conv2d;
 pub(crate) mod data;
 pub(crate) mod dropout;
 pub(crate) mod dropout_mask;
+pub(crate) mod dropout_mc;
 pub(crate) mod elementwise;
 #[cfg(test)]
 pub(crate) mod layout;
@@ -41,6 +42,7 @@ pub(crate) struct Kernels {
     pub conv2d: OnceLock<conv2d::Conv2d>,
     pub data: OnceLock<data::Data>,
     pub dropout: OnceLock<dropout::Dropout>,
+    pub dropout_mc: OnceLock<dropout_mc::DropoutMc>,
     pub elementwise: OnceLock<elementwise::Elementwise>,
     pub matmul: OnceLock<matmul::Matmul>,
     pub optim: OnceLock<optim::Optim>,

@@ -7,6 +7,7 @@ use crate::kernels::batchnorm::{BatchNorm, BatchNormParams};
 use crate::kernels::conv2d::{Conv2d, Conv2dDims, Conv2dPass};
 use crate::kernels::data::Data;
 use crate::kernels::dropout::Dropout;
+use crate::kernels::dropout_mc::DropoutMc;
 use crate::kernels::elementwise::{Elementwise, Pointwise};
 use crate::kernels::matmul::{Matmul, MatmulTile};
 use crate::kernels::optim::Optim;
@@ -39,6 +40,14 @@ pub(crate) enum Rec {
     Dropout {
         backward: bool,
         len: u32,
+    },
+    /// Dropout over the copies of a batch (Monte-Carlo dropout), `len` outputs.
+    DropoutMc {
+        len: u32,
+    },
+    /// The softmax of `rows` rows (inference).
+    Softmax {
+        rows: u32,
     },
     BiasGrad {
         cols: u32,
@@ -81,6 +90,8 @@ impl Rec {
             Rec::Matmul { .. } => &Matmul::get(gpu)?.family,
             Rec::Pointwise { .. } => &Elementwise::get(gpu)?.family,
             Rec::Dropout { .. } => &Dropout::get(gpu)?.family,
+            Rec::DropoutMc { .. } => &DropoutMc::get(gpu)?.family,
+            Rec::Softmax { .. } => &SoftmaxXent::get(gpu)?.softmax_family,
             Rec::BiasGrad { .. } => &Reduce::get(gpu)?.family,
             Rec::SoftmaxLoss { .. } => &SoftmaxXent::get(gpu)?.family,
             Rec::PoolForward(_) | Rec::PoolBackward(_) => &Pool::get(gpu)?.family,
@@ -132,6 +143,8 @@ impl Rec {
                 backward: true,
                 len,
             } => Dropout::get(gpu)?.record_backward(pass, io, len),
+            Rec::DropoutMc { len } => DropoutMc::get(gpu)?.record(pass, io, len),
+            Rec::Softmax { rows } => SoftmaxXent::get(gpu)?.record_softmax(pass, io, rows),
             Rec::BiasGrad { cols } => Reduce::get(gpu)?.record_bias_grad(pass, io, cols),
             Rec::SoftmaxLoss { rows } => SoftmaxXent::get(gpu)?.record_loss(pass, io, rows),
             Rec::PoolForward(p) => Pool::get(gpu)?.record_forward(pass, io, &p),

@@ -122,6 +122,7 @@ pub(crate) fn all() -> Vec<Shader> {
         data::SHADER,
         dropout::SHADER,
         dropout::WORDS_SHADER,
+        dropout_mc::SHADER,
         elementwise::SHADER,
         matmul::SHADER,
         matmul::SUBGROUP_SHADER,
@@ -181,7 +182,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 13 * 4);
+        assert_eq!(checked, 14 * 4);
     }
 
     /// Each choice picks whole files: the 64-bit product and the wide loads appear exactly

@@ -2,7 +2,8 @@
 //!
 //! Lives here: [`layers`](Layer) (plain values, checked), `lower` (layers to a graph),
 //! `model` (`Sequential`: compile, evaluate, predict, weights), `fit` and `trainer` (the
-//! training loop), `state` (training states to resume from), `optimizer`, `summary`,
+//! training loop), `state` (training states to resume from), `mc` (Monte-Carlo dropout,
+//! training masks), `optimizer`, `summary`,
 //! [`weights`] (safetensors files). May use `graph`
 //! (plans, runs, metrics), `data` (data sets, resident ones), `spec`, `error` and the `Gpu`
 //! and `Tensor` handles; never `kernels` or `wgpu`.
@@ -28,6 +29,7 @@
 mod fit;
 mod layers;
 mod lower;
+mod mc;
 mod model;
 mod optimizer;
 mod state;
@@ -37,6 +39,7 @@ pub mod weights;
 
 pub use fit::{EpochLog, Evaluation, Fit, History, ModelCheckpoint, Monitor, OnNonFinite};
 pub use layers::{Activation, BatchNorm, Conv2d, Dense, Dropout, Layer, MaxPool2d};
+pub use mc::McPrediction;
 pub use model::Sequential;
 pub use optimizer::Optimizer;
 pub use state::TrainingState;

@@ -16,6 +16,9 @@ use crate::nn::optimizer::Optimizer;
 use crate::nn::weights::{self, NamedTensor, WeightSpec, WeightsOptions};
 use crate::{Error, Gpu, Result, Tensor};
 
+/// A cached prediction plan's key: batch size, Monte-Carlo copies and seed.
+pub(super) type PlanKey = (usize, usize, u64);
+
 /// A compiled model's state: its (unfused) graph, parameters on the GPU, settings.
 pub(super) struct Compiled {
     pub gpu: Gpu,
@@ -30,8 +33,10 @@ pub(super) struct Compiled {
     pub seed: u64,
     /// Training steps taken over the model's life (moves the dropout streams).
     pub step: u64,
-    /// Prediction plans by batch size, each locked while a call uses its buffers.
-    pub predict: Mutex<HashMap<usize, Arc<Mutex<Predictor>>>>,
+    /// Prediction plans by batch size and, for Monte-Carlo dropout, copies and seed ((0, 0):
+    /// plain prediction; one Monte-Carlo plan is kept at a time), each locked while a call
+    /// uses its buffers.
+    pub predict: Mutex<HashMap<PlanKey, Arc<Mutex<Predictor>>>>,
     /// Fuse `dense -> relu -> dropout` (default; off only to test fusion against the ops).
     pub fuse: bool,
     /// What training does at a non-finite step.
@@ -205,7 +210,7 @@ impl Sequential {
     }
 }
 
-fn poisoned() -> Error {
+pub(super) fn poisoned() -> Error {
     Error::arg(
         "Sequential",
         "a thread panicked while holding the model's plan cache",
@@ -395,13 +400,33 @@ impl Sequential {
             ));
         }
         let batch = (x.len() / in_len).min(256);
+        self.cached_predictor(op, batch, None)
+    }
+
+    /// The cached plan for `batch` samples at a time, plain (`mc` `None`) or Monte-Carlo
+    /// (`mc`: copies and seed), made on first use for the public call `op`.
+    pub(super) fn cached_predictor(
+        &self,
+        op: &'static str,
+        batch: usize,
+        mc: Option<(usize, u64)>,
+    ) -> Result<Arc<Mutex<Predictor>>> {
+        let c = self.compiled(op)?;
         let mut cache = c.predict.lock().map_err(|_| poisoned())?;
-        Ok(match cache.get(&batch) {
+        let (samples, seed) = mc.unwrap_or((0, 0));
+        let key = (batch, samples, seed);
+        Ok(match cache.get(&key) {
             Some(p) => p.clone(),
             None => {
-                let p = Predictor::new(&c.gpu, &c.graph, &c.refs(), batch)?;
+                let mut refs = c.refs();
+                if mc.is_some() {
+                    refs.seed = seed;
+                    cache.retain(|k, _| k.1 == 0);
+                }
+                let plan_op = if mc.is_some() { op } else { "predict" };
+                let p = Predictor::new(&c.gpu, plan_op, &c.graph, &refs, batch, mc.map(|m| m.0))?;
                 let p = Arc::new(Mutex::new(p));
-                cache.insert(batch, p.clone());
+                cache.insert(key, p.clone());
                 p
             }
         })

@@ -236,14 +236,18 @@ impl Trainer<'_> {
             .compiled
             .as_mut()
             .ok_or_else(|| Error::arg(op, "the model is not compiled; call compile first"))?;
-        // The status word records step + 1, so the last step is u32::MAX - 1.
+        // Training streams stay below 2^63, apart from predict_mc's (crate::philox).
         let step = u32::try_from(c.step)
             .ok()
-            .filter(|&s| s < u32::MAX)
+            .filter(|&s| u64::from(s) < crate::philox::MAX_TRAINING_STEPS)
             .ok_or_else(|| {
                 Error::arg(
                     op,
-                    format!("step {} is past the last one, 2^32 - 2", c.step),
+                    format!(
+                        "step {} is past the last training step, 2^31 - 1 (the dropout \
+                         streams of training stay below 2^63, apart from predict_mc's)",
+                        c.step
+                    ),
                 )
             })?;
         let poison = if c.poison_step == Some(c.step) {
