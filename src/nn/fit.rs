@@ -1,15 +1,20 @@
 //! `fit`: its options (epochs, validation, checkpoints, what to do at a non-finite step),
 //! the epoch loop over a [`Trainer`](super::Trainer), and what it returns.
 
+#[cfg(feature = "fs")]
 use std::collections::HashMap;
+#[cfg(feature = "fs")]
 use std::path::PathBuf;
-use std::time::Instant;
 
 use crate::data::Dataset;
 use crate::data::resident::GpuDataset;
 use crate::nn::model::Sequential;
+use crate::nn::progress::Bar;
+#[cfg(feature = "fs")]
 use crate::nn::weights::{self, WeightsOptions};
 use crate::{Error, Result};
+// std's clock natively; in a browser, where `std::time::Instant::now` panics, `performance.now()`.
+use web_time::Instant;
 
 /// What training does at a step whose loss or a gradient is not finite.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,6 +49,7 @@ pub enum Monitor {
 /// the file already exists, so a restarted run saves only on improvement over the stored
 /// best; a file without them, or for another monitor, or whose `best` is not finite, is
 /// replaced by the first epoch with a finite metric.
+#[cfg(feature = "fs")]
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelCheckpoint {
     /// The safetensors file to write (atomically).
@@ -54,6 +60,7 @@ pub struct ModelCheckpoint {
     pub save_best_only: bool,
 }
 
+#[cfg(feature = "fs")]
 impl Monitor {
     fn key(self) -> &'static str {
         match self {
@@ -71,6 +78,7 @@ impl Monitor {
     }
 }
 
+#[cfg(feature = "fs")]
 impl ModelCheckpoint {
     /// The best score and its epoch stored in the file, when it exists and records a finite
     /// best for this monitor.
@@ -111,7 +119,8 @@ pub struct Fit<'a> {
     pub shuffle: bool,
     /// A progress bar and a Keras-like line per epoch on stderr.
     pub verbose: bool,
-    /// Keep the best weights on disk.
+    /// Keep the best weights on disk (the `fs` feature).
+    #[cfg(feature = "fs")]
     pub checkpoint: Option<ModelCheckpoint>,
     /// Stop (default) or skip at a non-finite loss or gradient.
     pub on_non_finite: OnNonFinite,
@@ -125,6 +134,7 @@ impl Default for Fit<'_> {
             validation: None,
             shuffle: true,
             verbose: true,
+            #[cfg(feature = "fs")]
             checkpoint: None,
             on_non_finite: OnNonFinite::Stop,
         }
@@ -202,6 +212,7 @@ impl Sequential {
         let steps = trainer.steps_per_epoch();
         let mut history = History::default();
         // The best score (higher is better) and its epoch, resumed from the file's metadata.
+        #[cfg(feature = "fs")]
         let mut best: Option<(f64, String)> = match &opts.checkpoint {
             Some(cp) if cp.save_best_only => cp.resume()?,
             _ => None,
@@ -209,7 +220,7 @@ impl Sequential {
         for epoch in 1..=opts.epochs {
             let started = Instant::now();
             trainer.begin_epoch();
-            let bar = progress(opts.verbose, epoch, opts.epochs, steps);
+            let bar = Bar::new(opts.verbose, epoch, opts.epochs, steps);
             let mut refreshed = Instant::now();
             for step in 0..steps {
                 trainer.step().map_err(|e| at_step(e, epoch, step))?;
@@ -253,6 +264,7 @@ impl Sequential {
             if opts.verbose {
                 eprintln!("{}", epoch_line(&log, opts.epochs, steps));
             }
+            #[cfg(feature = "fs")]
             if let (Some(cp), Some(v)) = (&opts.checkpoint, validation) {
                 let value = cp.monitor.score(v);
                 let improved = value.is_finite() && best.as_ref().is_none_or(|(b, _)| value > *b);
@@ -297,26 +309,6 @@ fn at_step(e: Error, epoch: usize, step: usize) -> Error {
 
 /// How often `fit`'s progress bar reads the running loss and accuracy back.
 const PROGRESS_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
-
-fn progress(
-    verbose: bool,
-    epoch: usize,
-    epochs: usize,
-    steps: usize,
-) -> Option<indicatif::ProgressBar> {
-    if !verbose {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(steps as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "Epoch {prefix} {pos:>4}/{len} {wide_bar} {elapsed_precise} {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_prefix(format!("{epoch}/{epochs}"));
-    Some(bar)
-}
 
 fn epoch_line(log: &EpochLog, epochs: usize, steps: usize) -> String {
     let mut s = format!(

@@ -29,11 +29,14 @@ mod layers;
 mod lower;
 mod model;
 mod optimizer;
+mod progress;
 mod summary;
 mod trainer;
 pub mod weights;
 
-pub use fit::{EpochLog, Evaluation, Fit, History, ModelCheckpoint, Monitor, OnNonFinite};
+#[cfg(feature = "fs")]
+pub use fit::ModelCheckpoint;
+pub use fit::{EpochLog, Evaluation, Fit, History, Monitor, OnNonFinite};
 pub use layers::{Activation, BatchNorm, Conv2d, Dense, Dropout, Layer, MaxPool2d};
 pub use model::Sequential;
 pub use optimizer::Optimizer;

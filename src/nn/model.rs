@@ -1,6 +1,7 @@
 //! `Sequential`: build, compile, evaluate, predict, save and load.
 
 use std::collections::HashMap;
+#[cfg(feature = "fs")]
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -407,7 +408,8 @@ impl Sequential {
         })
     }
 
-    /// The weights, read back: name, shape, values, in the model's order.
+    /// The weights, read back: name, shape, values, in the model's order. Blocks until the
+    /// GPU is done; in a browser use [`Sequential::weights_async`].
     ///
     /// # Errors
     /// When the model is not compiled, or on device errors.
@@ -417,16 +419,61 @@ impl Sequential {
         read_named(&c.infos, &c.values)
     }
 
+    /// As [`Sequential::weights`], without blocking: every weight's copy is recorded and
+    /// submitted when the future is first polled (it is an `async fn`), so the values are
+    /// those after the work submitted until then; they are then read back by futures that
+    /// never wait for the device (see [`Tensor::to_vec_async`]). With
+    /// [`weights::to_safetensors`] it makes the bytes of a weights file where there is no
+    /// file system (a browser's download):
+    ///
+    /// ```
+    /// # fn main() -> wgnn::Result<()> {
+    /// # use wgnn::nn::*;
+    /// # let gpu = wgnn::Gpu::software()?;
+    /// let mut model = Sequential::new(&[4]).with(Dense::new(3)?);
+    /// model.compile(&gpu, Optimizer::sgd(0.1, 0.0), 1)?;
+    /// // natively; `.await` in async code (a browser's `spawn_local`)
+    /// let w = pollster::block_on(model.weights_async())?;
+    /// assert_eq!(w, model.weights()?);
+    /// let bytes = weights::to_safetensors(&w, None)?;
+    /// let mut copy = Sequential::new(&[4]).with(Dense::new(3)?);
+    /// copy.compile(&gpu, Optimizer::sgd(0.1, 0.0), 2)?;
+    /// copy.load_weights_bytes(&bytes, "download.safetensors")?;
+    /// assert_eq!(copy.weights()?, w);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Sequential::weights`].
+    pub async fn weights_async(&self) -> Result<Vec<NamedTensor>> {
+        let op = "weights_async";
+        let c = self.compiled(op)?;
+        c.gpu.check_alive(op)?;
+        let pending: Vec<_> = c.values.iter().map(Tensor::to_vec_async).collect();
+        let mut out = Vec::with_capacity(pending.len());
+        for (p, read) in c.infos.iter().zip(pending) {
+            out.push(NamedTensor {
+                name: p.name.clone(),
+                shape: p.shape.clone(),
+                data: read.await?,
+            });
+        }
+        Ok(out)
+    }
+
     /// Writes the weights to `path` as safetensors (F32, Keras-style names such as
     /// `dense_1/kernel`, Dense kernels `[in, units]`, conv kernels HWIO), atomically: a crash
     /// leaves the old file or the new one, never a torn one.
     ///
     /// # Errors
     /// I/O errors naming the path (the old file is left as it was).
+    #[cfg(feature = "fs")]
     pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<()> {
         self.save_weights_with(path.as_ref(), None)
     }
 
+    #[cfg(feature = "fs")]
     pub(super) fn save_weights_with(
         &self,
         path: &Path,
@@ -482,6 +529,7 @@ impl Sequential {
     /// # Errors
     /// [`Error::Data`] naming the file and the tensor and its layer (missing, extra, wrong
     /// shape or dtype, non-finite value, wrong length); [`Error::Io`].
+    #[cfg(feature = "fs")]
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<()> {
         self.load_weights_with(path, &WeightsOptions::default())
     }
@@ -492,6 +540,7 @@ impl Sequential {
     ///
     /// # Errors
     /// As [`Sequential::load_weights`].
+    #[cfg(feature = "fs")]
     pub fn load_weights_with(
         &mut self,
         path: impl AsRef<Path>,
