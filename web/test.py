@@ -437,7 +437,7 @@ def test_train(page, epochs, screenshot, embed):
     """, timeout=900)
     secs = [e["seconds"] for e in r["epochs"]]
     print(f"     seconds per epoch in the browser: {', '.join(f'{s:.2f}' for s in secs)} "
-          f"(mean {r['secondsPerEpoch']:.2f})")
+          f"(after the first, which compiles the shaders: {r['secondsPerEpoch']:.2f} s per epoch)")
     check(len(r["epochs"]) == epochs, f"train: {len(r['epochs'])} epoch records")
     check(r["testAccuracy"] >= 0.70, f"train: test accuracy {r['testAccuracy']:.4f} >= 0.70 after {epochs} epochs")
     check(len(r["grid"]) == 24, f"train: the page shows {len(r['grid'])} predicted test images")

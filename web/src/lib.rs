@@ -65,12 +65,6 @@ fn set(o: &Object, key: &str, v: impl Into<JsValue>) -> Result<(), JsValue> {
 #[wasm_bindgen]
 pub async fn open() -> Result<JsValue, JsValue> {
     let gpu = Gpu::new_async().await.map_err(js_err)?;
-    // Validation errors have no error scope in a browser (wgnn opens none there): show them
-    // in the page's console rather than nowhere.
-    gpu.device()
-        .on_uncaptured_error(std::sync::Arc::new(|e: wgnn::wgpu::Error| {
-            console_error(&format!("wgnn: uncaptured WebGPU error: {e}"))
-        }));
     STATE.with(|s| {
         *s.borrow_mut() = Some(State {
             gpu,
