@@ -688,9 +688,7 @@ impl Gpu {
 fn log_uncaptured(e: &wgpu::Error) {
     #[cfg(not(target_arch = "wasm32"))]
     eprintln!("wgnn: uncaptured wgpu error: {e}");
-    // In a browser stderr goes nowhere, and wgnn opens no error scopes there (they pop
-    // asynchronously): the page's console is where such an error can be seen.
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(target_arch = "wasm32")] // stderr goes nowhere there; the page's console is seen
     web_sys::console::error_1(&format!("wgnn: uncaptured WebGPU error: {e}").into());
 }
 

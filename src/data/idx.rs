@@ -526,7 +526,8 @@ fn pair_to_dataset(
 /// let d = read_idx_pair(&images, "img", &labels, "lab", &LoadLimits::default())?;
 /// assert_eq!((d.count, d.height, d.width, d.channels, d.classes), (2, 2, 2, 1, 10));
 /// assert_eq!(d.labels, vec![7, 3]);
-/// let err = read_idx_pair(&images, "img", &labels[..9], "lab", &LoadLimits::default());
+/// let one = IdxArray { dims: vec![1], data: vec![7] }.to_bytes()?;
+/// let err = read_idx_pair(&images, "img", &one, "lab", &LoadLimits::default());
 /// assert_eq!(err.unwrap_err().to_string(), "lab: holds 1 labels, but img holds 2 images");
 /// # Ok(())
 /// # }

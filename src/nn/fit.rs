@@ -181,6 +181,10 @@ impl Sequential {
     /// [`Error::NonFinite`] naming the epoch, the step and what went bad, and the weights
     /// (BatchNorm moving statistics included) are those of the step before.
     ///
+    /// It reads the metrics back blocking, so in a browser it fails at the first epoch's end
+    /// naming the async forms: there, drive [`Sequential::trainer`] and poll
+    /// [`Trainer::request_metrics`](super::Trainer::request_metrics) instead.
+    ///
     /// # Errors
     /// Zero epochs or batch size, an empty or mismatched data set (naming the sample),
     /// labels out of range, a non-finite loss or gradient, device errors.
