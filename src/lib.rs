@@ -20,7 +20,12 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
+//! | `fs` | on | What takes a path: `data::{load_idx_pair, fashion_mnist, cifar10, image_folder, ImageFolder}`, `Sequential::{save_weights, load_weights, load_weights_with}`, `nn::weights::{write_atomic, write_atomic_with, temporaries, read_safetensors_file, read_metadata_file}`, `nn::ModelCheckpoint` and `Fit::checkpoint`. Each has a bytes form that stays without it. |
+//! | `progress` | on | `fit`'s progress bar on a terminal (indicatif; never in a browser). |
 //! | `testing` | off | `wgnn::testing` scaffolding for the crate's own tests, fuzzing and bench: hooks that inject non-finite values, the fusion and check switches, the bench's timing helpers. Not part of the supported API; a user's build never needs it. |
+//!
+//! A browser build (`wasm32-unknown-unknown`, WebGPU) turns `fs` and `progress` off
+//! (`default-features = false`), as `web/` in the repository does.
 //!
 //! The crate needs Rust 1.95 or later (`rust-version`), the toolchain its CI builds and tests
 //! with.

@@ -4,9 +4,12 @@
 //! (1024 red, then 1024 green, then 1024 blue bytes, each row-major); the loader converts the
 //! planes to interleaved HWC pixels.
 
+#[cfg(feature = "fs")]
 use std::path::Path;
 
-use super::{Dataset, LoadLimits, data_err, read_file};
+#[cfg(feature = "fs")]
+use super::read_file;
+use super::{Dataset, LoadLimits, data_err};
 use crate::Result;
 
 const SIDE: usize = 32;
@@ -186,6 +189,7 @@ fn planes_to_hwc(planes: &[u8], out: &mut [u8]) {
 /// [`Error::Io`](crate::Error::Io) if a file is missing or unreadable;
 /// [`Error::Data`](crate::Error::Data) naming the file if it holds more than
 /// `limits.max_bytes` bytes, or as [`read_cifar_batch`].
+#[cfg(feature = "fs")]
 pub fn cifar10(dir: &Path, limits: &LoadLimits) -> Result<(Dataset, Dataset)> {
     let load = |file: &str| {
         let path = dir.join(file);

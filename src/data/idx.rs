@@ -6,15 +6,19 @@
 //! from the start of the (decompressed) IDX stream.
 
 use std::io::{BufRead, BufReader, Cursor, Read};
+#[cfg(feature = "fs")]
 use std::path::{Path, PathBuf};
 
 use flate2::bufread::GzDecoder;
 
-use super::{Dataset, LoadLimits, data_err, io_err, read_file};
+use super::{Dataset, LoadLimits, data_err};
+#[cfg(feature = "fs")]
+use super::{io_err, read_file};
 use crate::{Error, Result};
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// The largest IDX header: magic (4 bytes) and four dimensions.
+#[cfg(feature = "fs")]
 const MAX_HEADER: u64 = 4 + 4 * 4;
 
 /// The contents of one IDX file of unsigned bytes.
@@ -24,6 +28,64 @@ pub struct IdxArray {
     pub dims: Vec<usize>,
     /// The elements, row-major; `data.len()` is the product of `dims`.
     pub data: Vec<u8>,
+}
+
+impl IdxArray {
+    /// The array as a plain (uncompressed) IDX file: the magic bytes `00 00 08`, the
+    /// dimension count, each dimension as a big-endian u32, then the data; [`read_idx`] reads
+    /// it back to an equal array.
+    ///
+    /// ```
+    /// # fn main() -> wgnn::Result<()> {
+    /// let a = wgnn::data::IdxArray { dims: vec![2, 3], data: vec![1, 2, 3, 4, 5, 6] };
+    /// let bytes = a.to_bytes()?;
+    /// assert_eq!(bytes[..12], [0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3]);
+    /// assert_eq!(wgnn::data::read_idx(&bytes, &Default::default(), "<bytes>")?, a);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Argument`] when there are not 1 to 4 dimensions, a dimension is 0 or over
+    /// `u32::MAX`, or `data.len()` is not the product of the dimensions.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let op = "IdxArray::to_bytes";
+        if !(1..=4).contains(&self.dims.len()) {
+            return Err(Error::arg(
+                op,
+                format!(
+                    "{} dimensions {:?}; IDX holds 1 to 4",
+                    self.dims.len(),
+                    self.dims
+                ),
+            ));
+        }
+        let mut out = vec![0, 0, 0x08, self.dims.len() as u8];
+        let mut len = 1usize;
+        for &d in &self.dims {
+            let d32 = u32::try_from(d).ok().filter(|&d| d > 0).ok_or_else(|| {
+                Error::arg(
+                    op,
+                    format!("dimension {d} of {:?} is not in 1..=u32::MAX", self.dims),
+                )
+            })?;
+            out.extend_from_slice(&d32.to_be_bytes());
+            len = len.saturating_mul(d);
+        }
+        if self.data.len() != len {
+            return Err(Error::arg(
+                op,
+                format!(
+                    "{} data bytes, but dimensions {:?} hold {len}",
+                    self.data.len(),
+                    self.dims
+                ),
+            ));
+        }
+        out.extend_from_slice(&self.data);
+        Ok(out)
+    }
 }
 
 /// A validated header.
@@ -89,6 +151,7 @@ pub fn read_idx(bytes: &[u8], limits: &LoadLimits, name: &str) -> Result<IdxArra
 
 /// Like [`read_idx`] for owned bytes: plain input is turned into the array in place, without a
 /// second copy of the data.
+#[cfg(feature = "fs")]
 fn read_idx_owned(mut bytes: Vec<u8>, limits: &LoadLimits, name: &str) -> Result<IdxArray> {
     if bytes.starts_with(&GZIP_MAGIC) {
         return read_gzip(&bytes, limits, name);
@@ -451,6 +514,40 @@ fn pair_to_dataset(
     })
 }
 
+/// Makes one data set with 10 classes of an image IDX file and its label IDX file held in
+/// memory (each plain or gzipped): [`load_idx_pair`] without a file system, e.g. for bytes a
+/// web page fetched. `images_name` and `labels_name` stand for the inputs in messages.
+///
+/// ```
+/// # fn main() -> wgnn::Result<()> {
+/// use wgnn::data::{IdxArray, LoadLimits, read_idx_pair};
+/// let images = IdxArray { dims: vec![2, 2, 2], data: vec![0, 255, 9, 8, 1, 2, 3, 4] }.to_bytes()?;
+/// let labels = IdxArray { dims: vec![2], data: vec![7, 3] }.to_bytes()?;
+/// let d = read_idx_pair(&images, "img", &labels, "lab", &LoadLimits::default())?;
+/// assert_eq!((d.count, d.height, d.width, d.channels, d.classes), (2, 2, 2, 1, 10));
+/// assert_eq!(d.labels, vec![7, 3]);
+/// let one = IdxArray { dims: vec![1], data: vec![7] }.to_bytes()?;
+/// let err = read_idx_pair(&images, "img", &one, "lab", &LoadLimits::default());
+/// assert_eq!(err.unwrap_err().to_string(), "lab: holds 1 labels, but img holds 2 images");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// As [`load_idx_pair`], naming `images_name` or `labels_name`.
+pub fn read_idx_pair(
+    images: &[u8],
+    images_name: &str,
+    labels: &[u8],
+    labels_name: &str,
+    limits: &LoadLimits,
+) -> Result<Dataset> {
+    let img = read_idx(images, limits, images_name)?;
+    let lab = read_idx(labels, limits, labels_name)?;
+    pair_to_dataset(img, lab, images_name, labels_name, limits)
+}
+
 /// Loads an image IDX file and its label IDX file (each plain or gzipped) as one data set with
 /// 10 classes, as MNIST and Fashion-MNIST store them.
 ///
@@ -462,6 +559,7 @@ fn pair_to_dataset(
 /// [`Error::Io`] if a file cannot be read; [`Error::Data`] naming the file for anything
 /// [`read_idx`] rejects, a file over `limits.max_bytes`, wrong dimensions, an image side over
 /// `limits.max_image_side`, counts that disagree, or a label of 10 or more.
+#[cfg(feature = "fs")]
 pub fn load_idx_pair(images: &Path, labels: &Path, limits: &LoadLimits) -> Result<Dataset> {
     let (iname, lname) = (images.display().to_string(), labels.display().to_string());
     let img = read_idx_owned(read_file(images, limits, MAX_HEADER)?, limits, &iname)?;
@@ -470,6 +568,7 @@ pub fn load_idx_pair(images: &Path, labels: &Path, limits: &LoadLimits) -> Resul
 }
 
 /// `dir/stem` if it exists, else `dir/stem.gz`.
+#[cfg(feature = "fs")]
 fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
     let plain = dir.join(stem);
     let gz = dir.join(format!("{stem}.gz"));
@@ -496,6 +595,7 @@ fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
 /// # Errors
 ///
 /// [`Error::Io`] if a file is missing or unreadable; otherwise as [`load_idx_pair`].
+#[cfg(feature = "fs")]
 pub fn fashion_mnist(dir: &Path, limits: &LoadLimits) -> Result<(Dataset, Dataset)> {
     let train = load_idx_pair(
         &find(dir, "train-images-idx3-ubyte")?,

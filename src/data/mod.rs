@@ -37,14 +37,20 @@ use crate::{Error, Result};
 
 mod cifar;
 mod idx;
+// Without `fs` only `read_image` (bytes in) is exported.
+#[cfg_attr(not(feature = "fs"), allow(dead_code))]
 mod image_folder;
 pub(crate) mod resident;
 
-pub use cifar::{cifar10, read_cifar_batch, read_cifar_reader};
-pub use idx::{
-    IdxArray, fashion_mnist, load_idx_pair, read_idx, read_idx_reader, shipped_fashion_mnist,
-};
-pub use image_folder::{FolderLoad, ImageFolder, SkippedFile, image_folder, read_image};
+#[cfg(feature = "fs")]
+pub use cifar::cifar10;
+pub use cifar::{read_cifar_batch, read_cifar_reader};
+pub use idx::{IdxArray, read_idx, read_idx_pair, read_idx_reader, shipped_fashion_mnist};
+#[cfg(feature = "fs")]
+pub use idx::{fashion_mnist, load_idx_pair};
+pub use image_folder::read_image;
+#[cfg(feature = "fs")]
+pub use image_folder::{FolderLoad, ImageFolder, SkippedFile, image_folder};
 
 /// A labelled image data set on the host: u8 pixels, NHWC, row-major.
 ///
@@ -265,6 +271,7 @@ pub(crate) fn io_err(path: &Path, source: std::io::Error) -> Error {
 /// top of `max_bytes` of data). The length is checked from the metadata before reading, and the
 /// read itself stops one byte past the limit, so a file that grows meanwhile (or a device file
 /// with no length) cannot make it read more.
+#[cfg_attr(not(feature = "fs"), allow(dead_code))]
 pub(crate) fn read_file(path: &Path, limits: &LoadLimits, slack: u64) -> Result<Vec<u8>> {
     let cap = limits.max_bytes.saturating_add(slack);
     let over = |len: &str| {

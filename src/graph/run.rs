@@ -148,6 +148,7 @@ pub(crate) struct Predictor {
     in_len: usize,
     classes: usize,
     /// Monte-Carlo copies of the batch (`None`: plain prediction).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     samples: Option<usize>,
 }
 

@@ -1,15 +1,20 @@
 //! `fit`: its options (epochs, validation, checkpoints, what to do at a non-finite step),
 //! the epoch loop over a [`Trainer`](super::Trainer), and what it returns.
 
+#[cfg(feature = "fs")]
 use std::collections::HashMap;
+#[cfg(feature = "fs")]
 use std::path::PathBuf;
-use std::time::Instant;
 
 use crate::data::Dataset;
 use crate::data::resident::GpuDataset;
 use crate::nn::model::Sequential;
+use crate::nn::progress::Bar;
+#[cfg(feature = "fs")]
 use crate::nn::weights::{self, WeightsOptions};
 use crate::{Error, Result};
+// std's clock natively; in a browser, where `std::time::Instant::now` panics, `performance.now()`.
+use web_time::Instant;
 
 /// What training does at a step whose loss or a gradient is not finite.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,6 +58,7 @@ pub enum Monitor {
 /// [`Sequential::load_training_state`] restores: the weights plus the optimizer state, the
 /// step counter and the seed (tensors and keys in the [`TrainingState`](crate::nn::TrainingState)
 /// docs and README.md); [`Sequential::load_weights`] still reads its weights.
+#[cfg(feature = "fs")]
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelCheckpoint {
     /// The safetensors file to write (atomically).
@@ -66,6 +72,7 @@ pub struct ModelCheckpoint {
     pub include_optimizer: bool,
 }
 
+#[cfg(feature = "fs")]
 impl Monitor {
     fn key(self) -> &'static str {
         match self {
@@ -83,6 +90,7 @@ impl Monitor {
     }
 }
 
+#[cfg(feature = "fs")]
 impl ModelCheckpoint {
     /// A checkpoint of the weights to `path` after every epoch, watching `monitor`
     /// (`save_best_only` and `include_optimizer` off).
@@ -153,7 +161,8 @@ pub struct Fit<'a> {
     pub shuffle: bool,
     /// A progress bar and a Keras-like line per epoch on stderr.
     pub verbose: bool,
-    /// Keep the best weights on disk.
+    /// Keep the best weights on disk (the `fs` feature).
+    #[cfg(feature = "fs")]
     pub checkpoint: Option<ModelCheckpoint>,
     /// Stop (default) or skip at a non-finite loss or gradient.
     pub on_non_finite: OnNonFinite,
@@ -168,6 +177,7 @@ impl Default for Fit<'_> {
             validation: None,
             shuffle: true,
             verbose: true,
+            #[cfg(feature = "fs")]
             checkpoint: None,
             on_non_finite: OnNonFinite::Stop,
         }
@@ -216,6 +226,10 @@ impl Sequential {
     /// [`Error::NonFinite`] naming the epoch, the step and what went bad, and the weights
     /// (BatchNorm moving statistics included) are those of the step before.
     ///
+    /// It reads the metrics back blocking, so in a browser it fails at the first epoch's end
+    /// naming the async forms: there, drive [`Sequential::trainer`] and poll
+    /// [`Trainer::request_metrics`](super::Trainer::request_metrics) instead.
+    ///
     /// # Errors
     /// Zero epochs or batch size, `initial_epoch` above `epochs`, an empty or mismatched data set (naming the sample),
     /// labels out of range, a non-finite loss or gradient, device errors.
@@ -256,6 +270,7 @@ impl Sequential {
         let steps = trainer.steps_per_epoch();
         let mut history = History::default();
         // The best score (higher is better) and its epoch, resumed from the file's metadata.
+        #[cfg(feature = "fs")]
         let mut best: Option<(f64, String)> = match &opts.checkpoint {
             Some(cp) if cp.save_best_only || opts.initial_epoch > 0 => cp.resume()?,
             _ => None,
@@ -263,7 +278,7 @@ impl Sequential {
         for epoch in opts.initial_epoch + 1..=opts.epochs {
             let started = Instant::now();
             trainer.begin_epoch();
-            let bar = progress(opts.verbose, epoch, opts.epochs, steps);
+            let bar = Bar::new(opts.verbose, epoch, opts.epochs, steps);
             let mut refreshed = Instant::now();
             for step in 0..steps {
                 trainer.step().map_err(|e| at_step(e, epoch, step))?;
@@ -307,6 +322,7 @@ impl Sequential {
             if opts.verbose {
                 eprintln!("{}", epoch_line(&log, opts.epochs, steps));
             }
+            #[cfg(feature = "fs")]
             if let Some(cp) = &opts.checkpoint {
                 save_checkpoint(model, cp, epoch, validation, &mut best)?;
             }
@@ -318,6 +334,7 @@ impl Sequential {
 
 /// After `epoch`: updates `best` from the validation results `v` and writes the checkpoint
 /// when it should be (see [`ModelCheckpoint`]).
+#[cfg(feature = "fs")]
 fn save_checkpoint(
     model: &Sequential,
     cp: &ModelCheckpoint,
@@ -374,26 +391,6 @@ fn at_step(e: Error, epoch: usize, step: usize) -> Error {
 
 /// How often `fit`'s progress bar reads the running loss and accuracy back.
 const PROGRESS_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
-
-fn progress(
-    verbose: bool,
-    epoch: usize,
-    epochs: usize,
-    steps: usize,
-) -> Option<indicatif::ProgressBar> {
-    if !verbose {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(steps as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "Epoch {prefix} {pos:>4}/{len} {wide_bar} {elapsed_precise} {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_prefix(format!("{epoch}/{epochs}"));
-    Some(bar)
-}
 
 fn epoch_line(log: &EpochLog, epochs: usize, steps: usize) -> String {
     let mut s = format!(

@@ -3,7 +3,9 @@
 //! stream and the element index (see [`crate::philox`]).
 
 use crate::graph::Op;
-use crate::nn::model::{Sequential, poisoned};
+use crate::nn::model::Sequential;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::nn::model::poisoned;
 use crate::philox::{MAX_TRAINING_STEPS, keep, training_offset};
 use crate::{Error, Result};
 
@@ -55,6 +57,7 @@ impl McPrediction {
 
 /// Elements one activation of the Monte-Carlo plan may hold (128 MiB of f32): the batch per
 /// submission is cut so that `samples * batch * widest layer` stays within it.
+#[cfg(not(target_arch = "wasm32"))]
 const MC_ELEMENTS: usize = 1 << 25;
 
 impl Sequential {

@@ -1,7 +1,8 @@
 //! The Keras-like API: layers, `Sequential`, optimizers, `fit` / `evaluate` / `predict`.
 //!
 //! Lives here: [`layers`](Layer) (plain values, checked), `lower` (layers to a graph),
-//! `model` (`Sequential`: compile, evaluate, predict, weights), `fit` and `trainer` (the
+//! `model` (`Sequential`: compile, evaluate, predict), `params` (its weights: read, saved,
+//! loaded, moved), `fit` and `trainer` (the
 //! training loop), `state` (training states to resume from), `mc` (Monte-Carlo dropout,
 //! training masks), `optimizer`, `summary`,
 //! [`weights`] (safetensors files). May use `graph`
@@ -32,12 +33,16 @@ mod lower;
 mod mc;
 mod model;
 mod optimizer;
+mod params;
+mod progress;
 mod state;
 mod summary;
 mod trainer;
 pub mod weights;
 
-pub use fit::{EpochLog, Evaluation, Fit, History, ModelCheckpoint, Monitor, OnNonFinite};
+#[cfg(feature = "fs")]
+pub use fit::ModelCheckpoint;
+pub use fit::{EpochLog, Evaluation, Fit, History, Monitor, OnNonFinite};
 pub use layers::{Activation, BatchNorm, Conv2d, Dense, Dropout, Layer, MaxPool2d};
 pub use mc::McPrediction;
 pub use model::Sequential;

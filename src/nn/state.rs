@@ -18,6 +18,7 @@
 //! [`ModelCheckpoint`]: crate::nn::ModelCheckpoint
 
 use std::collections::HashMap;
+#[cfg(feature = "fs")]
 use std::path::Path;
 
 use crate::nn::model::Sequential;
@@ -61,6 +62,7 @@ fn slots(o: &Optimizer) -> &'static [&'static str] {
 impl Sequential {
     /// The training state, as safetensors bytes: the weights, the optimizer state and the
     /// keys of the module docs added to `meta` (whose `epoch` the caller sets).
+    #[cfg(feature = "fs")]
     pub(super) fn training_state_bytes(
         &self,
         op: &'static str,
@@ -130,6 +132,7 @@ impl Sequential {
     /// state (naming both), lacks or has a malformed key (`step`, `epoch`, `seed`), or when a
     /// tensor is missing, extra, of another shape or dtype (naming it and its layer), or not
     /// finite.
+    #[cfg(feature = "fs")]
     pub fn load_training_state(&mut self, path: impl AsRef<Path>) -> Result<TrainingState> {
         let op = "load_training_state";
         let path = path.as_ref();

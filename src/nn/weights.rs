@@ -25,6 +25,12 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! The functions that take a path need the `fs` feature (on by default); the bytes forms
+//! ([`to_safetensors`], [`from_safetensors`]) are always there, in a browser too.
+
+// Without `fs` the file helpers below have no caller.
+#![cfg_attr(not(feature = "fs"), allow(dead_code, unused_imports))]
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
@@ -121,6 +127,7 @@ fn temp_prefix(file_name: &str) -> String {
 ///
 /// [`Error::Io`] if the directory cannot be listed; [`Error::Argument`] if `path` has no
 /// file name.
+#[cfg(feature = "fs")]
 pub fn temporaries(path: &Path) -> Result<Vec<PathBuf>> {
     let (dir, name) = split(path)?;
     let prefix = temp_prefix(&name);
@@ -171,6 +178,7 @@ fn split(path: &Path) -> Result<(PathBuf, String)> {
 /// # Errors
 ///
 /// As [`write_atomic_with`].
+#[cfg(feature = "fs")]
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, |w| w.write_all(bytes))
 }
@@ -190,6 +198,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 ///
 /// [`Error::Io`] naming `path` if any step fails (including an error returned by `write`);
 /// the temporary is removed and the old file is left as it was.
+#[cfg(feature = "fs")]
 pub fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
@@ -517,6 +526,7 @@ fn open_header(path: &Path, opts: &WeightsOptions) -> Result<(File, u64, usize, 
 /// # Errors
 ///
 /// As [`from_safetensors`]; [`Error::Io`] naming `path` if it cannot be read.
+#[cfg(feature = "fs")]
 pub fn read_safetensors_file(
     path: &Path,
     expected: &[WeightSpec],
@@ -589,6 +599,7 @@ pub fn read_metadata(
 ///
 /// [`Error::Io`] if the file cannot be read; [`Error::Data`] if its header is over
 /// `opts.max_header`, malformed, or does not match the file's length.
+#[cfg(feature = "fs")]
 pub fn read_metadata_file(path: &Path, opts: &WeightsOptions) -> Result<HashMap<String, String>> {
     let name = path.display().to_string();
     let err = |msg: String| Error::Data {

@@ -31,7 +31,7 @@ pub use matmul::{dense, matmul};
 pub use optim::{adam_update, sgd_update};
 pub use pool::{max_pool2d, max_pool2d_backward};
 pub use reduce::bias_grad;
-pub use softmax_xent::{accuracy, softmax, softmax_cross_entropy};
+pub use softmax_xent::{accuracy, softmax, softmax_cross_entropy, softmax_cross_entropy_async};
 
 pub use crate::philox::DropoutSpec;
 pub use crate::spec::{Adam, Padding, Sgd};

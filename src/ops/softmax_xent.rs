@@ -90,6 +90,19 @@ struct LossRun {
 
 /// Runs the row and finalize passes, reads the 16-byte status word back and checks it.
 fn eager_loss(op: &'static str, logits: &Tensor, labels: &Tensor, grad: bool) -> Result<LossRun> {
+    let (run, status, cols) = record_loss(op, logits, labels, grad)?;
+    check_status(op, &status.read_u32("Tensor::to_vec_u32")?, cols)?;
+    Ok(run)
+}
+
+/// Records and submits the row and finalize passes: the outputs, the status word (unread)
+/// and the class count.
+fn record_loss(
+    op: &'static str,
+    logits: &Tensor,
+    labels: &Tensor,
+    grad: bool,
+) -> Result<(LossRun, Tensor, usize)> {
     let (rows, cols) = check_inputs(op, logits, labels)?;
     let gpu = logits.gpu();
     let k = SoftmaxXent::get(gpu)?;
@@ -120,12 +133,12 @@ fn eager_loss(op: &'static str, logits: &Tensor, labels: &Tensor, grad: bool) ->
         ],
     );
     gpu.submit_pass(op, |pass| k.record_loss(pass, &io, rows as u32))?;
-    check_status(op, &status.read_u32("Tensor::to_vec_u32")?, cols)?;
-    Ok(LossRun {
+    let run = LossRun {
         dlogits: grad.then_some(out),
         loss,
         correct,
-    })
+    };
+    Ok((run, status, cols))
 }
 
 /// Softmax cross-entropy of `logits` (`[n, classes]`, f32) against integer `labels`
@@ -161,6 +174,51 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<(Tensor
         msg: "no gradient tensor".into(),
     })?;
     Ok((r.loss, dlogits))
+}
+
+/// As [`softmax_cross_entropy`], without blocking (so in a browser too): the passes are
+/// recorded and submitted now, and the status word that checks the labels is read back by a
+/// future that never waits for the device (see [`Tensor::to_vec_async`]); the tensors come
+/// once it has arrived. Same values as [`softmax_cross_entropy`], bit for bit.
+///
+/// ```
+/// # fn main() -> wgnn::Result<()> {
+/// let gpu = wgnn::Gpu::software()?;
+/// let logits = wgnn::Tensor::from_slice(&gpu, &[0.0, 1.0, 5.0, -5.0, 2.0, 2.5], &[3, 2])?;
+/// let labels = wgnn::Tensor::from_u32(&gpu, &[1, 0, 1], &[3])?;
+/// let pending = wgnn::ops::softmax_cross_entropy_async(&logits, &labels);
+/// // natively; `.await` in async code (a browser's `spawn_local`)
+/// let (loss, dlogits) = pollster::block_on(pending)?;
+/// let (want_loss, want_dlogits) = wgnn::ops::softmax_cross_entropy(&logits, &labels)?;
+/// assert_eq!(loss.to_vec()?, want_loss.to_vec()?);
+/// assert_eq!(dlogits.to_vec()?, want_dlogits.to_vec()?);
+/// let bad = wgnn::Tensor::from_u32(&gpu, &[1, 2, 0], &[3])?;
+/// let err = pollster::block_on(wgnn::ops::softmax_cross_entropy_async(&logits, &bad));
+/// assert_eq!(
+///     err.unwrap_err().to_string(),
+///     "softmax_cross_entropy_async: label 2 at row 1 is out of range for 2 classes"
+/// );
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// As [`softmax_cross_entropy`], given by the future.
+pub fn softmax_cross_entropy_async(
+    logits: &Tensor,
+    labels: &Tensor,
+) -> impl Future<Output = Result<(Tensor, Tensor)>> + 'static {
+    let op = "softmax_cross_entropy_async";
+    let recorded = record_loss(op, logits, labels, true);
+    async move {
+        let (run, status, cols) = recorded?;
+        check_status(op, &status.to_vec_u32_async().await?, cols)?;
+        let dlogits = run.dlogits.ok_or_else(|| Error::Gpu {
+            op,
+            msg: "no gradient tensor".into(),
+        })?;
+        Ok((run.loss, dlogits))
+    }
 }
 
 /// The number of rows of `logits` (`[n, classes]`, f32) whose first maximum (the lowest
