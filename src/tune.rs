@@ -1,5 +1,5 @@
-//! The matmul autotuner: times every register-tile variant of a shape on the device and
-//! keeps the fastest (`kernels::matmul` holds the variants, the static choice and the
+//! The matmul autotuner: times every register-tile variant of a shape on the device (on a
+//! CPU adapter, every unstaged one: `Matmul::tune_tiles`) and keeps the fastest (`kernels::matmul` holds the variants, the static choice and the
 //! choices made; this module submits, waits and reads the clock, which kernels never do).
 //!
 //! Settings, read once per `Gpu`: `WGNN_AUTOTUNE=0` keeps the static choice;
@@ -86,7 +86,7 @@ pub(crate) fn matmul_tile(
     // In a browser nothing may block (and `Instant` does not exist): the static choice.
     if cfg!(target_arch = "wasm32")
         || !settings.autotune
-        || kern.tiles().len() < 2
+        || kern.tune_tiles().len() < 2
         || macs > TUNE_MAX_MACS
         || bytes > TUNE_MAX_BYTES
     {
@@ -147,7 +147,7 @@ fn time_tiles(
         ],
     );
     let mut best: Option<(f64, MatmulTile)> = None;
-    for &tile in kern.tiles() {
+    for tile in kern.tune_tiles() {
         kern.prepare_tile(gpu, trans, (m, n, k), tile)?;
         let mut times = Vec::with_capacity(TUNE_RUNS);
         for run_index in 0..=TUNE_RUNS {

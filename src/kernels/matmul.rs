@@ -325,6 +325,18 @@ impl Matmul {
         &self.tiles
     }
 
+    /// The variants the autotuner times on this adapter: every one on a GPU; on a CPU
+    /// adapter the unstaged ones only (on lavapipe the staged ones ran 4 to 7 times slower
+    /// than the subgroup ones at every size measured, and each costs llvmpipe seconds to
+    /// compile per shape; BENCHMARKS.md), so that tuning there costs what it did.
+    pub fn tune_tiles(&self) -> Vec<MatmulTile> {
+        self.tiles
+            .iter()
+            .copied()
+            .filter(|t| !(self.cpu && t.staged()))
+            .collect()
+    }
+
     /// The variant for this product: the autotuner's choice when it has timed the shape,
     /// else [`Matmul::choose`]. Every variant gives the same bits (tests/dense.rs), so the
     /// choice changes speed only, never a result.
@@ -443,8 +455,7 @@ impl Matmul {
         } else if key.tile.staged() {
             let mut consts = consts.to_vec();
             consts.push(("WG", f64::from(key.tile.wg)));
-            self.family
-                .pipeline(gpu, "matmul_forward_tiled", &consts)?
+            self.family.pipeline(gpu, "matmul_forward_tiled", &consts)?
         } else {
             self.family.pipeline(gpu, "matmul_forward", &consts)?
         };
