@@ -20,14 +20,18 @@
 # quick sizes (bench --quick --gpu-sizes; the tests on the default software adapters), to
 # try the whole flow on a machine without a GPU.
 #
+# Time: the whole run stays within WGNN_GPU_BENCH_BUDGET seconds (default 450): the bench
+# keeps 240 of them, the tests get at most 120 each from the rest, and a test that would
+# start with too little left is skipped (and says so).
 # Other settings: WGNN_BENCH_F32_PEAK (FLOP/s, default 67e12: H100/H200 SXM f32), the peak
 # the matmul target is measured against; WGNN_GPU_BENCH_TESTS (default: the seven above);
 # WGNN_GPU_BENCH_TEST_FILTER, arguments for every test binary (a name filter, --skip ...).
 #
 #   scripts/gpu-bench.sh                 run (from anywhere; works in the repository root)
-#   scripts/gpu-bench.sh --package DIR   build here and copy the binaries and this machine's
-#                                        Vulkan loader into DIR, for a machine without cargo
-#                                        or a loader: run there with WGNN_GPU_BENCH_PREBUILT=DIR
+#   scripts/gpu-bench.sh --package DIR   build here and copy the binaries (stripped) and this
+#                                        machine's Vulkan loader into DIR and DIR.tar.xz, for
+#                                        a machine without cargo or a loader: run there with
+#                                        WGNN_GPU_BENCH_PREBUILT=DIR (or =DIR.tar.xz)
 #
 # Exit status: 0 when every step that ran passed (or the GPU steps were skipped), 1 when a
 # build, test or bench check failed, 2 on bad usage.
@@ -37,6 +41,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 2
 TESTS=${WGNN_GPU_BENCH_TESTS:-"dense conv2d dropout softmax_xent batchnorm optim pool"}
 START=$(date +%s)
+BUDGET=${WGNN_GPU_BENCH_BUDGET:-450}
+LDCONFIG=$(command -v ldconfig || echo /sbin/ldconfig)
 export NODEVICE_SELECT=${NODEVICE_SELECT:-1}
 
 # Copies the release binaries of the bench, the listing and the tests into $1 (named
@@ -66,8 +72,13 @@ if [ "${1:-}" = "--package" ]; then
         /usr/lib64/libvulkan.so.1 /usr/lib/libvulkan.so.1; do
         if [ -e "$f" ]; then cp -L "$f" "$2/libvulkan.so.1"; break; fi
     done
-    du -sh "$2"
-    echo "packaged in $2; on the GPU machine: WGNN_GPU_BENCH_PREBUILT=$2 scripts/gpu-bench.sh"
+    # Stripped and packed: the nine binaries come to about 20 MB as .tar.xz.
+    for f in "$2"/bench "$2"/adapters "$2"/test-*; do strip "$f" 2>/dev/null; done
+    if [ -n "${WGNN_GPU_BENCH_NO_TAR:-}" ]; then exit 0; fi # the run's own build
+    tar -C "$2" -cJf "$2.tar.xz" --exclude build.log . || exit 1
+    du -sh "$2" "$2.tar.xz"
+    echo "packaged in $2 and $2.tar.xz; on the GPU machine:"
+    echo "  WGNN_GPU_BENCH_PREBUILT=$2 (or $2.tar.xz) scripts/gpu-bench.sh"
     exit 0
 fi
 [ $# -eq 0 ] || { echo "usage: scripts/gpu-bench.sh [--package DIR]" >&2; exit 2; }
@@ -78,8 +89,12 @@ OUT=$(cd "$OUT" && pwd)
 SUMMARY=$OUT/summary.txt
 : >"$SUMMARY"
 FAILED=0
-say() { echo "$*" | tee -a "$SUMMARY"; }
+# Messages go to the summary and to the script's own output (fd 3), whatever a step's
+# output is redirected to.
+exec 3>&1
+say() { echo "$*" | tee -a "$SUMMARY" >&3; }
 elapsed() { echo $(($(date +%s) - START)); }
+left() { echo $((BUDGET - $(elapsed))); }
 # step NAME SECONDS CMD...: runs CMD with a time limit, logs its status and duration.
 step() {
     local name=$1 limit=$2 t0 rc
@@ -102,12 +117,16 @@ say "output: $OUT"
 
 # 1. Binaries.
 BIN=${WGNN_GPU_BENCH_PREBUILT:-}
-if [ -n "$BIN" ]; then
+if [ -n "$BIN" ] && [ -f "$BIN" ]; then
+    mkdir -p "$OUT/bin" && tar -C "$OUT/bin" -xf "$BIN" || { say "cannot unpack $BIN"; exit 2; }
+    say "prebuilt binaries: $BIN, unpacked in $OUT/bin"
+    BIN=$OUT/bin
+elif [ -n "$BIN" ]; then
     BIN=$(cd "$BIN" && pwd) || { say "WGNN_GPU_BENCH_PREBUILT=$BIN: no such folder"; exit 2; }
     say "prebuilt binaries: $BIN"
 elif command -v cargo >/dev/null; then
     BIN=$OUT/bin
-    step "build (release)" 360 "$0" --package "$BIN" >"$OUT/build-step.log" 2>&1 || {
+    step "build (release)" 360 env WGNN_GPU_BENCH_NO_TAR=1 "$0" --package "$BIN" >"$OUT/build-step.log" 2>&1 || {
         say "the build failed: see bin/build.log"
         exit 1
     }
@@ -117,30 +136,44 @@ else
     exit 1
 fi
 
-# 2. A Vulkan loader: the system's first, else one carried along.
+# 2. A Vulkan loader: the one $WGNN_VULKAN_LOADER names (a file or a folder), else the
+# system's, else one carried along (in the package folder, or shared/ in the repository).
 LOADER=""
-if ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 '; then
-    LOADER=$(ldconfig -p | grep 'libvulkan\.so\.1 ' | head -1 | sed 's/.*=> //')
-else
-    for cand in "${WGNN_VULKAN_LOADER:-}" "$BIN" "$ROOT/shared/vulkan" "$ROOT/shared"; do
-        [ -n "$cand" ] || continue
-        [ -d "$cand" ] && cand=$cand/libvulkan.so.1
+use_loader() { # puts the folder of loader $1 first on the library path
+    LOADER=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+    # wgpu dlopens libvulkan.so.1 by that name: through a link when the file has another.
+    if [ "$(basename "$LOADER")" != libvulkan.so.1 ]; then
+        mkdir -p "$OUT/loader" && ln -sf "$LOADER" "$OUT/loader/libvulkan.so.1"
+        export LD_LIBRARY_PATH=$OUT/loader${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    else
+        export LD_LIBRARY_PATH=$(dirname "$LOADER")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    fi
+}
+if [ -n "${WGNN_VULKAN_LOADER:-}" ]; then
+    cand=$WGNN_VULKAN_LOADER
+    [ -d "$cand" ] && cand=$cand/libvulkan.so.1
+    if [ -e "$cand" ]; then
+        use_loader "$cand"
+    else
+        say "WGNN_VULKAN_LOADER=$WGNN_VULKAN_LOADER: no loader there"
+    fi
+fi
+[ -n "$LOADER" ] || for f in $("$LDCONFIG" -p 2>/dev/null | grep 'libvulkan\.so\.1 ' | sed 's/.*=> //') \
+    /lib/x86_64-linux-gnu/libvulkan.so.1 /usr/lib/x86_64-linux-gnu/libvulkan.so.1 \
+    /usr/lib64/libvulkan.so.1 /usr/lib/libvulkan.so.1; do
+    if [ -e "$f" ]; then LOADER=$f; break; fi
+done
+if [ -z "$LOADER" ]; then
+    for cand in "$BIN/libvulkan.so.1" "$ROOT/shared/vulkan/libvulkan.so.1" \
+        "$ROOT/shared/libvulkan.so.1"; do
         if [ -e "$cand" ]; then
-            LOADER=$(cd "$(dirname "$cand")" && pwd)/$(basename "$cand")
-            # wgpu dlopens libvulkan.so.1 by that name: put its folder first on the path
-            # (through a link when the carried file has another name).
-            if [ "$(basename "$LOADER")" != libvulkan.so.1 ]; then
-                mkdir -p "$OUT/loader" && ln -sf "$LOADER" "$OUT/loader/libvulkan.so.1"
-                export LD_LIBRARY_PATH=$OUT/loader${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-            else
-                export LD_LIBRARY_PATH=$(dirname "$LOADER")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-            fi
+            use_loader "$cand"
             break
         fi
     done
 fi
 if [ -n "$LOADER" ]; then
-    say "Vulkan loader: $LOADER"
+    say "Vulkan loader: $LOADER${LD_LIBRARY_PATH:+ (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)}"
 else
     say "NO VULKAN LOADER: libvulkan.so.1 is not installed, and none was carried (set"
     say "  WGNN_VULKAN_LOADER=FILE or folder, or put it in shared/vulkan/); Vulkan adapters"
@@ -150,7 +183,7 @@ fi
 # manifest names it (a container with the driver mounted but not its Vulkan files).
 ICDS="/usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/share/vulkan/icd.d"
 if ! grep -qs nvidia $(for d in $ICDS; do ls "$d"/*.json 2>/dev/null; done) /dev/null; then
-    NV=$(ldconfig -p 2>/dev/null | grep -o '/.*libGLX_nvidia\.so\.0$' | head -1)
+    NV=$("$LDCONFIG" -p 2>/dev/null | grep -o '/.*libGLX_nvidia\.so\.0$' | head -1)
     if [ -n "$NV" ] && [ -z "${VK_ICD_FILENAMES:-}${VK_DRIVER_FILES:-}" ]; then
         printf '{"file_format_version":"1.0.0","ICD":{"library_path":"%s","api_version":"1.3.0"}}\n' \
             "$NV" >"$OUT/nvidia_icd.json"
@@ -182,14 +215,23 @@ fi
 # 4. The kernel tests on the GPU.
 export WGNN_TUNE_CACHE=$OUT/tune.tsv
 for t in $TESTS; do
+    limit=$(($(left) - 240))
+    [ $limit -gt 120 ] && limit=120
+    if [ $limit -lt 20 ]; then
+        say "SKIPPED tests $t: ${limit}s left before the bench's 240 (budget ${BUDGET}s)"
+        FAILED=1
+        continue
+    fi
     # shellcheck disable=SC2086 # the filter is words on purpose
-    step "tests $t" 180 "$BIN/test-$t" ${WGNN_GPU_BENCH_TEST_FILTER:-} >"$OUT/tests-$t.log" 2>&1
+    step "tests $t" "$limit" "$BIN/test-$t" ${WGNN_GPU_BENCH_TEST_FILTER:-} >"$OUT/tests-$t.log" 2>&1
     grep -E '^test result|^test adapter|SKIPPED' "$OUT/tests-$t.log" | sed 's/^/    /' >>"$SUMMARY"
 done
 
 # 5. The bench at GPU sizes.
 export WGNN_BENCH_F32_PEAK=${WGNN_BENCH_F32_PEAK:-67e12}
-step "bench --json --gpu-sizes ${QUICK[*]}" 300 "$BIN/bench" --json --gpu-sizes "${QUICK[@]}" \
+limit=$(($(left) - 5))
+[ $limit -lt 60 ] && limit=60
+step "bench --json --gpu-sizes ${QUICK[*]}" "$limit" "$BIN/bench" --json --gpu-sizes "${QUICK[@]}" \
     >"$OUT/bench.json" 2>"$OUT/bench.log"
 grep '"name":"target_' "$OUT/bench.json" >"$OUT/targets.json"
 grep -E '"name":"(adapter|backend|driver)"' "$OUT/bench.json" | sed 's/^/    /' >>"$SUMMARY"

@@ -327,8 +327,9 @@ impl Matmul {
 
     /// The variants the autotuner times on this adapter: every one on a GPU; on a CPU
     /// adapter the unstaged ones only (on lavapipe the staged ones ran 4 to 7 times slower
-    /// than the subgroup ones at every size measured, and each costs llvmpipe seconds to
-    /// compile per shape; BENCHMARKS.md), so that tuning there costs what it did.
+    /// than the subgroup ones at every size measured, `bench --quick --gpu-sizes`'s
+    /// `matmul_{128,256}_*_gflops`, and each costs llvmpipe seconds to compile per shape),
+    /// so that tuning there costs what it did.
     pub fn tune_tiles(&self) -> Vec<MatmulTile> {
         self.tiles
             .iter()
@@ -363,7 +364,7 @@ impl Matmul {
     /// The variant for an `[m, n]` output: among the unstaged variants on a CPU adapter
     /// (where workgroup memory costs a loop over the lanes per access and a barrier a
     /// coroutine switch: lavapipe ran the staged ones slower at every size measured, see
-    /// BENCHMARKS.md) and among the staged ones elsewhere, the largest tile that still gives
+    /// [`Matmul::tune_tiles`]) and among the staged ones elsewhere, the largest tile that still gives
     /// `min_groups` workgroups, else the smallest. (Measured on lavapipe, Mesa 22.3, 2 cores:
     /// the 32x8 subgroup tile is the fastest even at four workgroups for 256x784x256, and for
     /// 64x18432x300, where most of its subgroups have no rows and return at once.)

@@ -13,7 +13,8 @@ use wgnn::nn::weights::WeightSpec;
 pub const TEST_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Every software adapter there is (lavapipe through Vulkan; llvmpipe through GL when EGL
-/// is installed), opened once per test binary.
+/// is installed), opened once per test binary; or the adapters `WGNN_TEST_ADAPTER` chooses
+/// ([`chosen_adapters`]).
 pub fn gpus() -> &'static [Gpu] {
     static GPUS: OnceLock<Vec<Gpu>> = OnceLock::new();
     GPUS.get_or_init(|| {
