@@ -263,6 +263,47 @@ fn matmul_subgroup_variants_match_reference_at_this_lane_count() {
     }
 }
 
+/// The staged variants are offered everywhere (and held to the others' bits above), but on a
+/// CPU adapter neither the static choice (a shape too large to time) nor the autotuner's
+/// (shapes it times) is ever one of them, so lavapipe's kernels are what they were; on a GPU
+/// the static choice for a large product is the largest staged variant.
+#[test]
+fn matmul_staged_variants_are_chosen_on_gpus_only() {
+    let _serial = compiling();
+    use wgnn::testing::{MatmulTile, matmul_tile_for, matmul_tiles};
+    for gpu in gpus() {
+        let name = &gpu.info().name;
+        let tiles = matmul_tiles(gpu).unwrap();
+        assert!(
+            tiles.iter().any(|t| t.wg > 0),
+            "{name}: no staged variant in {tiles:?}"
+        );
+        let cpu = gpu.info().device_type == wgnn::wgpu::DeviceType::Cpu;
+        // 4096^3 is past what the autotuner times: the static choice.
+        let big = matmul_tile_for(gpu, (false, false), 4096, 4096, 4096).unwrap();
+        if cpu {
+            assert_eq!(big.wg, 0, "{name}: static choice {big:?} is staged");
+            for (trans, m, n, k) in [
+                ((false, false), 33, 257, 7),
+                ((true, false), 64, 64, 64),
+                ((false, true), 7, 3, 33),
+            ] {
+                let t = matmul_tile_for(gpu, trans, m, n, k).unwrap();
+                assert_eq!(
+                    t.wg, 0,
+                    "{name}: tuned choice {t:?} for {m}x{n}x{k} is staged"
+                );
+            }
+        } else {
+            assert_eq!(
+                big,
+                MatmulTile::TILED[0],
+                "{name}: static choice for 4096^3"
+            );
+        }
+    }
+}
+
 #[test]
 fn matmul_rejects_a_variant_the_adapter_lacks() {
     use wgnn::testing::{MatmulTile, matmul_tiles, matmul_with_tile};
