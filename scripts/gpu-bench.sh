@@ -184,6 +184,9 @@ fi
 ICDS="/usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/share/vulkan/icd.d"
 if ! grep -qs nvidia $(for d in $ICDS; do ls "$d"/*.json 2>/dev/null; done) /dev/null; then
     NV=$("$LDCONFIG" -p 2>/dev/null | grep -o '/.*libGLX_nvidia\.so\.0$' | head -1)
+    for d in /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
+        [ -z "$NV" ] && [ -e "$d/libGLX_nvidia.so.0" ] && NV=$d/libGLX_nvidia.so.0
+    done
     if [ -n "$NV" ] && [ -z "${VK_ICD_FILENAMES:-}${VK_DRIVER_FILES:-}" ]; then
         printf '{"file_format_version":"1.0.0","ICD":{"library_path":"%s","api_version":"1.3.0"}}\n' \
             "$NV" >"$OUT/nvidia_icd.json"

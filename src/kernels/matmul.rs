@@ -326,9 +326,9 @@ impl Matmul {
     }
 
     /// The variants the autotuner times on this adapter: every one on a GPU; on a CPU
-    /// adapter the unstaged ones only (on lavapipe the staged ones ran 4 to 7 times slower
-    /// than the subgroup ones at every size measured, `bench --quick --gpu-sizes`'s
-    /// `matmul_{128,256}_*_gflops`, and each costs llvmpipe seconds to compile per shape),
+    /// adapter the unstaged ones only (on lavapipe the staged ones ran 6 to 17 times slower
+    /// than the 32x8 subgroup one, timed in turns in one run: `bench --quick --gpu-sizes`'s
+    /// `matmul_{128,256}_*_gflops`; and each costs llvmpipe seconds to compile per shape),
     /// so that tuning there costs what it did.
     pub fn tune_tiles(&self) -> Vec<MatmulTile> {
         self.tiles
