@@ -472,12 +472,17 @@ fn matmul_row(
     let g = flops / t.gpu / 1e9;
     let tile = matmul_tile_for(gpu, (ta, tb), m, n, k)?;
     let shape = format!(
-        "{m}x{k}x{n}{}{}, tile {}x{}{}",
+        "{m}x{k}x{n}{}{}, tile {}x{}{}{}",
         if ta { " A^T" } else { "" },
         if tb { " B^T" } else { "" },
         tile.tm,
         4 * tile.tn4,
-        if tile.subgroup { " subgroup" } else { "" }
+        if tile.subgroup { " subgroup" } else { "" },
+        if tile.wg > 0 {
+            format!(" staged, {0}x{0} workgroup", tile.wg)
+        } else {
+            String::new()
+        }
     );
     let clock = if uses_timestamps(gpu) {
         "gpu_timestamps"
