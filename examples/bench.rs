@@ -6,7 +6,15 @@
 //! cargo run --release --example bench -- --json    # one {"name", "value", "unit"} per line
 //! cargo run --release --example bench -- --quick   # small sizes, under a minute (CI)
 //! cargo run --release --example bench -- --soak    # 10,000 MLP steps: memory stays flat
+//! cargo run --release --example bench -- --json --gpu-sizes  # sizes for a real GPU
 //! ```
+//!
+//! `--gpu-sizes` (scripts/gpu-bench.sh) sizes the run for a real GPU: matmul 1024 to 4096
+//! (each variant timed on its own too: `matmul_{size}_{variant}_gflops`), dropout over 256M
+//! f32, the MLP step at batch 256 and 4096 (`mlp_large_*`), and ends with one `target_*` row
+//! per target of issue 17 (`"target"`, `"met"`), the matmul peak fraction against
+//! `WGNN_BENCH_F32_PEAK` FLOP/s (default 67e12, an H100/H200 SXM). With `--quick` the same
+//! rows at the quick sizes (to try the flow on a software adapter).
 //!
 //! Kernel times come from GPU timestamps written at the start and end of one compute pass
 //! where the adapter has `TIMESTAMP_QUERY`, else from the wall clock around the submission
@@ -370,6 +378,8 @@ struct Args {
     json: bool,
     quick: bool,
     soak: bool,
+    /// `--gpu-sizes`: the sizes and rows for a real GPU.
+    gpu_sizes: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -377,14 +387,16 @@ fn args() -> Result<Args, String> {
         json: false,
         quick: false,
         soak: false,
+        gpu_sizes: false,
     };
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--json" => a.json = true,
             "--quick" => a.quick = true,
             "--soak" => a.soak = true,
+            "--gpu-sizes" => a.gpu_sizes = true,
             "-h" | "--help" => {
-                return Err("usage: bench [--json] [--quick] [--soak]\n\
+                return Err("usage: bench [--json] [--quick] [--soak] [--gpu-sizes]\n\
                     \n\
                     The CPU baseline is matrixmultiply's sgemm with threading: at most 4 threads\n\
                     (MATMUL_NUM_THREADS, else the physical cores), 1, 2 or 4 per call by size,\n\
@@ -392,7 +404,10 @@ fn args() -> Result<Args, String> {
                     GPU timestamps where the adapter has them; *_wall_* figures and ratios use the\n\
                     wall clock of one submission (submit + wait). Every timed kernel is checked\n\
                     against its reference; a failed check exits 1. WGNN_BENCH_SABOTAGE=matmul\n\
-                    (conv, dropout, dropout_bwd, dense, validation) breaks one on purpose."
+                    (conv, dropout, dropout_bwd, dense, validation) breaks one on purpose.\n\
+                    --gpu-sizes: matmul 1024-4096 (every variant too), dropout over 256M f32,\n\
+                    the MLP step at batch 256 and 4096, and the issue's targets (target_* rows;\n\
+                    f32 peak from WGNN_BENCH_F32_PEAK, FLOP/s, default 67e12)."
                     .into());
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -457,12 +472,17 @@ fn matmul_row(
     let g = flops / t.gpu / 1e9;
     let tile = matmul_tile_for(gpu, (ta, tb), m, n, k)?;
     let shape = format!(
-        "{m}x{k}x{n}{}{}, tile {}x{}{}",
+        "{m}x{k}x{n}{}{}, tile {}x{}{}{}",
         if ta { " A^T" } else { "" },
         if tb { " B^T" } else { "" },
         tile.tm,
         4 * tile.tn4,
-        if tile.subgroup { " subgroup" } else { "" }
+        if tile.subgroup { " subgroup" } else { "" },
+        if tile.wg > 0 {
+            format!(" staged, {0}x{0} workgroup", tile.wg)
+        } else {
+            String::new()
+        }
     );
     let clock = if uses_timestamps(gpu) {
         "gpu_timestamps"
@@ -529,6 +549,159 @@ fn matmul_row(
         "|gpu - sgemm| / sum|a||b| over every element; tolerance k * eps",
     );
     Ok(())
+}
+
+/// `--gpu-sizes`: every matmul variant the adapter has, on its own, at each square size
+/// (timed in turns, so a change in load hits them alike): `matmul_{size}_{variant}_gflops`,
+/// and `matmul_{size}_best_gflops`, the fastest. Each variant's result is checked against
+/// the first's, bit for bit (`matmul_{size}_variants_differ`: the elements that differ).
+fn matmul_variant_rows(
+    r: &mut Report,
+    gpu: &Gpu,
+    sizes: &[usize],
+    target: f64,
+) -> wgnn::Result<()> {
+    let tiles = wgnn::testing::matmul_tiles(gpu)?;
+    for &s in sizes {
+        let a = Tensor::from_slice(gpu, &rand_vec(s * s, 1), &[s, s])?;
+        let b = Tensor::from_slice(gpu, &rand_vec(s * s, 2), &[s, s])?;
+        let mut outs = Vec::new();
+        let mut timed = Vec::new();
+        for &tile in &tiles {
+            let c = Tensor::from_slice(gpu, &vec![f32::NAN; s * s], &[s, s])?;
+            timed.push(Timed::matmul(
+                &a,
+                &b,
+                (false, false),
+                None,
+                false,
+                None,
+                &c,
+                Some(tile),
+            )?);
+            outs.push(c);
+        }
+        let refs: Vec<&Timed> = timed.iter().collect();
+        let t = seconds_interleaved(&refs, target)?;
+        let flops = 2.0 * (s * s * s) as f64;
+        let mut best = 0.0f64;
+        for (tile, secs) in tiles.iter().zip(&t) {
+            let g = flops / secs / 1e9;
+            best = best.max(g);
+            r.add(
+                &format!("matmul_{s}_{}_gflops", variant_name(tile)),
+                g,
+                "GFLOP/s",
+                format!("{tile:?}"),
+            );
+        }
+        r.add(
+            &format!("matmul_{s}_best_gflops"),
+            best,
+            "GFLOP/s",
+            "the fastest variant",
+        );
+        let first: Vec<u32> = outs[0].to_vec()?.iter().map(|v| v.to_bits()).collect();
+        let mut differ = 0usize;
+        for c in &outs[1..] {
+            let got = c.to_vec()?;
+            differ += got
+                .iter()
+                .zip(&first)
+                .filter(|(g, w)| g.to_bits() != **w)
+                .count();
+        }
+        r.check(
+            &format!("matmul_{s}_variants_differ"),
+            differ as f64,
+            0.0,
+            "elements of each variant's result not bit-equal to the first variant's",
+        );
+    }
+    Ok(())
+}
+
+/// A variant's short name: `sg32x8`, `plain8x8`, `wg16_8x8` (staged, 16 x 16 invocations).
+fn variant_name(t: &wgnn::testing::MatmulTile) -> String {
+    let shape = format!("{}x{}", t.tm, 4 * t.tn4);
+    if t.wg > 0 {
+        format!("wg{}_{shape}", t.wg)
+    } else if t.subgroup {
+        format!("sg{shape}")
+    } else {
+        format!("plain{shape}")
+    }
+}
+
+/// `--gpu-sizes`: issue 17's targets on a real GPU, one `target_*` row each with the figure,
+/// `"target"` and `"met"` (computed from the rows already reported; a missing row gives
+/// null and not met). The matmul one is the best variant at `largest`^3 over the f32 peak
+/// in `WGNN_BENCH_F32_PEAK` (FLOP/s; default 67e12, an H100/H200 SXM's vector f32).
+fn target_rows(r: &mut Report, largest: usize) {
+    let value = |r: &Report, name: &str| {
+        r.rows
+            .iter()
+            .find(|row| row.name == name)
+            .map_or(f64::NAN, |row| row.value)
+    };
+    let peak = std::env::var("WGNN_BENCH_F32_PEAK")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| *v > 0.0)
+        .unwrap_or(67e12);
+    let best = value(r, &format!("matmul_{largest}_best_gflops")) * 1e9;
+    let step = value(r, "mlp_step_ms");
+    let share = value(r, "mlp_host_share");
+    let rows = [
+        (
+            "target_matmul_peak_fraction",
+            best / peak,
+            ">= 0.25",
+            best / peak >= 0.25,
+            format!("best variant at {largest}^3 over an f32 peak of {peak:e} FLOP/s"),
+        ),
+        (
+            "target_dropout_over_copy",
+            value(r, "dropout_fwd_over_copy"),
+            ">= 0.85",
+            value(r, "dropout_fwd_over_copy") >= 0.85,
+            "dropout forward GB/s over the copy's, same run".into(),
+        ),
+        (
+            "target_dense_fused_over_matmul",
+            value(r, "dense_fused_over_matmul"),
+            "<= 1.05",
+            value(r, "dense_fused_over_matmul") <= 1.05,
+            "fused dense layer time over its bare matmul".into(),
+        ),
+        (
+            "target_mlp_step_ms",
+            step,
+            "< 0.5",
+            step < 0.5,
+            "MLP step at batch 256".into(),
+        ),
+        (
+            "target_mlp_host_share",
+            share,
+            "< 0.2",
+            share < 0.2,
+            "host share of the MLP step at batch 256".into(),
+        ),
+    ];
+    for (name, v, want, met, note) in rows {
+        let unit = if name.ends_with("_ms") { "ms" } else { "ratio" };
+        r.add_with(
+            name,
+            v,
+            unit,
+            format!(
+                "{note}; target {want}: {}",
+                if met { "met" } else { "NOT met" }
+            ),
+            &[("target", quoted(want)), ("met", met.to_string())],
+        );
+    }
 }
 
 /// The f64 reference of one convolution pass and the sum of the absolute values of its
@@ -1301,6 +1474,8 @@ fn run() -> wgnn::Result<Vec<String>> {
     // Matmul: squares, then the MLP's three products (forward, weight and input gradients).
     let sizes: &[usize] = if a.quick {
         &[128, 256]
+    } else if a.gpu_sizes {
+        &[1024, 2048, 4096]
     } else {
         &[256, 512, 1024, 2048]
     };
@@ -1325,11 +1500,20 @@ fn run() -> wgnn::Result<Vec<String>> {
     }
 
     // Bandwidth: copy, dropout forward and backward over 16M f32 (8 bytes moved each).
-    let len = if a.quick { 1 << 20 } else { 16 << 20 };
+    let len = if a.quick {
+        1 << 20
+    } else if a.gpu_sizes {
+        256 << 20
+    } else {
+        16 << 20
+    };
     dropout_rows(&mut r, &gpu, len, target)?;
 
     // The dense layer dropout(relu(x W + b)) of the MLP: fused, bare matmul, four kernels.
     dense_rows(&mut r, &gpu, (b, 784, 256), target)?;
+    if a.gpu_sizes {
+        matmul_variant_rows(&mut r, &gpu, sizes, target)?;
+    }
 
     // Conv2d: the seed CNN's layers.
     let nb = if a.quick { 8 } else { 64 };
@@ -1356,6 +1540,18 @@ fn run() -> wgnn::Result<Vec<String>> {
         mlp_batch,
         5,
     )?;
+    if a.gpu_sizes {
+        let large = if a.quick { 256 } else { 4096 };
+        step_rows(
+            &mut r,
+            &gpu,
+            "mlp_large",
+            &mut mlp(0.5, 0.5)?,
+            &cycled(&train, large * steps),
+            large,
+            5,
+        )?;
+    }
     // The cost of checking every gradient for non-finite values before the updates: two
     // copies of the MLP, one with the checks and one without, timed in alternation so
     // that load drifts hit both alike; the median of the per-pair ratios.
@@ -1430,6 +1626,9 @@ fn run() -> wgnn::Result<Vec<String>> {
             "procs",
             "1-minute, after the last step",
         );
+    }
+    if a.gpu_sizes {
+        target_rows(&mut r, sizes[sizes.len() - 1]);
     }
     let failed = r.failures.len();
     r.add(

@@ -24,6 +24,8 @@
 //                       their TM rows: lane l < TM / 4 loads block l of the A rows and
 //                       subgroupBroadcast hands it to the others, so A costs 8 (or 16) times
 //                       fewer loads.
+//   matmul_forward_tiled (shaders/matmul_tiled.wgsl, always appended) stages blocks of
+//                       op(A) and op(B) in workgroup memory for a WG x WG workgroup.
 // Overrides: TRANS_A, TRANS_B; TM (rows per invocation, a multiple of 4, at most 32) and TN4
 // (vec4 columns per invocation, at most 2); VEC_A, VEC_B, VEC_C: load A / load B / store C
 // as aligned vec4s (the host sets them only when the contiguous axis is a multiple of 4:

@@ -1,5 +1,5 @@
-//! The matmul autotuner: times every register-tile variant of a shape on the device and
-//! keeps the fastest (`kernels::matmul` holds the variants, the static choice and the
+//! The matmul autotuner: times every register-tile variant of a shape on the device (on a
+//! CPU adapter, every unstaged one: `Matmul::tune_tiles`) and keeps the fastest (`kernels::matmul` holds the variants, the static choice and the
 //! choices made; this module submits, waits and reads the clock, which kernels never do).
 //!
 //! Settings, read once per `Gpu`: `WGNN_AUTOTUNE=0` keeps the static choice;
@@ -86,7 +86,7 @@ pub(crate) fn matmul_tile(
     // In a browser nothing may block (and `Instant` does not exist): the static choice.
     if cfg!(target_arch = "wasm32")
         || !settings.autotune
-        || kern.tiles().len() < 2
+        || kern.tune_tiles().len() < 2
         || macs > TUNE_MAX_MACS
         || bytes > TUNE_MAX_BYTES
     {
@@ -147,7 +147,7 @@ fn time_tiles(
         ],
     );
     let mut best: Option<(f64, MatmulTile)> = None;
-    for &tile in kern.tiles() {
+    for tile in kern.tune_tiles() {
         kern.prepare_tile(gpu, trans, (m, n, k), tile)?;
         let mut times = Vec::with_capacity(TUNE_RUNS);
         for run_index in 0..=TUNE_RUNS {
@@ -179,7 +179,8 @@ fn tune_id(gpu: &Gpu) -> String {
 }
 
 /// Reads the choices for adapter `id` from a tuning cache: one line per shape,
-/// `id \t ta tb m n k \t subgroup tm tn4`. Lines for other adapters, malformed lines and
+/// `id \t ta tb m n k \t subgroup tm tn4 wg` (`wg` 0 for an unstaged variant; a line
+/// written before the staged variants existed, without it, reads as 0). Lines for other adapters, malformed lines and
 /// variants this adapter lacks are ignored (the cache is a hint, never trusted blindly).
 fn load_tuning(
     path: &std::path::Path,
@@ -204,11 +205,17 @@ fn load_tuning(
         let (Some(sh), Some(t)) = (nums(shape), nums(tile)) else {
             continue;
         };
-        if let ([ta, tb, m, n, k], [sg, tm, tn4]) = (sh.as_slice(), t.as_slice()) {
+        let (sg, tm, tn4, wg) = match t.as_slice() {
+            [sg, tm, tn4] => (*sg, *tm, *tn4, 0),
+            [sg, tm, tn4, wg] => (*sg, *tm, *tn4, *wg),
+            _ => continue,
+        };
+        if let [ta, tb, m, n, k] = sh.as_slice() {
             let tile = MatmulTile {
-                subgroup: *sg == 1,
-                tm: *tm,
-                tn4: *tn4,
+                subgroup: sg == 1,
+                tm,
+                tn4,
+                wg,
             };
             if *ta < 2 && *tb < 2 && tiles.contains(&tile) {
                 out.insert((*ta == 1, *tb == 1, *m, *n, *k), tile);
@@ -222,12 +229,13 @@ fn load_tuning(
 fn save_tuning(path: &std::path::Path, id: &str, key: TuneKey, tile: MatmulTile) {
     let (ta, tb, m, n, k) = key;
     let line = format!(
-        "{id}\t{} {} {m} {n} {k}\t{} {} {}\n",
+        "{id}\t{} {} {m} {n} {k}\t{} {} {} {}\n",
         u8::from(ta),
         u8::from(tb),
         u8::from(tile.subgroup),
         tile.tm,
-        tile.tn4
+        tile.tn4,
+        tile.wg
     );
     let written = std::fs::OpenOptions::new()
         .create(true)
@@ -266,30 +274,46 @@ mod tests {
             tiles[0],
         );
         save_tuning(&path, "other|Vulkan|x", (false, false, 1, 1, 1), tiles[0]);
+        // A staged variant (its fourth number, wg, is not 0).
+        assert!(tiles[2].staged());
+        save_tuning(
+            &path,
+            "lavapipe|Vulkan|Mesa",
+            (false, false, 64, 64, 64),
+            tiles[2],
+        );
         let mut text = std::fs::read_to_string(&path).unwrap();
         // Malformed lines, and a variant this adapter does not have.
         text.push_str("garbage\nlavapipe|Vulkan|Mesa\t0 0 1 2\t1 32 2\n");
         text.push_str("lavapipe|Vulkan|Mesa\t0 0 5 5 5\t0 8 2\n");
         text.push_str("lavapipe|Vulkan|Mesa\t0 0 9 9 9\t1 x 2\n");
+        // A staged shape no adapter has (12 invocations a side), and too many numbers.
+        text.push_str("lavapipe|Vulkan|Mesa\t0 0 6 6 6\t0 8 2 12\n");
+        text.push_str("lavapipe|Vulkan|Mesa\t0 0 7 7 7\t0 8 2 16 1\n");
         std::fs::write(&path, text).unwrap();
         let got = load_tuning(&path, "lavapipe|Vulkan|Mesa", tiles);
         let want: HashMap<TuneKey, MatmulTile> = [
             ((false, true, 256, 784, 256), tiles[1]),
             ((true, false, 7, 33, 3), tiles[0]),
+            ((false, false, 64, 64, 64), tiles[2]),
         ]
         .into_iter()
         .collect();
         assert_eq!(got, want);
-        // An adapter without subgroups keeps only the plain variant's line.
+        // An adapter without subgroups keeps the plain variant's line (an old one, without
+        // wg) and the staged one.
         let plain = load_tuning(
             &path,
             "lavapipe|Vulkan|Mesa",
             crate::kernels::matmul::tiles_for(false),
         );
-        assert_eq!(
-            plain.into_iter().collect::<Vec<_>>(),
-            [((false, false, 5, 5, 5), MatmulTile::PLAIN[0])]
-        );
+        let want: HashMap<TuneKey, MatmulTile> = [
+            ((false, false, 5, 5, 5), MatmulTile::PLAIN[0]),
+            ((false, false, 64, 64, 64), MatmulTile::TILED[0]),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(plain, want);
         assert!(load_tuning(&dir.join("missing"), "x", tiles).is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }

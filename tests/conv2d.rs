@@ -295,6 +295,13 @@ fn conv2d_every_kernel_matches_reference() {
         .filter(|(_, n)| **n == 0)
         .map(|(k, _)| k)
         .collect();
+    // On a real GPU (scripts/gpu-bench.sh, WGNN_TEST_ADAPTER=gpu) the run is that one adapter,
+    // whose subgroups (32 or 64 lanes) the subgroup kernels do not serve: named, not failed,
+    // since CI's software run covers them.
+    if !missing.is_empty() && std::env::var("WGNN_TEST_ADAPTER").is_ok_and(|v| v == "gpu") {
+        eprintln!("NOT COVERED by this run's adapters (WGNN_TEST_ADAPTER=gpu): {missing:?}");
+        return;
+    }
     assert!(
         missing.is_empty(),
         "no adapter in this run ({}) covered the conv2d kernels {missing:?}",

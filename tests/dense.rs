@@ -213,6 +213,22 @@ fn matmul_subgroup_variants_match_reference_at_this_lane_count() {
                 gpu.info().name
             );
         }
+        if tiles.is_empty() && !portable {
+            // The subgroup kernels serve subgroups of a fixed 8 or 16 lanes only
+            // (kernels::subgroup_lanes); elsewhere the plain and staged variants run.
+            let subgroups = gpu
+                .device()
+                .features()
+                .contains(wgnn::wgpu::Features::SUBGROUP);
+            eprintln!(
+                "SKIPPED subgroup matmul variants on {name}: {} (they serve a fixed 8 or 16 lanes)",
+                if subgroups {
+                    "its subgroup size is not a fixed 8 or 16"
+                } else {
+                    "no subgroups"
+                }
+            );
+        }
         let mut first: std::collections::HashMap<String, Vec<u32>> = Default::default();
         for tile in tiles {
             // Odd (gathered loads, partial tiles in both directions), multiples of 4 past
@@ -243,6 +259,47 @@ fn matmul_subgroup_variants_match_reference_at_this_lane_count() {
                     assert!(*want_bits == bits, "{what}: differs between variants");
                 }
             }
+        }
+    }
+}
+
+/// The staged variants are offered everywhere (and held to the others' bits above), but on a
+/// CPU adapter neither the static choice (a shape too large to time) nor the autotuner's
+/// (shapes it times) is ever one of them, so lavapipe's kernels are what they were; on a GPU
+/// the static choice for a large product is the largest staged variant.
+#[test]
+fn matmul_staged_variants_are_chosen_on_gpus_only() {
+    let _serial = compiling();
+    use wgnn::testing::{MatmulTile, matmul_tile_for, matmul_tiles};
+    for gpu in gpus() {
+        let name = &gpu.info().name;
+        let tiles = matmul_tiles(gpu).unwrap();
+        assert!(
+            tiles.iter().any(|t| t.wg > 0),
+            "{name}: no staged variant in {tiles:?}"
+        );
+        let cpu = gpu.info().device_type == wgnn::wgpu::DeviceType::Cpu;
+        // 4096^3 is past what the autotuner times: the static choice.
+        let big = matmul_tile_for(gpu, (false, false), 4096, 4096, 4096).unwrap();
+        if cpu {
+            assert_eq!(big.wg, 0, "{name}: static choice {big:?} is staged");
+            for (trans, m, n, k) in [
+                ((false, false), 33, 257, 7),
+                ((true, false), 64, 64, 64),
+                ((false, true), 7, 3, 33),
+            ] {
+                let t = matmul_tile_for(gpu, trans, m, n, k).unwrap();
+                assert_eq!(
+                    t.wg, 0,
+                    "{name}: tuned choice {t:?} for {m}x{n}x{k} is staged"
+                );
+            }
+        } else {
+            assert_eq!(
+                big,
+                MatmulTile::TILED[0],
+                "{name}: static choice for 4096^3"
+            );
         }
     }
 }

@@ -9,8 +9,9 @@ use crate::kernels::shader::{DROPOUT_MASK, FINITE, PHILOX, Part, STEP, Shader, w
 use crate::kernels::{Bind, Family, get};
 use crate::{Error, Gpu, Result};
 
-/// The plain matmul: shaders/matmul.wgsl after the step, Philox, the dropout mask and the
-/// non-finite check.
+/// The plain and the workgroup-staged matmul: shaders/matmul.wgsl and
+/// shaders/matmul_tiled.wgsl after the step, Philox, the dropout mask and the non-finite
+/// check.
 pub(crate) const SHADER: Shader = Shader {
     name: "matmul",
     parts: &[
@@ -20,6 +21,7 @@ pub(crate) const SHADER: Shader = Shader {
         DROPOUT_MASK,
         FINITE,
         wgsl!("matmul.wgsl"),
+        wgsl!("matmul_tiled.wgsl"),
     ],
 };
 
@@ -92,11 +94,13 @@ impl MatmulParams {
 }
 
 /// One register-tile variant of the matmul kernel: `tm` output rows by `4 * tn4` output
-/// columns per invocation, in `matmul_forward_sg` (the lanes of a subgroup share their rows)
-/// when `subgroup`, else in `matmul_forward`. A workgroup of 64 invocations covers
+/// columns per invocation, in `matmul_forward_tiled` (operands staged in workgroup memory)
+/// when `wg > 0`, else in `matmul_forward_sg` (the lanes of a subgroup share their rows)
+/// when `subgroup`, else in `matmul_forward`. Unstaged, a workgroup of 64 invocations covers
 /// `(64 / lanes) * tm` rows by `4 * lanes * tn4` columns, where `lanes` is the subgroup size
-/// (8 or 16) for the subgroup kernel and 8 for the plain one (8 x 8 invocations). Exposed
-/// (hidden) so that tests can run every variant and the bench can time them.
+/// (8 or 16) for the subgroup kernel and 8 for the plain one (8 x 8 invocations); staged, a
+/// workgroup of `wg x wg` invocations covers `wg * tm` rows by `wg * 4 * tn4` columns.
+/// Exposed (hidden) so that tests can run every variant and the bench can time them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MatmulTile {
     /// Uses `matmul_forward_sg` (adapters with subgroups of a fixed 8 or 16 lanes only).
@@ -105,6 +109,9 @@ pub struct MatmulTile {
     pub tm: u32,
     /// Vec4 columns per invocation: 1 or 2.
     pub tn4: u32,
+    /// Invocations per side of a workgroup-staged variant (`matmul_forward_tiled`,
+    /// shaders/matmul_tiled.wgsl): 16; 0 for the unstaged kernels.
+    pub wg: u32,
 }
 
 impl MatmulTile {
@@ -112,12 +119,16 @@ impl MatmulTile {
     pub const SUBGROUP: [MatmulTile; 2] = [MatmulTile::sg(32, 2), MatmulTile::sg(8, 2)];
     /// The variants of `matmul_forward`, largest first.
     pub const PLAIN: [MatmulTile; 2] = [MatmulTile::plain(8, 2), MatmulTile::plain(4, 1)];
+    /// The variants of `matmul_forward_tiled`, largest first: 128 x 128 outputs per
+    /// workgroup of 16 x 16 invocations (8 x 8 each), and 64 x 64 (4 x 4 each).
+    pub const TILED: [MatmulTile; 2] = [MatmulTile::tiled(16, 8, 2), MatmulTile::tiled(16, 4, 1)];
 
     const fn sg(tm: u32, tn4: u32) -> MatmulTile {
         MatmulTile {
             subgroup: true,
             tm,
             tn4,
+            wg: 0,
         }
     }
 
@@ -126,7 +137,32 @@ impl MatmulTile {
             subgroup: false,
             tm,
             tn4,
+            wg: 0,
         }
+    }
+
+    const fn tiled(wg: u32, tm: u32, tn4: u32) -> MatmulTile {
+        MatmulTile {
+            subgroup: false,
+            tm,
+            tn4,
+            wg,
+        }
+    }
+
+    /// Whether this variant stages its operands in workgroup memory.
+    pub fn staged(&self) -> bool {
+        self.wg > 0
+    }
+
+    /// Workgroup memory a staged variant needs, in bytes (shaders/matmul_tiled.wgsl: its
+    /// `ta` and `tb`, each padded by one vec4 per row); 0 for the others.
+    pub(crate) fn workgroup_bytes(&self) -> u32 {
+        if !self.staged() {
+            return 0;
+        }
+        let (bm, bn) = (self.wg * self.tm, self.wg * 4 * self.tn4);
+        16 * (bm * (TILE_BK / 4 + 1) + TILE_BK * (bn / 4 + 1))
     }
 
     /// Workgroups for an `[m, n]` output on an adapter whose subgroups have `lanes` lanes
@@ -134,6 +170,12 @@ impl MatmulTile {
     /// plain kernel).
     pub(crate) fn groups(&self, m: u32, n: u32, lanes: u32) -> [u32; 2] {
         debug_assert!(matches!(lanes, 8 | 16), "matmul: {lanes} lanes");
+        if self.staged() {
+            return [
+                n.div_ceil(self.wg * 4 * self.tn4),
+                m.div_ceil(self.wg * self.tm),
+            ];
+        }
         let lanes = if self.subgroup { lanes } else { 8 };
         [
             n.div_ceil(4 * lanes * self.tn4),
@@ -141,6 +183,9 @@ impl MatmulTile {
         ]
     }
 }
+
+/// `TILE_BK` of shaders/matmul_tiled.wgsl: the k of one stage.
+const TILE_BK: u32 = 8;
 
 /// A compiled variant: transposes, which operands move as aligned vec4s (A, B, C: each
 /// where its contiguous axis is a multiple of 4), and the tile.
@@ -167,6 +212,12 @@ pub(crate) struct Matmul {
     /// Those lanes (the override `SG`); 8 without the subgroup kernel.
     lanes: u32,
     cache: Mutex<HashMap<Key, wgpu::ComputePipeline>>,
+    /// The variants this adapter runs, largest first: the subgroup or the plain ones, then
+    /// the staged ones its workgroup limits allow.
+    tiles: Vec<MatmulTile>,
+    /// Whether the adapter is a CPU (lavapipe, llvmpipe, SwiftShader), where the static
+    /// choice keeps to the unstaged variants.
+    cpu: bool,
     /// Workgroups a dispatch should have at least, when a smaller tile can give them.
     min_groups: u32,
     /// The autotuner's choices by (transposes, m, n, k), for this adapter: filled by
@@ -232,7 +283,20 @@ impl Matmul {
         };
         // A CPU adapter runs one workgroup per thread at a time: two per thread balance the
         // load; a GPU wants its every core busy.
-        let min_groups = if gpu.info().device_type == wgpu::DeviceType::Cpu {
+        let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
+        let limits = d.limits();
+        let tiles = tiles_for(subgroup.is_some())
+            .iter()
+            .copied()
+            .filter(|t| {
+                !t.staged()
+                    || (t.wg * t.wg <= limits.max_compute_invocations_per_workgroup
+                        && t.wg <= limits.max_compute_workgroup_size_x
+                        && t.wg <= limits.max_compute_workgroup_size_y
+                        && t.workgroup_bytes() <= limits.max_compute_workgroup_storage_size)
+            })
+            .collect();
+        let min_groups = if cpu {
             2 * std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
         } else {
             256
@@ -243,6 +307,8 @@ impl Matmul {
             wide,
             lanes: lanes.unwrap_or(8),
             cache: Mutex::new(HashMap::new()),
+            tiles,
+            cpu,
             min_groups,
             tuned: Mutex::new(HashMap::new()),
             tune_settings: OnceLock::new(),
@@ -253,9 +319,23 @@ impl Matmul {
         get(gpu, &gpu.kernels().matmul, Matmul::new)
     }
 
-    /// The variants this adapter can run, largest first.
-    pub fn tiles(&self) -> &'static [MatmulTile] {
-        tiles_for(self.subgroup.is_some())
+    /// The variants this adapter can run: the unstaged ones largest first, then the staged
+    /// ones largest first.
+    pub fn tiles(&self) -> &[MatmulTile] {
+        &self.tiles
+    }
+
+    /// The variants the autotuner times on this adapter: every one on a GPU; on a CPU
+    /// adapter the unstaged ones only (on lavapipe the staged ones ran 6 to 17 times slower
+    /// than the 32x8 subgroup one, timed in turns in one run: `bench --quick --gpu-sizes`'s
+    /// `matmul_{128,256}_*_gflops`; and each costs llvmpipe seconds to compile per shape),
+    /// so that tuning there costs what it did.
+    pub fn tune_tiles(&self) -> Vec<MatmulTile> {
+        self.tiles
+            .iter()
+            .copied()
+            .filter(|t| !(self.cpu && t.staged()))
+            .collect()
     }
 
     /// The variant for this product: the autotuner's choice when it has timed the shape,
@@ -281,13 +361,25 @@ impl Matmul {
         }
     }
 
-    /// The variant for an `[m, n]` output: the largest tile that still gives `min_groups`
-    /// workgroups, else the smallest. (Measured on lavapipe, Mesa 22.3, 2 cores: the 32x8
-    /// subgroup tile is the fastest even at four workgroups for 256x784x256, and for
-    /// 64x18432x300, where most of its subgroups have no rows and return at once; see
-    /// BENCHMARKS.md.)
+    /// The variant for an `[m, n]` output: among the unstaged variants on a CPU adapter
+    /// (where workgroup memory costs a loop over the lanes per access and a barrier a
+    /// coroutine switch: lavapipe ran the staged ones slower at every size measured, see
+    /// [`Matmul::tune_tiles`]) and among the staged ones elsewhere, the largest tile that still gives
+    /// `min_groups` workgroups, else the smallest. (Measured on lavapipe, Mesa 22.3, 2 cores:
+    /// the 32x8 subgroup tile is the fastest even at four workgroups for 256x784x256, and for
+    /// 64x18432x300, where most of its subgroups have no rows and return at once.)
     pub fn choose(&self, m: u32, n: u32) -> MatmulTile {
-        let tiles = self.tiles();
+        let family: Vec<MatmulTile> = self
+            .tiles
+            .iter()
+            .copied()
+            .filter(|t| t.staged() != self.cpu)
+            .collect();
+        let tiles = if family.is_empty() {
+            &self.tiles[..]
+        } else {
+            &family[..]
+        };
         let enough = |t: &&MatmulTile| {
             let [x, y] = t.groups(m, n, self.lanes);
             x.saturating_mul(y) >= self.min_groups
@@ -361,6 +453,10 @@ impl Matmul {
                         cache: None,
                     })
             })?
+        } else if key.tile.staged() {
+            let mut consts = consts.to_vec();
+            consts.push(("WG", f64::from(key.tile.wg)));
+            self.family.pipeline(gpu, "matmul_forward_tiled", &consts)?
         } else {
             self.family.pipeline(gpu, "matmul_forward", &consts)?
         };
@@ -402,10 +498,20 @@ impl Matmul {
     }
 }
 
+/// Every variant an adapter may run, before its workgroup limits are applied: the subgroup
+/// ones (with `subgroup`) or the plain ones, then the staged ones.
 pub(crate) fn tiles_for(subgroup: bool) -> &'static [MatmulTile] {
-    if subgroup {
-        &MatmulTile::SUBGROUP
-    } else {
-        &MatmulTile::PLAIN
-    }
+    const WITH_SUBGROUP: [MatmulTile; 4] = [
+        MatmulTile::SUBGROUP[0],
+        MatmulTile::SUBGROUP[1],
+        MatmulTile::TILED[0],
+        MatmulTile::TILED[1],
+    ];
+    const WITHOUT: [MatmulTile; 4] = [
+        MatmulTile::PLAIN[0],
+        MatmulTile::PLAIN[1],
+        MatmulTile::TILED[0],
+        MatmulTile::TILED[1],
+    ];
+    if subgroup { &WITH_SUBGROUP } else { &WITHOUT }
 }

@@ -13,13 +13,15 @@ use wgnn::nn::weights::WeightSpec;
 pub const TEST_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Every software adapter there is (lavapipe through Vulkan; llvmpipe through GL when EGL
-/// is installed), opened once per test binary.
+/// is installed), opened once per test binary; or the adapters `WGNN_TEST_ADAPTER` chooses
+/// ([`chosen_adapters`]).
 pub fn gpus() -> &'static [Gpu] {
     static GPUS: OnceLock<Vec<Gpu>> = OnceLock::new();
     GPUS.get_or_init(|| {
         wgnn::set_poison_outputs(true);
-        let all =
-            Gpu::software_all().expect("a software adapter (apt-get install mesa-vulkan-drivers)");
+        let all = chosen_adapters().unwrap_or_else(|| {
+            Gpu::software_all().expect("a software adapter (apt-get install mesa-vulkan-drivers)")
+        });
         for g in &all {
             // Before any kernel compiles: `Sequential::inject_non_finite` needs the hooks.
             g.enable_test_hooks().expect("a fresh Gpu takes test hooks");
@@ -31,6 +33,48 @@ pub fn gpus() -> &'static [Gpu] {
         }
         all
     })
+}
+
+/// The adapters `WGNN_TEST_ADAPTER` asks for instead of the software ones, opened: `gpu`
+/// every hardware adapter (discrete, integrated or virtual GPU; scripts/gpu-bench.sh runs the
+/// kernel tests so on a real GPU), `any` every adapter there is; `None` when it is unset or
+/// `software`. A selection that finds no adapter panics (naming what it saw) rather than
+/// passing on none.
+fn chosen_adapters() -> Option<Vec<Gpu>> {
+    let want = std::env::var("WGNN_TEST_ADAPTER").ok()?;
+    let pick: fn(wgpu::DeviceType) -> bool = match want.as_str() {
+        "software" | "" => return None,
+        "gpu" => |t| {
+            matches!(
+                t,
+                wgpu::DeviceType::DiscreteGpu
+                    | wgpu::DeviceType::IntegratedGpu
+                    | wgpu::DeviceType::VirtualGpu
+            )
+        },
+        "any" => |_| true,
+        other => panic!("WGNN_TEST_ADAPTER={other:?}: expected gpu, any or software"),
+    };
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    let inst = wgpu::Instance::default();
+    let adapters = pollster::block_on(inst.enumerate_adapters(backends));
+    let seen: Vec<String> = adapters
+        .iter()
+        .map(|a| {
+            let i = a.get_info();
+            format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+        })
+        .collect();
+    let gpus: Vec<Gpu> = adapters
+        .iter()
+        .filter(|a| pick(a.get_info().device_type))
+        .map(|a| Gpu::open(a).expect("the chosen adapter opens"))
+        .collect();
+    assert!(
+        !gpus.is_empty(),
+        "WGNN_TEST_ADAPTER={want}: no such adapter among {seen:?}"
+    );
+    Some(gpus)
 }
 
 /// The first software adapter with 64-bit integers, opened a second time without them, so its
