@@ -40,6 +40,11 @@ pub(crate) enum Rec {
         backward: bool,
         len: u32,
     },
+    /// SpatialDropout2D over `len` elements (params from `DropoutParams::spatial`).
+    SpatialDropout {
+        backward: bool,
+        len: u32,
+    },
     BiasGrad {
         cols: u32,
     },
@@ -56,6 +61,8 @@ pub(crate) enum Rec {
     },
     Conv(Conv2dPass, Conv2dDims),
     ConvWeightReduce(Conv2dDims), // the second pass of a weight gradient split over the batch
+    /// The forward with an epilogue (bias, ReLU, spatial dropout), `ConvEpilogue` params.
+    ConvEpilogue(Conv2dDims),
     Bn(BnPass, BatchNormParams),
 }
 
@@ -80,13 +87,14 @@ impl Rec {
             Rec::CheckFinite { .. } => &Data::get(gpu)?.finite_family,
             Rec::Matmul { .. } => &Matmul::get(gpu)?.family,
             Rec::Pointwise { .. } => &Elementwise::get(gpu)?.family,
-            Rec::Dropout { .. } => &Dropout::get(gpu)?.family,
+            Rec::Dropout { .. } | Rec::SpatialDropout { .. } => &Dropout::get(gpu)?.family,
             Rec::BiasGrad { .. } => &Reduce::get(gpu)?.family,
             Rec::SoftmaxLoss { .. } => &SoftmaxXent::get(gpu)?.family,
             Rec::PoolForward(_) | Rec::PoolBackward(_) => &Pool::get(gpu)?.family,
             Rec::Sgd { .. } => &Optim::get(gpu)?.sgd_family,
             Rec::Adam { .. } => &Optim::get(gpu)?.adam_family,
             Rec::Conv(..) | Rec::ConvWeightReduce(_) => &Conv2d::get(gpu)?.family,
+            Rec::ConvEpilogue(_) => &Conv2d::get(gpu)?.epilogue(gpu)?.family,
             Rec::Bn(pass, _) => {
                 let k = BatchNorm::get(gpu)?;
                 match pass {
@@ -132,6 +140,9 @@ impl Rec {
                 backward: true,
                 len,
             } => Dropout::get(gpu)?.record_backward(pass, io, len),
+            Rec::SpatialDropout { backward, len } => {
+                Dropout::get(gpu)?.record_spatial(pass, io, len, backward)
+            }
             Rec::BiasGrad { cols } => Reduce::get(gpu)?.record_bias_grad(pass, io, cols),
             Rec::SoftmaxLoss { rows } => SoftmaxXent::get(gpu)?.record_loss(pass, io, rows),
             Rec::PoolForward(p) => Pool::get(gpu)?.record_forward(pass, io, &p),
@@ -157,6 +168,9 @@ impl Rec {
             }
             Rec::Conv(Conv2dPass::BackwardWeight, d) => {
                 Conv2d::get(gpu)?.record_backward_weight(pass, io, &d)
+            }
+            Rec::ConvEpilogue(d) => {
+                Conv2d::get(gpu)?.record_forward_epilogue(gpu, pass, io, &d)?
             }
             Rec::ConvWeightReduce(d) => {
                 Conv2d::get(gpu)?.record_backward_weight_reduce(pass, io, &d)

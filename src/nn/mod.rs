@@ -34,7 +34,9 @@ mod trainer;
 pub mod weights;
 
 pub use fit::{EpochLog, Evaluation, Fit, History, ModelCheckpoint, Monitor, OnNonFinite};
-pub use layers::{Activation, BatchNorm, Conv2d, Dense, Dropout, Layer, MaxPool2d};
+pub use layers::{
+    Activation, BatchNorm, Conv2d, Dense, Dropout, Layer, MaxPool2d, SpatialDropout2d,
+};
 pub use model::Sequential;
 pub use optimizer::Optimizer;
 pub use trainer::{PendingMetrics, Trainer};
