@@ -16,6 +16,21 @@ use wgnn::{Tensor, ops, philox};
 
 const SEED: u64 = 11;
 
+/// Panics naming the first element where `got` and `want` (f32 bits) differ.
+fn assert_bits(what: &str, got: &[f32], want: &[u32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i]) {
+        panic!(
+            "{what}: element {i} of {} is {} ({:#010x}), want {} ({:#010x})",
+            got.len(),
+            got[i],
+            got[i].to_bits(),
+            f32::from_bits(want[i]),
+            want[i]
+        );
+    }
+}
+
 /// What `spatial_dropout` must give for `x` `[n, h, w, c]`: `x * scale` where the host keeps
 /// mask element `img * c + ch`, else 0, as f32 bits.
 fn host_spatial(x: &[f32], shape: [usize; 4], p: f32, seed: u64, offset: u64) -> Vec<u32> {
@@ -57,15 +72,13 @@ fn spatial_dropout_matches_host_mask_bit_for_bit_forward_and_backward() {
                         .to_vec()
                         .unwrap();
                     let want = host_spatial(&x, *shape, p, seed, offset);
-                    let got: Vec<u32> = y.iter().map(|v| v.to_bits()).collect();
-                    assert_eq!(got, want, "{}", what("forward"));
+                    assert_bits(&what("forward"), &y, &want);
                     let dx = ops::spatial_dropout_backward(&gdy, p, seed, offset)
                         .unwrap()
                         .to_vec()
                         .unwrap();
                     let want = host_spatial(&dy, *shape, p, seed, offset);
-                    let got: Vec<u32> = dx.iter().map(|v| v.to_bits()).collect();
-                    assert_eq!(got, want, "{}", what("backward"));
+                    assert_bits(&what("backward"), &dx, &want);
                     for (i, v) in y.iter().enumerate() {
                         if p > 0.0 && p < 1.0 && x[i] != 0.0 {
                             if *v == 0.0 {
@@ -136,7 +149,10 @@ fn spatial_dropout_layer_in_summary_has_no_weights() {
         .with(Layer::Flatten)
         .with(Dense::new(2).unwrap());
     let s = m.summary().unwrap();
-    let rows: Vec<&str> = s.lines().filter(|l| l.contains("spatial_dropout2d")).collect();
+    let rows: Vec<&str> = s
+        .lines()
+        .filter(|l| l.contains("spatial_dropout2d"))
+        .collect();
     assert_eq!(rows.len(), 2, "{s}");
     assert!(
         rows[0].starts_with("spatial_dropout2d (SpatialDropout2D)")
@@ -222,15 +238,14 @@ fn spatial_dropout_fused_into_conv_epilogue_equals_separate_ops_bit_for_bit() {
             }
         }
         let (a, b) = (fused.weights().unwrap(), plain.weights().unwrap());
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         for (a, b) in a.iter().zip(&b) {
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(
-                bits(&a.data),
-                bits(&b.data),
+            let what = format!(
                 "{}: {} after 8 steps, fused vs separate ops",
                 gpu.info().name,
                 a.name
             );
+            assert_bits(&what, &a.data, &bits(&b.data));
         }
         assert_ne!(
             a[0].data,
@@ -242,12 +257,8 @@ fn spatial_dropout_fused_into_conv_epilogue_equals_separate_ops_bit_for_bit() {
             fused.predict(&probe_x).unwrap(),
             plain.predict(&probe_x).unwrap(),
         );
-        assert_eq!(
-            pa.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            pb.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            "{}: predict, fused vs separate ops",
-            gpu.info().name
-        );
+        let what = format!("{}: predict, fused vs separate ops", gpu.info().name);
+        assert_bits(&what, &pa, &bits(&pb));
     }
 }
 
@@ -323,10 +334,7 @@ fn spatial_dropout_gradients_match_finite_differences_of_host_model() {
             let keep: Vec<bool> = (0..12)
                 .map(|i| philox::keep(SEED, 1 + (step << 32), i, 0.5))
                 .collect();
-            assert!(
-                keep.contains(&true) && keep.contains(&false),
-                "{keep:?}"
-            );
+            assert!(keep.contains(&true) && keep.contains(&false), "{keep:?}");
             let mut t = model.trainer(&data, data.count).unwrap();
             t.shuffle = false;
             t.begin_epoch();
@@ -349,16 +357,20 @@ fn spatial_dropout_gradients_match_finite_differences_of_host_model() {
                         (host_loss(&wp, &data, step) - host_loss(&wm, &data, step)) / (2.0 * h)
                     })
                     .collect();
-                // As tests/training.rs: f32 GPU sums against f64 central differences (whose
-                // own error is ~1e-10), rel 2e-6 of the largest entry, abs 1e-9.
+                // f32 GPU sums against f64 central differences (whose own error is ~1e-10, see
+                // tests/training.rs): rel 1e-6 of the largest entry, abs 1e-9. Measured on
+                // lavapipe and llvmpipe: at most 2e-7.
                 let worst = common::assert_close(
                     &format!("cin {cin} step {step}: {}", g.name),
                     &g.data,
                     &fd,
-                    2e-6,
+                    1e-6,
                     1e-9,
                 );
-                eprintln!("cin {cin} step {step}: {} worst relative error {worst:e}", g.name);
+                eprintln!(
+                    "cin {cin} step {step}: {} worst relative error {worst:e}",
+                    g.name
+                );
             }
         }
     }

@@ -199,7 +199,13 @@ pub(super) fn forward(
                 };
                 // (`relu` without `spatial` is never made by `Graph::fuse`; kept correct.)
                 if *relu {
-                    b.pointwise(Pointwise::ReluForward, out, 1, 1.0, [y.clone(), y.clone(), y])
+                    b.pointwise(
+                        Pointwise::ReluForward,
+                        out,
+                        1,
+                        1.0,
+                        [y.clone(), y.clone(), y],
+                    )
                 } else {
                     y
                 }

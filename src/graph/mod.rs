@@ -276,4 +276,82 @@ mod tests {
         .fuse();
         assert_eq!(g.nodes.len(), 2);
     }
+
+    #[test]
+    fn graph_fuses_conv_relu_spatial_dropout_but_leaves_conv_relu_alone() {
+        let conv = Op::Conv2d {
+            w: 0,
+            b: Some(1),
+            stride: 1,
+            padding: Padding::Valid,
+            relu: false,
+            spatial: None,
+        };
+        let sd = DropoutOp {
+            rate: 0.25,
+            stream: 3,
+        };
+        let fuse = |ops: Vec<Op>| {
+            Graph {
+                input: vec![4],
+                nodes: ops.into_iter().map(node).collect(),
+            }
+            .fuse()
+            .nodes
+            .into_iter()
+            .map(|n| n.op)
+            .collect::<Vec<_>>()
+        };
+        let with = |relu, spatial| match conv.clone() {
+            Op::Conv2d {
+                w,
+                b,
+                stride,
+                padding,
+                ..
+            } => Op::Conv2d {
+                w,
+                b,
+                stride,
+                padding,
+                relu,
+                spatial,
+            },
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            fuse(vec![conv.clone(), Op::Relu, Op::SpatialDropout(sd)]),
+            vec![with(true, Some(sd))]
+        );
+        assert_eq!(
+            fuse(vec![conv.clone(), Op::SpatialDropout(sd), Op::Relu]),
+            vec![with(false, Some(sd)), Op::Relu]
+        );
+        assert_eq!(
+            fuse(vec![conv.clone(), Op::Relu, Op::Reshape]),
+            vec![conv.clone(), Op::Relu, Op::Reshape],
+            "a convolution without a spatial dropout after it keeps its ReLU separate"
+        );
+        assert_eq!(
+            fuse(vec![
+                conv.clone(),
+                Op::Relu,
+                Op::MaxPool {
+                    window: [2, 2],
+                    stride: [2, 2]
+                },
+                Op::SpatialDropout(sd)
+            ])
+            .len(),
+            4
+        );
+        assert_eq!(
+            fuse(vec![
+                conv.clone(),
+                Op::SpatialDropout(sd),
+                Op::SpatialDropout(sd)
+            ]),
+            vec![with(false, Some(sd)), Op::SpatialDropout(sd)]
+        );
+    }
 }

@@ -169,9 +169,7 @@ impl Rec {
             Rec::Conv(Conv2dPass::BackwardWeight, d) => {
                 Conv2d::get(gpu)?.record_backward_weight(pass, io, &d)
             }
-            Rec::ConvEpilogue(d) => {
-                Conv2d::get(gpu)?.record_forward_epilogue(gpu, pass, io, &d)?
-            }
+            Rec::ConvEpilogue(d) => Conv2d::get(gpu)?.record_forward_epilogue(gpu, pass, io, &d)?,
             Rec::ConvWeightReduce(d) => {
                 Conv2d::get(gpu)?.record_backward_weight_reduce(pass, io, &d)
             }
