@@ -10,7 +10,7 @@
 // (seed, offset + step * 2^32) is (src/philox.rs, `keep`): one bit per feature map.
 // Bindings: conv2d.wgsl's 0 params, 1 x, 2 kernel, 3 y, and 4 epi: ConvEpilogue (uniform),
 // 5 step: Step (uniform), 6 bias (read; any buffer when epi.bias is 0).
-// Rust module: src/kernels/conv2d.rs (ConvEpilogue).
+// Rust module: src/kernels/conv2d_epilogue.rs (ConvEpilogue).
 
 struct ConvEpilogue {
     // The spatial dropout's mask (keeps every channel unscaled in inference).
