@@ -124,7 +124,8 @@ fn run() -> AnyResult {
     let spatial = cli.flag("--spatial");
     // Quick mode with --spatial trains p = 0, Dropout(0.5) and SpatialDropout2D(0.5): three
     // models, as plain quick mode does.
-    let bonus = !cli.flag("--no-bonus") && !(data.quick && spatial);
+    let skip_bonus = cli.flag("--no-bonus") || (data.quick && spatial);
+    let bonus = !skip_bonus;
     let lr: f32 = cli.value("--lr")?.unwrap_or(0.01);
     let momentum: f32 = cli.value("--momentum")?.unwrap_or(0.9);
     let batch: usize = cli.value("--batch")?.unwrap_or(32);
