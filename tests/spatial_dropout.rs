@@ -211,7 +211,8 @@ fn spatial_dropout_fused_into_conv_epilogue_equals_separate_ops_bit_for_bit() {
     let data = random_data(20, [9, 9, 3], 3, 5);
     let probe = random_data(4, [9, 9, 3], 3, 6);
     let probe_x: Vec<f32> = probe.images.iter().map(|&b| f32::from(b) / 255.0).collect();
-    for gpu in common::gpus() {
+    // Every adapter, and the portable Philox multiply in the epilogue where there is one.
+    for gpu in common::gpus_and_portable() {
         let mut fused = spatial_cnn().unwrap();
         fused.compile(gpu, Optimizer::sgd(0.05, 0.9), SEED).unwrap();
         let mut plain = spatial_cnn().unwrap();
