@@ -7,12 +7,18 @@
 //! for p in 0, 0.05, 0.1, 0.2, 0.5, 0.8, plus the seed's bonus variant: no dropout after the
 //! convolution, Dropout(0.15) after each Dense 300.
 //!
+//! With `--spatial`, the sweep also trains each p > 0 with SpatialDropout2D(p) instead of
+//! Dropout(p) after the first convolution (whole feature maps dropped; fused into that
+//! convolution's epilogue), and adds its rows to the table and its curves to the plot
+//! (p = 0 is the same model either way and is trained once).
+//!
 //! ```text
 //! cargo run --release --example dropout_sweep                  # 10,000 images, 5 epochs per p
 //! cargo run --release --example dropout_sweep -- --full --epochs 10
 //! cargo run --release --example dropout_sweep -- --cifar DIR   # CIFAR-10 binary batches
 //! cargo run --release --example dropout_sweep -- --rates 0.5 --no-bonus --epochs 1
 //! cargo run --release --example dropout_sweep -- --quick       # CI: 160 images, 1 epoch, p in 0, 0.5 + bonus
+//! cargo run --release --example dropout_sweep -- --spatial     # also SpatialDropout2D(p) per p > 0
 //! ```
 //!
 //! Prints a table of final training and test accuracy per variant and draws the curves to
@@ -29,14 +35,18 @@ use support::{
     cli::{AnyResult, Cli, pct},
     data::{DATA_USAGE, DataArgs},
 };
-use wgnn::nn::{Activation, Conv2d, Dense, Dropout, Fit, History, Optimizer, Sequential};
+use wgnn::nn::{
+    Activation, Conv2d, Dense, Dropout, Fit, History, Optimizer, Sequential, SpatialDropout2d,
+};
 
 const USAGE: &str = "\
-usage: dropout_sweep [data options] [--epochs N] [--rates LIST] [--no-bonus] [--lr X]
-                     [--momentum X] [--batch N] [--seed N] [--plot FILE | --docs]
+usage: dropout_sweep [data options] [--epochs N] [--rates LIST] [--spatial] [--no-bonus]
+                     [--lr X] [--momentum X] [--batch N] [--seed N] [--plot FILE | --docs]
   --epochs N      epochs per variant (default 5; 1 with --quick)
   --rates LIST    dropout rates after the first convolution (default 0,0.05,0.1,0.2,0.5,0.8;
                   0,0.5 with --quick)
+  --spatial       also train SpatialDropout2D(p) after the first convolution for each p > 0
+                  (whole feature maps dropped), beside Dropout(p); with --quick, no bonus
   --no-bonus      skip the variant with Dropout(0.15) after each dense layer
   --lr X          SGD learning rate (default 0.01)
   --momentum X    SGD momentum (default 0.9)
@@ -54,12 +64,16 @@ struct Variant {
     name: String,
     /// Dropout after the first convolution.
     conv_p: f32,
+    /// SpatialDropout2D rather than Dropout after the first convolution.
+    spatial: bool,
     /// Dropout after each Dense 300.
     dense_p: f32,
 }
 
 struct Outcome {
     name: String,
+    conv_p: f32,
+    spatial: bool,
     history: History,
     /// Training accuracy in inference mode (dropout off) after the last epoch.
     train_eval: f64,
@@ -70,7 +84,7 @@ struct Outcome {
 fn model(input: &[usize], classes: usize, v: &Variant) -> wgnn::Result<Sequential> {
     let mut m = Sequential::new(input)
         .with(Conv2d::new(32, [3, 3])?.activation(Activation::Relu))
-        .with(Dropout::new(v.conv_p)?)
+        .with(conv_dropout(v)?)
         .with(Conv2d::new(32, [3, 3])?.activation(Activation::Relu))
         .with(wgnn::nn::Layer::Flatten)
         .with(Dense::new(300)?.activation(Activation::Relu));
@@ -83,6 +97,15 @@ fn model(input: &[usize], classes: usize, v: &Variant) -> wgnn::Result<Sequentia
     }
     m.add(Dense::new(classes)?);
     Ok(m)
+}
+
+/// The layer after the first convolution.
+fn conv_dropout(v: &Variant) -> wgnn::Result<wgnn::nn::Layer> {
+    Ok(if v.spatial {
+        SpatialDropout2d::new(v.conv_p)?.into()
+    } else {
+        Dropout::new(v.conv_p)?.into()
+    })
 }
 
 fn run() -> AnyResult {
@@ -98,7 +121,11 @@ fn run() -> AnyResult {
         None if data.quick => vec![0.0, 0.5],
         None => RATES.to_vec(),
     };
-    let bonus = !cli.flag("--no-bonus");
+    let spatial = cli.flag("--spatial");
+    // Quick mode with --spatial trains p = 0, Dropout(0.5) and SpatialDropout2D(0.5): three
+    // models, as plain quick mode does.
+    let skip_bonus = cli.flag("--no-bonus") || (data.quick && spatial);
+    let bonus = !skip_bonus;
     let lr: f32 = cli.value("--lr")?.unwrap_or(0.01);
     let momentum: f32 = cli.value("--momentum")?.unwrap_or(0.9);
     let batch: usize = cli.value("--batch")?.unwrap_or(32);
@@ -121,13 +148,26 @@ fn run() -> AnyResult {
         .map(|&p| Variant {
             name: format!("p = {p}"),
             conv_p: p,
+            spatial: false,
             dense_p: 0.0,
         })
         .collect();
+    if spatial {
+        // p = 0 is the same model with either layer (and the same bits): trained once.
+        for &p in rates.iter().filter(|&&p| p > 0.0) {
+            variants.push(Variant {
+                name: format!("spatial {p}"),
+                conv_p: p,
+                spatial: true,
+                dense_p: 0.0,
+            });
+        }
+    }
     if bonus {
         variants.push(Variant {
             name: "dense 0.15".into(),
             conv_p: 0.0,
+            spatial: false,
             dense_p: 0.15,
         });
     }
@@ -171,6 +211,8 @@ fn run() -> AnyResult {
         );
         outcomes.push(Outcome {
             name: v.name.clone(),
+            conv_p: v.conv_p,
+            spatial: v.spatial,
             history,
             train_eval,
             test: test_acc,
@@ -183,13 +225,13 @@ fn run() -> AnyResult {
         train.count
     );
     println!(
-        "{:<12} {:>16} {:>16} {:>10} {:>12} {:>9}",
+        "{:<14} {:>16} {:>16} {:>10} {:>12} {:>9}",
         "variant", "train (dropout)", "train (eval)", "test", "gap (eval)", "time"
     );
     for o in &outcomes {
         let last = o.history.epochs.last().map_or(f64::NAN, |e| e.accuracy);
         println!(
-            "{:<12} {:>16} {:>16} {:>10} {:>12} {:>8.0}s",
+            "{:<14} {:>16} {:>16} {:>10} {:>12} {:>8.0}s",
             o.name,
             pct(last),
             pct(o.train_eval),
@@ -205,6 +247,12 @@ fn run() -> AnyResult {
         "train (dropout) is the last epoch's running accuracy with dropout active, as Keras \
          prints it; train (eval) is measured afterwards with dropout off."
     );
+    if spatial {
+        println!(
+            "p = X: Dropout(X) after the first convolution; spatial X: SpatialDropout2D(X) there \
+             (each of the 32 feature maps of an image kept or dropped whole)."
+        );
+    }
 
     let title = format!(
         "Dropout sweep: seed CNN, SGD lr {lr} momentum {momentum}, {} - {} training / {} test images",
@@ -243,17 +291,33 @@ fn draw(path: &std::path::Path, outcomes: &[Outcome], title: &str, epochs: usize
         p.y_range = y_range;
         panels.push(p);
     }
-    let names: Vec<String> = outcomes
-        .iter()
-        .map(|o| o.name.replace("p = ", ""))
-        .collect();
+    // The x axis: the Dropout variants (and the bonus); a SpatialDropout2D variant sits at
+    // the x of the Dropout variant with its rate, and p = 0 is shared.
+    let element: Vec<&Outcome> = outcomes.iter().filter(|o| !o.spatial).collect();
+    let names: Vec<String> = element.iter().map(|o| o.name.replace("p = ", "")).collect();
+    let x_of = |p: f32| {
+        element
+            .iter()
+            .position(|o| o.conv_p == p && !o.name.starts_with("dense"))
+    };
     let idx = |f: &dyn Fn(&Outcome) -> f64| -> Vec<(f64, f64)> {
-        outcomes
+        element
             .iter()
             .enumerate()
             .map(|(i, o)| (i as f64, f(o)))
             .collect()
     };
+    let spatial_idx = |f: &dyn Fn(&Outcome) -> f64| -> Vec<(f64, f64)> {
+        let zero = element
+            .iter()
+            .find(|o| o.conv_p == 0.0 && o.name == "p = 0");
+        zero.into_iter()
+            .copied()
+            .chain(outcomes.iter().filter(|o| o.spatial))
+            .filter_map(|o| Some((x_of(o.conv_p)? as f64, f(o))))
+            .collect()
+    };
+    let any_spatial = outcomes.iter().any(|o| o.spatial);
     let mut summary = Panel::new(
         format!("after {epochs} epoch(s): accuracy per variant"),
         "variant (dropout rate after the first convolution)",
@@ -261,6 +325,15 @@ fn draw(path: &std::path::Path, outcomes: &[Outcome], title: &str, epochs: usize
     )
     .with(Series::new("train (eval)", idx(&|o| o.train_eval), 0))
     .with(Series::new("test", idx(&|o| o.test), 1).dashed());
+    if any_spatial {
+        summary = summary
+            .with(Series::new(
+                "train (eval), spatial",
+                spatial_idx(&|o| o.train_eval),
+                2,
+            ))
+            .with(Series::new("test, spatial", spatial_idx(&|o| o.test), 4).dashed());
+    }
     summary.x_ticks = Some(names.clone());
     summary.legend = Legend::UpperRight;
     panels.push(summary);
@@ -274,6 +347,13 @@ fn draw(path: &std::path::Path, outcomes: &[Outcome], title: &str, epochs: usize
         idx(&|o| 100.0 * (o.train_eval - o.test)),
         3,
     ));
+    if any_spatial {
+        gap = gap.with(Series::new(
+            "spatial",
+            spatial_idx(&|o| 100.0 * (o.train_eval - o.test)),
+            5,
+        ));
+    }
     gap.x_ticks = Some(names);
     gap.legend = Legend::UpperRight;
     gap.y_decimals = 1;

@@ -11,7 +11,8 @@
 // rejected by the `< h` / `< w` tests.
 // Entry points (one tile decomposition each; Rust mirrors the counts in Conv2dDims):
 //   conv2d_forward          y = conv(x, kernel): M = (n, oh, ow), N = cout, K = (kh, kw, cin).
-//                           Tile: 4 adjacent output columns of one output row x 4 cout.
+//                           Tile: 4 adjacent output columns of one output row x 4 cout
+//                           (forward_tile, shared with conv2d_epilogue.wgsl).
 //   conv2d_backward_input   dx: M = (n, h, w), N = cin, K = (kh, kw, cout). Tile: 4 input
 //                           columns ix = r + stride * q (q = q0..q0+3) of one input row, all with
 //                           the same residue r = ix % stride, so they meet the same kernel taps
@@ -122,21 +123,39 @@ fn store4(vec: bool, base: u32, c0: u32, limit: u32, acc: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size(64)
-fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+// Where forward invocation `id` works: output channels co0 .. co0 + 3, output columns
+// ox0 .. ox0 + 3 of output row `row` (= bi * oh + oy) of image `bi`.
+struct ForwardPlace {
+    co0: u32,
+    ox0: u32,
+    row: u32,
+    oy: u32,
+    bi: u32,
+}
+
+// Forward invocations (4x4 tiles).
+fn forward_tiles() -> u32 {
     let p = params;
-    let id = invocation(gid, nwg);
+    return p.n * p.oh * tiles(p.ow) * tiles(p.cout);
+}
+
+fn forward_place(id: u32) -> ForwardPlace {
+    let p = params;
     let ct = tiles(p.cout);
     let xt = tiles(p.ow);
-    if (id >= p.n * p.oh * xt * ct) {
-        return;
-    }
-    let co0 = (id % ct) * 4u;
     let mt = id / ct;
-    let ox0 = (mt % xt) * 4u;
-    let row = mt / xt; // b * oh + oy
-    let oy = row % p.oh;
-    let bi = row / p.oh;
+    let row = mt / xt;
+    return ForwardPlace((id % ct) * 4u, (mt % xt) * 4u, row, row % p.oh, row / p.oh);
+}
+
+// The forward tile at `pl`: column j is output column ox0 + j over channels co0 .. co0 + 3
+// (lanes past cout hold copies of the last channel and are never stored).
+fn forward_tile(pl: ForwardPlace) -> mat4x4<f32> {
+    let p = params;
+    let co0 = pl.co0;
+    let ox0 = pl.ox0;
+    let oy = pl.oy;
+    let bi = pl.bi;
     let co = min(vec4<u32>(co0) + LANES, vec4<u32>(p.cout - 1u));
     // Input column of each of the four outputs at kernel column 0.
     let ix0 = (vec4<u32>(ox0) + LANES) * p.stride - vec4<u32>(p.pad_left);
@@ -187,16 +206,30 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
             }
         }
     }
-    let yrow = row * p.ow;
-    store4(COUT4, (yrow + ox0) * p.cout, co0, p.cout, acc0);
+    return mat4x4<f32>(acc0, acc1, acc2, acc3);
+}
+
+@compute @workgroup_size(64)
+fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let p = params;
+    let id = invocation(gid, nwg);
+    if (id >= forward_tiles()) {
+        return;
+    }
+    let pl = forward_place(id);
+    let acc = forward_tile(pl);
+    let yrow = pl.row * p.ow;
+    let ox0 = pl.ox0;
+    let co0 = pl.co0;
+    store4(COUT4, (yrow + ox0) * p.cout, co0, p.cout, acc[0]);
     if (ox0 + 1u < p.ow) {
-        store4(COUT4, (yrow + ox0 + 1u) * p.cout, co0, p.cout, acc1);
+        store4(COUT4, (yrow + ox0 + 1u) * p.cout, co0, p.cout, acc[1]);
     }
     if (ox0 + 2u < p.ow) {
-        store4(COUT4, (yrow + ox0 + 2u) * p.cout, co0, p.cout, acc2);
+        store4(COUT4, (yrow + ox0 + 2u) * p.cout, co0, p.cout, acc[2]);
     }
     if (ox0 + 3u < p.ow) {
-        store4(COUT4, (yrow + ox0 + 3u) * p.cout, co0, p.cout, acc3);
+        store4(COUT4, (yrow + ox0 + 3u) * p.cout, co0, p.cout, acc[3]);
     }
 }
 

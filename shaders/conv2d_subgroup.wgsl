@@ -20,7 +20,8 @@
 // channels, one vec4 each, zero outside the image; with HALF every lane, block l % 8 of its
 // half's rows) and every lane its own 4x4 B block of the kernel; the A blocks reach every
 // lane by subgroupBroadcast. Each lane keeps 32 pixels x 4 channels of output.
-// Same bindings as conv2d.wgsl; the tile code is written by shaders/gen_matmul.py.
+// Same bindings as conv2d.wgsl; the tile code is written by shaders/gen_matmul.py. The
+// forward's tile is computed by forward_sg_tile, which conv2d_subgroup_epilogue.wgsl shares.
 
 override SG: u32 = 8u;
 // With 16 lanes only: the subgroup works as two halves of 8 lanes, each on its own 32 rows
@@ -71,22 +72,13 @@ fn store_tile_sg(base: u32, row0: u32, rows: u32, col0: u32, ncols: u32, tile: p
     }
 }
 
-@compute @workgroup_size(64)
-fn conv2d_forward_sg(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-    @builtin(subgroup_invocation_id) lane: u32,
-) {
+// The forward tile of the lane at `pl` into `tile` (tile[r] is GEMM row pl.row0 + r over
+// columns pl.col0 .. + 3), shared with conv2d_subgroup_epilogue.wgsl; the caller returns
+// when its whole subgroup is past the last row (pl.first >= rows, uniform across it).
+fn forward_sg_tile(pl: Place, lane: u32, tile: ptr<function, array<vec4<f32>, 32>>) {
     let p = params;
     let rows = p.n * p.oh * p.ow;
-    let pl = place(wid.x, wid.y, li, lane);
-    let row0 = pl.row0;
     let col0 = pl.col0;
-    let ncols = p.cout;
-    // A whole subgroup past the last row returns (pl.first is uniform across it).
-    if (pl.first >= rows) {
-        return;
-    }
     // The four output pixels of this lane's A block, clamped to the last one.
     let m = min(vec4<u32>(pl.a_row) + LANES, vec4<u32>(rows - 1u));
     let hw = p.oh * p.ow;
@@ -196,14 +188,30 @@ fn conv2d_forward_sg(
             }
         }
     }
-    // BEGIN GENERATED STORES
+    // BEGIN GENERATED FORWARD TILE
+    (*tile)[0] = acc0; (*tile)[1] = acc1; (*tile)[2] = acc2; (*tile)[3] = acc3; (*tile)[4] = acc4; (*tile)[5] = acc5; (*tile)[6] = acc6; (*tile)[7] = acc7;
+    (*tile)[8] = acc8; (*tile)[9] = acc9; (*tile)[10] = acc10; (*tile)[11] = acc11; (*tile)[12] = acc12; (*tile)[13] = acc13; (*tile)[14] = acc14; (*tile)[15] = acc15;
+    (*tile)[16] = acc16; (*tile)[17] = acc17; (*tile)[18] = acc18; (*tile)[19] = acc19; (*tile)[20] = acc20; (*tile)[21] = acc21; (*tile)[22] = acc22; (*tile)[23] = acc23;
+    (*tile)[24] = acc24; (*tile)[25] = acc25; (*tile)[26] = acc26; (*tile)[27] = acc27; (*tile)[28] = acc28; (*tile)[29] = acc29; (*tile)[30] = acc30; (*tile)[31] = acc31;
+    // END GENERATED FORWARD TILE
+}
+
+@compute @workgroup_size(64)
+fn conv2d_forward_sg(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let p = params;
+    let rows = p.n * p.oh * p.ow;
+    let pl = place(wid.x, wid.y, li, lane);
+    // A whole subgroup past the last row returns (pl.first is uniform across it).
+    if (pl.first >= rows) {
+        return;
+    }
     var tile: array<vec4<f32>, 32>;
-    tile[0] = acc0; tile[1] = acc1; tile[2] = acc2; tile[3] = acc3; tile[4] = acc4; tile[5] = acc5; tile[6] = acc6; tile[7] = acc7;
-    tile[8] = acc8; tile[9] = acc9; tile[10] = acc10; tile[11] = acc11; tile[12] = acc12; tile[13] = acc13; tile[14] = acc14; tile[15] = acc15;
-    tile[16] = acc16; tile[17] = acc17; tile[18] = acc18; tile[19] = acc19; tile[20] = acc20; tile[21] = acc21; tile[22] = acc22; tile[23] = acc23;
-    tile[24] = acc24; tile[25] = acc25; tile[26] = acc26; tile[27] = acc27; tile[28] = acc28; tile[29] = acc29; tile[30] = acc30; tile[31] = acc31;
-    store_tile_sg(0u, row0, rows, col0, ncols, &tile);
-    // END GENERATED STORES
+    forward_sg_tile(pl, lane, &tile);
+    store_tile_sg(0u, pl.row0, rows, pl.col0, p.cout, &tile);
 }
 
 @compute @workgroup_size(64)

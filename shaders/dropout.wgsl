@@ -1,6 +1,9 @@
 // dropout.wgsl: inverted dropout, forward and backward, with the mask drawn from Philox.
 // Entry points: dropout_forward, dropout_backward (one invocation per 4 vec4 = 16 elements;
-// each vec4 takes all four words of one Philox call).
+// each vec4 takes all four words of one Philox call); spatial_dropout_forward,
+// spatial_dropout_backward (SpatialDropout2D over NHWC: one invocation per vec4; element e of
+// image n = e / image, channel c = e % channels, uses mask element n * channels + c, so a
+// whole feature map is kept or dropped).
 // Bindings: 0 params: DropoutParams (uniform), 1 step: Step (uniform), 2 x (read), 3 y (write).
 // Rust module: src/kernels/dropout.rs. Joined after step.wgsl, philox.wgsl (and its mulhilo)
 // and dropout_mask.wgsl.
@@ -9,9 +12,10 @@
 struct DropoutParams {
     mask: DropoutMask,
     len: u32,
+    // Spatial entry points only: C, and H * W * C (elements per image); 0 otherwise.
+    channels: u32,
+    image: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: DropoutParams;
@@ -54,4 +58,45 @@ fn dropout_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 @compute @workgroup_size(64)
 fn dropout_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     apply_all(gid.x + gid.y * nwg.x * 64u);
+}
+
+// SpatialDropout2D of vec4 `b`: element e keeps iff mask element (e / image) * channels +
+// e % channels does. Consecutive elements mostly share a Philox block: it is drawn again
+// only when the block changes.
+fn spatial_apply(b: u32) {
+    let p = params;
+    if (b >= (p.len + 3u) / 4u) {
+        return;
+    }
+    let m = p.mask;
+    if (m.mode != DROP_THRESHOLD) {
+        y[b] = select(vec4<f32>(0.0), x[b] * m.scale, vec4<bool>(m.mode == DROP_KEEP_ALL));
+        return;
+    }
+    let off = stream_offset(m.offset, step);
+    var keep = vec4<bool>(false);
+    var block = 0xFFFFFFFFu;
+    var r = vec4<u32>(0u);
+    for (var l = 0u; l < 4u; l++) {
+        let e = 4u * b + l;
+        let i = (e / p.image) * p.channels + e % p.channels;
+        if ((i >> 2u) != block) {
+            block = i >> 2u;
+            r = philox4x32_10(vec4<u32>(block, 0u, off.x, off.y), m.seed);
+        }
+        keep[l] = r[i & 3u] >= m.threshold;
+    }
+    y[b] = select(vec4<f32>(0.0), x[b] * m.scale, keep);
+}
+
+// y = x * keep(channel) / (1 - p).
+@compute @workgroup_size(64)
+fn spatial_dropout_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    spatial_apply(gid.x + gid.y * nwg.x * 64u);
+}
+
+// dx = dy * keep(channel) / (1 - p), the channel mask of the forward regenerated.
+@compute @workgroup_size(64)
+fn spatial_dropout_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    spatial_apply(gid.x + gid.y * nwg.x * 64u);
 }

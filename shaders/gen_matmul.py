@@ -186,6 +186,12 @@ def conv_stores(base):
     return o
 
 
+def conv_tile_out():
+    """The forward's accumulators into the caller's tile (forward_sg_tile's `tile` pointer)."""
+    return ["    " + " ".join(f"(*tile)[{r}] = acc{r};" for r in range(c, c + 8))
+            for c in range(0, MAX_ROWS, 8)]
+
+
 def conv_entry(name):
     o = conv_decls()
     o.append("    " + "// BODY")
@@ -203,6 +209,7 @@ def conv2d_subgroup(text):
     text = splice_named(text, "FORWARD UPDATE", conv_update_lines("                "))
     text = splice_named(text, "BACKWARD UPDATE", conv_update_lines("                "))
     text = splice_named(text, "WEIGHT UPDATE", conv_update_lines("                "))
+    text = splice_named(text, "FORWARD TILE", conv_tile_out())
     text = splice_named(text, "STORES", conv_stores("0u"))
     # Slice z of a split weight gradient writes block z of the scratch.
     return splice_named(text, "WSTORES", conv_stores("wid.z * rows * ncols"))

@@ -106,6 +106,14 @@ fn op_calls(f: &Fixtures) -> Vec<Call> {
             ops::dropout_backward(&f.a, 0.5, 1, 2).map(drop),
         ),
         (
+            "spatial_dropout",
+            ops::spatial_dropout(&f.img, 0.5, 1, 2).map(drop),
+        ),
+        (
+            "spatial_dropout_backward",
+            ops::spatial_dropout_backward(&f.dimg, 0.5, 1, 2).map(drop),
+        ),
+        (
             "conv2d",
             ops::conv2d(&f.img, &f.kernel, 1, Padding::Same).map(drop),
         ),

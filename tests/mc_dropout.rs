@@ -251,6 +251,23 @@ fn mc_bad_arguments_are_errors() {
     );
     let e = model.predict_mc(&[], 4, 1).unwrap_err().to_string();
     assert!(e.contains("0 values are not a whole number"), "{e}");
+    // SpatialDropout2d's Monte-Carlo masks are not defined yet: an error, not a silent
+    // pass with the layer off.
+    let mut cnn = Sequential::new(&[3, 3, 1])
+        .with(wgnn::nn::Conv2d::new(2, [3, 3]).unwrap())
+        .with(wgnn::nn::SpatialDropout2d::new(0.5).unwrap())
+        .with(wgnn::nn::Layer::Flatten)
+        .with(Dense::new(2).unwrap());
+    cnn.compile(gpu, Optimizer::sgd(0.1, 0.0), 1).unwrap();
+    let e = cnn
+        .predict_mc(&rand_vec(9, 2), 4, 1)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "predict_mc: layer 1 is a SpatialDropout2d, whose Monte-Carlo masks are not supported \
+         yet (Dropout layers are); predict with `predict`"
+    );
 }
 
 /// Five samples, each one pixel lit at its own index, all labelled 1.

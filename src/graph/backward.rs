@@ -165,7 +165,40 @@ pub(super) fn backward(
                 [y.clone(), g, y],
             ),
             (Op::Dropout(d), _) => b.dropout(d, params.seed, out, true, g),
-            (Op::Conv2d { w, b: bias, .. }, Saved::Conv(d)) => {
+            (Op::SpatialDropout(d), _) => {
+                let c = *node.output.last().unwrap_or(&1);
+                b.spatial_dropout(d, params.seed, out, c, node.out_len(), true, g)
+            }
+            (
+                Op::Conv2d {
+                    w,
+                    b: bias,
+                    relu,
+                    spatial,
+                    ..
+                },
+                Saved::Conv(d),
+            ) => {
+                // A fused epilogue first: from y where the ReLU is in it (y > 0 exactly where
+                // the channel was kept and the ReLU active), else the spatial dropout's own
+                // backward.
+                let g = match (relu, spatial) {
+                    (true, _) => {
+                        let scale = spatial
+                            .map_or(1.0, |sd| crate::philox::DropoutLowering::new(sd.rate).scale);
+                        b.pointwise(
+                            Pointwise::ReluDropoutBackward,
+                            out,
+                            1,
+                            scale,
+                            [y.clone(), g, y],
+                        )
+                    }
+                    (false, Some(sd)) => {
+                        b.spatial_dropout(sd, params.seed, out, d.cout, out / d.n, true, g)
+                    }
+                    (false, None) => g,
+                };
                 if trainable(w) {
                     // A weight gradient split over the batch sums its slices in a second pass.
                     let (first, second) = match d.weight_scratch_len() {

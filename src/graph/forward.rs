@@ -7,7 +7,7 @@ use crate::graph::instr::{Builder, Res, batched, bytes};
 use crate::graph::plan::{Job, Mode, ParamRefs};
 use crate::graph::{Graph, Op, ParamId};
 use crate::kernels::batchnorm::BatchNormParams;
-use crate::kernels::conv2d::{Conv2dDims, Conv2dPass};
+use crate::kernels::conv2d::{Conv2dDims, Conv2dPass, ConvEpilogue};
 use crate::kernels::dropout::DropoutSpec;
 use crate::kernels::elementwise::Pointwise;
 use crate::kernels::matmul::{Epilogue, MatmulParams};
@@ -138,11 +138,61 @@ pub(super) fn forward(
                 Some(n) => mc(b, d, x, n),
                 None => x,
             },
+            Op::SpatialDropout(d) => {
+                if train {
+                    let c = *node.output.last().unwrap_or(&1);
+                    b.spatial_dropout(d, params.seed, out, c, node.out_len(), false, x)
+                } else {
+                    x
+                }
+            }
             Op::Conv2d {
                 w,
                 b: bias,
                 stride,
                 padding,
+                relu,
+                spatial: Some(sd),
+            } => {
+                // Fused: bias, ReLU and the channel mask in the convolution's epilogue
+                // (the mask off in inference: it keeps every channel unscaled).
+                let d = Conv2dDims::new(
+                    op,
+                    &batched(rows, &node.input),
+                    params.values[*w].shape(),
+                    *stride,
+                    *padding,
+                )?;
+                saved = Saved::Conv(d);
+                let y = b.vbuf(out);
+                let mask = train.then_some(DropoutSpec {
+                    rate: sd.rate,
+                    seed: params.seed,
+                    offset: sd.stream,
+                });
+                let epi = ConvEpilogue::new(bias.is_some(), *relu, mask);
+                let bias_res = bias.as_ref().map_or(x.clone(), t);
+                b.push(
+                    Rec::ConvEpilogue(d),
+                    vec![
+                        bytes(&d.params()),
+                        x,
+                        t(w),
+                        Res::V(y),
+                        bytes(&epi),
+                        Res::Step,
+                        bias_res,
+                    ],
+                );
+                Res::V(y)
+            }
+            Op::Conv2d {
+                w,
+                b: bias,
+                stride,
+                padding,
+                relu,
+                spatial: None,
             } => {
                 let d = Conv2dDims::new(
                     op,
@@ -157,7 +207,7 @@ pub(super) fn forward(
                     Rec::Conv(Conv2dPass::Forward, d),
                     vec![bytes(&d.params()), x, t(w), Res::V(z)],
                 );
-                match bias {
+                let y = match bias {
                     Some(bp) => {
                         let cols = *node.output.last().unwrap_or(&1) as u32;
                         b.pointwise(
@@ -169,6 +219,18 @@ pub(super) fn forward(
                         )
                     }
                     None => Res::V(z),
+                };
+                // (`relu` without `spatial` is never made by `Graph::fuse`; kept correct.)
+                if *relu {
+                    b.pointwise(
+                        Pointwise::ReluForward,
+                        out,
+                        1,
+                        1.0,
+                        [y.clone(), y.clone(), y],
+                    )
+                } else {
+                    y
                 }
             }
             Op::BatchNorm {

@@ -111,6 +111,37 @@ impl Builder {
         );
         Res::V(y)
     }
+
+    /// SpatialDropout2D of `len` elements of `input` in images of `image` elements with
+    /// `channels` channels (forward, or the backward of `dy`, which regenerates the same
+    /// channel mask): returns the output buffer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spatial_dropout(
+        &mut self,
+        d: &DropoutOp,
+        seed: u64,
+        len: usize,
+        channels: usize,
+        image: usize,
+        backward: bool,
+        input: Res,
+    ) -> Res {
+        let y = self.vbuf(len);
+        let spec = DropoutSpec {
+            rate: d.rate,
+            seed,
+            offset: d.stream,
+        };
+        let p = DropoutParams::spatial(len as u32, channels as u32, image as u32, spec);
+        self.push(
+            Rec::SpatialDropout {
+                backward,
+                len: len as u32,
+            },
+            vec![bytes(&p), Res::Step, input, Res::V(y)],
+        );
+        Res::V(y)
+    }
 }
 
 impl Builder {

@@ -20,8 +20,16 @@
 //! `y > 0` the element was kept and the ReLU active, so `dz = dy / (1 - p)` there and 0
 //! elsewhere. No mask and no pre-activation are stored.
 //!
+//! `conv2d [-> relu] -> spatial dropout` likewise becomes one convolution whose epilogue
+//! (shaders/conv2d_epilogue.wgsl) adds the bias, applies the ReLU and draws the channel mask
+//! as it stores each output tile; with the ReLU the backward starts from `y` as above, without
+//! it from the spatial dropout backward (which regenerates the channel mask). A convolution
+//! not followed by a spatial dropout keeps its separate bias and ReLU passes. Fused and
+//! unfused give the same bits: the epilogue does the same f32 operations in the same order.
+//!
 //! # Dropout streams
-//! The dropout of model layer `l` (its index in the `Sequential`) at training step `s`
+//! The dropout (or spatial dropout) of model layer `l` (its index in the `Sequential`) at
+//! training step `s`
 //! (counted from 0 over the model's life) draws from stream `offset = l + s * 2^32` with the
 //! model's seed: no two layers or steps share a mask, fusion does not change any mask, and
 //! any mask can be recomputed on the host with [`crate::philox::keep`].
@@ -66,12 +74,16 @@ pub(crate) enum Op {
         relu: bool,
         dropout: Option<DropoutOp>,
     },
-    /// NHWC x HWIO convolution plus bias.
+    /// NHWC x HWIO convolution plus bias; fused, `spatial(act(conv(x) + b))` in the
+    /// convolution's epilogue (`relu` and `spatial` only set by [`Graph::fuse`], and only
+    /// with `spatial`).
     Conv2d {
         w: ParamId,
         b: Option<ParamId>,
         stride: usize,
         padding: Padding,
+        relu: bool,
+        spatial: Option<DropoutOp>,
     },
     /// Max pooling, valid padding.
     MaxPool {
@@ -92,6 +104,8 @@ pub(crate) enum Op {
     Relu,
     /// Inverted dropout (standalone).
     Dropout(DropoutOp),
+    /// SpatialDropout2D over an `[h, w, c]` input: one keep bit per (sample, channel).
+    SpatialDropout(DropoutOp),
     /// A new shape over the same data (Flatten).
     Reshape,
 }
@@ -134,10 +148,31 @@ impl Graph {
         self.nodes.last().map_or(&self.input, |n| &n.output)
     }
 
-    /// Fuses `Dense -> Relu -> Dropout` (and `Dense -> Relu`) into single dense nodes.
+    /// Fuses `Dense -> Relu -> Dropout` (and `Dense -> Relu`) into single dense nodes, and
+    /// `Conv2d -> Relu -> SpatialDropout` (and `Conv2d -> SpatialDropout`) into single
+    /// convolution nodes; a `Conv2d -> Relu` with no spatial dropout after it stays as it is.
     pub fn fuse(mut self) -> Graph {
         let mut out: Vec<Node> = Vec::with_capacity(self.nodes.len());
-        for node in self.nodes.drain(..) {
+        let nodes: Vec<Node> = self.nodes.drain(..).collect();
+        for (i, node) in nodes.iter().cloned().enumerate() {
+            if let Some(prev) = out.last_mut()
+                && let Op::Conv2d { relu, spatial, .. } = &mut prev.op
+                && spatial.is_none()
+            {
+                let next_spatial =
+                    matches!(nodes.get(i + 1).map(|n| &n.op), Some(Op::SpatialDropout(_)));
+                match node.op {
+                    Op::Relu if !*relu && next_spatial => {
+                        *relu = true;
+                        continue;
+                    }
+                    Op::SpatialDropout(d) => {
+                        *spatial = Some(d);
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
             if let Some(prev) = out.last_mut()
                 && let Op::Dense { relu, dropout, .. } = &mut prev.op
             {
@@ -240,5 +275,83 @@ mod tests {
         }
         .fuse();
         assert_eq!(g.nodes.len(), 2);
+    }
+
+    #[test]
+    fn graph_fuses_conv_relu_spatial_dropout_but_leaves_conv_relu_alone() {
+        let conv = Op::Conv2d {
+            w: 0,
+            b: Some(1),
+            stride: 1,
+            padding: Padding::Valid,
+            relu: false,
+            spatial: None,
+        };
+        let sd = DropoutOp {
+            rate: 0.25,
+            stream: 3,
+        };
+        let fuse = |ops: Vec<Op>| {
+            Graph {
+                input: vec![4],
+                nodes: ops.into_iter().map(node).collect(),
+            }
+            .fuse()
+            .nodes
+            .into_iter()
+            .map(|n| n.op)
+            .collect::<Vec<_>>()
+        };
+        let with = |relu, spatial| match conv.clone() {
+            Op::Conv2d {
+                w,
+                b,
+                stride,
+                padding,
+                ..
+            } => Op::Conv2d {
+                w,
+                b,
+                stride,
+                padding,
+                relu,
+                spatial,
+            },
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            fuse(vec![conv.clone(), Op::Relu, Op::SpatialDropout(sd)]),
+            vec![with(true, Some(sd))]
+        );
+        assert_eq!(
+            fuse(vec![conv.clone(), Op::SpatialDropout(sd), Op::Relu]),
+            vec![with(false, Some(sd)), Op::Relu]
+        );
+        assert_eq!(
+            fuse(vec![conv.clone(), Op::Relu, Op::Reshape]),
+            vec![conv.clone(), Op::Relu, Op::Reshape],
+            "a convolution without a spatial dropout after it keeps its ReLU separate"
+        );
+        assert_eq!(
+            fuse(vec![
+                conv.clone(),
+                Op::Relu,
+                Op::MaxPool {
+                    window: [2, 2],
+                    stride: [2, 2]
+                },
+                Op::SpatialDropout(sd)
+            ])
+            .len(),
+            4
+        );
+        assert_eq!(
+            fuse(vec![
+                conv.clone(),
+                Op::SpatialDropout(sd),
+                Op::SpatialDropout(sd)
+            ]),
+            vec![with(false, Some(sd)), Op::SpatialDropout(sd)]
+        );
     }
 }

@@ -62,8 +62,9 @@ pub(crate) struct ParamRefs<'a> {
     pub seed: u64,
     /// Check every gradient for non-finite values before the updates (default true).
     pub checks: bool,
-    /// Fuse `dense -> relu -> dropout` before planning (default true; off only to hold the
-    /// fused kernels to the separate ops). The only place fusion happens.
+    /// Fuse `dense -> relu -> dropout` and `conv2d -> relu -> spatial dropout` before planning
+    /// (default true; off only to hold the fused kernels to the separate ops). The only
+    /// place fusion happens.
     pub fuse: bool,
 }
 

@@ -2,12 +2,24 @@
 //! input and weight gradients, each an implicit GEMM with a 4x4 register tile.
 //!
 //! Bias is not part of the convolution: [`crate::ops::bias_add`] and
-//! [`crate::ops::bias_grad`] work over the last (channel) dimension of NHWC tensors.
+//! [`crate::ops::bias_grad`] work over the last (channel) dimension of NHWC tensors. The one
+//! exception is the fused `Conv2D [-> ReLU] -> SpatialDropout2D` of a model, whose forward
+//! runs with an epilogue (shaders/conv2d_epilogue.wgsl, [`ConvEpilogue`]) that adds the bias,
+//! applies the ReLU and draws the channel mask as it stores.
+
+use std::sync::OnceLock;
 
 use crate::kernels::shader::{Shader, wgsl};
 use crate::kernels::{Bind, Family, WG, get, grid};
 use crate::spec::Padding;
 use crate::{Error, Gpu, Result};
+
+// A child module so it can use the kernel choice of `Conv2d` (private here).
+#[path = "conv2d_epilogue.rs"]
+mod epilogue;
+pub(crate) use epilogue::{Conv2dEpilogue, ConvEpilogue};
+#[cfg(test)]
+pub(crate) use epilogue::{EPILOGUE_SHADER, EPILOGUE_SUBGROUP_SHADER};
 
 /// shaders/conv2d.wgsl on its own.
 pub(crate) const SHADER: Shader = Shader {
@@ -330,6 +342,8 @@ pub(crate) struct Conv2d {
     subgroup_half: Option<[wgpu::ComputePipeline; 3]>,
     /// The subgroup size `subgroup` was compiled for (8 or 16); 8 without it.
     lanes: u32,
+    /// The forward with an epilogue, compiled on first use.
+    epilogue: OnceLock<Conv2dEpilogue>,
 }
 
 impl Conv2d {
@@ -399,6 +413,7 @@ impl Conv2d {
             subgroup_half,
             lanes: lanes.unwrap_or(8),
             family,
+            epilogue: OnceLock::new(),
         })
     }
 

@@ -1,5 +1,5 @@
-//! Entry points of shaders/dropout.wgsl and shaders/philox_words.wgsl. The eager ops are in
-//! `ops::dropout`.
+//! Entry points of shaders/dropout.wgsl (dropout and SpatialDropout2D) and
+//! shaders/philox_words.wgsl. The eager ops are in `ops::dropout`.
 
 pub(crate) use crate::philox::DropoutSpec;
 
@@ -32,7 +32,11 @@ pub(crate) const WORDS_SHADER: Shader = Shader {
 pub(crate) struct DropoutParams {
     pub mask: DropoutMask,
     pub len: u32,
-    pub _pad: [u32; 3],
+    /// Spatial dropout only: channels `C` (0 for plain dropout).
+    pub channels: u32,
+    /// Spatial dropout only: elements per image, `H * W * C` (0 for plain dropout).
+    pub image: u32,
+    pub _pad: u32,
 }
 
 /// Mirrors `WordsParams` in shaders/philox_words.wgsl.
@@ -49,7 +53,20 @@ impl DropoutParams {
         DropoutParams {
             mask: DropoutMask::new(Some(spec)),
             len,
-            _pad: [0; 3],
+            channels: 0,
+            image: 0,
+            _pad: 0,
+        }
+    }
+
+    /// Params for a spatial dropout of `len` elements in images of `image` elements with
+    /// `channels` channels each (`image` a multiple of `channels`, both at least 1); the rate
+    /// must be checked already.
+    pub fn spatial(len: u32, channels: u32, image: u32, spec: DropoutSpec) -> DropoutParams {
+        DropoutParams {
+            channels,
+            image,
+            ..DropoutParams::new(len, spec)
         }
     }
 }
@@ -59,6 +76,8 @@ pub(crate) struct Dropout {
     pub family: Family,
     forward: wgpu::ComputePipeline,
     backward: wgpu::ComputePipeline,
+    spatial_forward: wgpu::ComputePipeline,
+    spatial_backward: wgpu::ComputePipeline,
     #[cfg(feature = "testing")]
     pub words_family: Family,
     #[cfg(feature = "testing")]
@@ -75,6 +94,8 @@ impl Dropout {
         )?;
         let forward = family.pipeline(gpu, "dropout_forward", &[])?;
         let backward = family.pipeline(gpu, "dropout_backward", &[])?;
+        let spatial_forward = family.pipeline(gpu, "spatial_dropout_forward", &[])?;
+        let spatial_backward = family.pipeline(gpu, "spatial_dropout_backward", &[])?;
         #[cfg(feature = "testing")]
         let words_family = Family::new(
             gpu,
@@ -88,6 +109,8 @@ impl Dropout {
             family,
             forward,
             backward,
+            spatial_forward,
+            spatial_backward,
             #[cfg(feature = "testing")]
             words_family,
             #[cfg(feature = "testing")]
@@ -112,5 +135,23 @@ impl Dropout {
         len: u32,
     ) {
         dispatch_1d(pass, &self.backward, io, len.div_ceil(16));
+    }
+
+    /// Records the spatial dropout of `len` elements (forward, or with `backward` its
+    /// gradient, which regenerates the same channel mask); `io` binds (params, step, x, y)
+    /// with params from [`DropoutParams::spatial`].
+    pub fn record_spatial(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        io: &wgpu::BindGroup,
+        len: u32,
+        backward: bool,
+    ) {
+        let pipeline = if backward {
+            &self.spatial_backward
+        } else {
+            &self.spatial_forward
+        };
+        dispatch_1d(pass, pipeline, io, len.div_ceil(4));
     }
 }

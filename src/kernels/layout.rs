@@ -100,7 +100,7 @@ mod tests {
             dropout::SHADER,
             "DropoutParams",
             dropout::DropoutParams,
-            [mask, len]
+            [mask, len, channels, image]
         );
         assert_layout!(
             dropout_mc::SHADER,
@@ -157,6 +157,12 @@ mod tests {
             [
                 n, h, w, cin, oh, ow, cout, kh, kw, stride, pad_top, pad_left, splits, per_split
             ]
+        );
+        assert_layout!(
+            conv2d::EPILOGUE_SHADER,
+            "ConvEpilogue",
+            conv2d::ConvEpilogue,
+            [mask, bias, relu]
         );
         assert_layout!(
             optim::SHADER,

@@ -49,6 +49,11 @@ pub(crate) enum Rec {
     Softmax {
         rows: u32,
     },
+    /// SpatialDropout2D over `len` elements (params from `DropoutParams::spatial`).
+    SpatialDropout {
+        backward: bool,
+        len: u32,
+    },
     BiasGrad {
         cols: u32,
     },
@@ -65,6 +70,8 @@ pub(crate) enum Rec {
     },
     Conv(Conv2dPass, Conv2dDims),
     ConvWeightReduce(Conv2dDims), // the second pass of a weight gradient split over the batch
+    /// The forward with an epilogue (bias, ReLU, spatial dropout), `ConvEpilogue` params.
+    ConvEpilogue(Conv2dDims),
     Bn(BnPass, BatchNormParams),
 }
 
@@ -89,7 +96,7 @@ impl Rec {
             Rec::CheckFinite { .. } => &Data::get(gpu)?.finite_family,
             Rec::Matmul { .. } => &Matmul::get(gpu)?.family,
             Rec::Pointwise { .. } => &Elementwise::get(gpu)?.family,
-            Rec::Dropout { .. } => &Dropout::get(gpu)?.family,
+            Rec::Dropout { .. } | Rec::SpatialDropout { .. } => &Dropout::get(gpu)?.family,
             Rec::DropoutMc { .. } => &DropoutMc::get(gpu)?.family,
             Rec::Softmax { .. } => &SoftmaxXent::get(gpu)?.softmax_family,
             Rec::BiasGrad { .. } => &Reduce::get(gpu)?.family,
@@ -98,6 +105,7 @@ impl Rec {
             Rec::Sgd { .. } => &Optim::get(gpu)?.sgd_family,
             Rec::Adam { .. } => &Optim::get(gpu)?.adam_family,
             Rec::Conv(..) | Rec::ConvWeightReduce(_) => &Conv2d::get(gpu)?.family,
+            Rec::ConvEpilogue(_) => &Conv2d::get(gpu)?.epilogue(gpu)?.family,
             Rec::Bn(pass, _) => {
                 let k = BatchNorm::get(gpu)?;
                 match pass {
@@ -145,6 +153,9 @@ impl Rec {
             } => Dropout::get(gpu)?.record_backward(pass, io, len),
             Rec::DropoutMc { len } => DropoutMc::get(gpu)?.record(pass, io, len),
             Rec::Softmax { rows } => SoftmaxXent::get(gpu)?.record_softmax(pass, io, rows),
+            Rec::SpatialDropout { backward, len } => {
+                Dropout::get(gpu)?.record_spatial(pass, io, len, backward)
+            }
             Rec::BiasGrad { cols } => Reduce::get(gpu)?.record_bias_grad(pass, io, cols),
             Rec::SoftmaxLoss { rows } => SoftmaxXent::get(gpu)?.record_loss(pass, io, rows),
             Rec::PoolForward(p) => Pool::get(gpu)?.record_forward(pass, io, &p),
@@ -171,6 +182,7 @@ impl Rec {
             Rec::Conv(Conv2dPass::BackwardWeight, d) => {
                 Conv2d::get(gpu)?.record_backward_weight(pass, io, &d)
             }
+            Rec::ConvEpilogue(d) => Conv2d::get(gpu)?.record_forward_epilogue(gpu, pass, io, &d)?,
             Rec::ConvWeightReduce(d) => {
                 Conv2d::get(gpu)?.record_backward_weight_reduce(pass, io, &d)
             }

@@ -119,6 +119,8 @@ pub(crate) fn all() -> Vec<Shader> {
         batchnorm::SHADER,
         conv2d::SHADER,
         conv2d::SUBGROUP_SHADER,
+        conv2d::EPILOGUE_SHADER,
+        conv2d::EPILOGUE_SUBGROUP_SHADER,
         data::SHADER,
         dropout::SHADER,
         dropout::WORDS_SHADER,
@@ -182,7 +184,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 14 * 4);
+        assert_eq!(checked, 16 * 4);
     }
 
     /// Each choice picks whole files: the 64-bit product and the wide loads appear exactly

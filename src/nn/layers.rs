@@ -427,6 +427,53 @@ impl Dropout {
     }
 }
 
+/// SpatialDropout2D (Keras `SpatialDropout2D`, PyTorch `Dropout2d`): in training each
+/// feature map (one channel of one sample of an `[height, width, channels]` input) is zeroed
+/// with probability `rate` and the rest scaled by `1 / (1 - rate)`; in inference the identity.
+///
+/// The mask of the layer at index `l` of the `Sequential` at training step `s` is
+/// [`crate::ops::spatial_dropout`]'s with the model's seed and `offset = l + s * 2^32`, as for
+/// [`Dropout`]: element `(n, h, w, c)` of the batch is kept iff
+/// `wgnn::philox::keep(seed, offset, n * channels + c, rate)`. Directly after a [`Conv2d`]
+/// (with or without its ReLU) it is drawn in the convolution's epilogue.
+///
+/// The rate is private, so only [`SpatialDropout2d::new`] makes one:
+///
+/// ```compile_fail
+/// let d = wgnn::nn::SpatialDropout2d { rate: -0.5 };
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpatialDropout2d {
+    rate: f32,
+}
+
+impl SpatialDropout2d {
+    /// Spatial dropout at `rate`.
+    ///
+    /// # Errors
+    /// When `rate` is NaN or outside [0, 1].
+    pub fn new(rate: f32) -> Result<SpatialDropout2d> {
+        SpatialDropout2d { rate }.checked()
+    }
+
+    /// The probability of dropping a feature map, in [0, 1].
+    pub fn rate(&self) -> f32 {
+        self.rate
+    }
+
+    fn problem(&self) -> Option<String> {
+        let rate = self.rate;
+        (!(0.0..=1.0).contains(&rate)).then(|| format!("rate {rate} is outside [0, 1]"))
+    }
+
+    fn checked(self) -> Result<SpatialDropout2d> {
+        match self.problem() {
+            Some(msg) => Err(Error::arg("SpatialDropout2d", msg)),
+            None => Ok(self),
+        }
+    }
+}
+
 /// Any layer of a [`crate::nn::Sequential`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Layer {
@@ -444,6 +491,8 @@ pub enum Layer {
     Relu,
     /// See [`Dropout`].
     Dropout(Dropout),
+    /// See [`SpatialDropout2d`].
+    SpatialDropout2d(SpatialDropout2d),
 }
 
 impl Layer {
@@ -457,6 +506,7 @@ impl Layer {
             Layer::Flatten => "Flatten",
             Layer::Relu => "ReLU",
             Layer::Dropout(_) => "Dropout",
+            Layer::SpatialDropout2d(_) => "SpatialDropout2D",
         }
     }
 
@@ -469,6 +519,7 @@ impl Layer {
             Layer::MaxPool2d(p) => p.problem(),
             Layer::BatchNorm(b) => b.problem(),
             Layer::Dropout(d) => d.problem(),
+            Layer::SpatialDropout2d(d) => d.problem(),
             Layer::Flatten | Layer::Relu => None,
         };
         match problem {
@@ -510,7 +561,14 @@ macro_rules! into_layer {
         }
     )*};
 }
-into_layer!(Dense, Conv2d, MaxPool2d, BatchNorm, Dropout);
+into_layer!(
+    Dense,
+    Conv2d,
+    MaxPool2d,
+    BatchNorm,
+    Dropout,
+    SpatialDropout2d
+);
 
 /// What is wrong with an L2 factor, if anything.
 fn l2_problem(f: f32) -> Option<String> {
@@ -542,6 +600,10 @@ mod tests {
             (
                 Dropout { rate: f32::NAN }.into(),
                 "Dropout): rate NaN is outside [0, 1]",
+            ),
+            (
+                SpatialDropout2d { rate: 1.5 }.into(),
+                "SpatialDropout2D): rate 1.5 is outside [0, 1]",
             ),
             (
                 Dense {

@@ -41,6 +41,7 @@ fn keras_name(kind: &str) -> &'static str {
         "BatchNormalization" => "batch_normalization",
         "Flatten" => "flatten",
         "ReLU" => "re_lu",
+        "SpatialDropout2D" => "spatial_dropout2d",
         _ => "dropout",
     }
 }
@@ -196,6 +197,8 @@ pub(crate) fn lower(op: &'static str, input: &[usize], layers: &[Layer]) -> Resu
                         b,
                         stride: cv.get_stride(),
                         padding: cv.get_padding(),
+                        relu: false,
+                        spatial: None,
                     },
                     out.clone(),
                     &shape,
@@ -256,6 +259,23 @@ pub(crate) fn lower(op: &'static str, input: &[usize], layers: &[Layer]) -> Resu
                 shape = out;
             }
             Layer::Relu => push(Op::Relu, shape.clone(), &shape),
+            Layer::SpatialDropout2d(d) => {
+                if shape.len() != 3 {
+                    return Err(layer_err(
+                        op,
+                        at,
+                        format!("expects an [height, width, channels] input, got {shape:?}"),
+                    ));
+                }
+                push(
+                    Op::SpatialDropout(DropoutOp {
+                        rate: d.rate(),
+                        stream: i as u64,
+                    }),
+                    shape.clone(),
+                    &shape,
+                )
+            }
             Layer::Dropout(d) => push(
                 Op::Dropout(DropoutOp {
                     rate: d.rate(),

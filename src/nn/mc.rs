@@ -3,6 +3,7 @@
 //! stream and the element index (see [`crate::philox`]).
 
 use crate::graph::Op;
+use crate::nn::layers::Layer;
 use crate::nn::model::Sequential;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::nn::model::poisoned;
@@ -101,7 +102,8 @@ impl Sequential {
     /// ```
     ///
     /// # Errors
-    /// When the model is not compiled; `samples` is 0 or above `2^31`; `x` is empty or not a
+    /// When the model is not compiled or has a `SpatialDropout2d` layer (its Monte-Carlo
+    /// masks are not defined yet); `samples` is 0 or above `2^31`; `x` is empty or not a
     /// whole number of inputs; a layer's `[n, units]` activation, or the `samples` copies of
     /// one input's, has `2^32` elements or more; on device errors (a plan larger than the
     /// device's buffers).
@@ -110,6 +112,16 @@ impl Sequential {
         let op = "predict_mc";
         let c = self.compiled(op)?;
         c.gpu.check_alive(op)?;
+        if let Some(l) = (self.layers.iter()).position(|l| matches!(l, Layer::SpatialDropout2d(_)))
+        {
+            return Err(Error::arg(
+                op,
+                format!(
+                    "layer {l} is a SpatialDropout2d, whose Monte-Carlo masks are not \
+                     supported yet (Dropout layers are); predict with `predict`"
+                ),
+            ));
+        }
         if samples == 0 || samples as u64 > 1 << 31 {
             return Err(Error::arg(
                 op,

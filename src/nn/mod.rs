@@ -43,7 +43,9 @@ pub mod weights;
 #[cfg(feature = "fs")]
 pub use fit::ModelCheckpoint;
 pub use fit::{EpochLog, Evaluation, Fit, History, Monitor, OnNonFinite};
-pub use layers::{Activation, BatchNorm, Conv2d, Dense, Dropout, Layer, MaxPool2d};
+pub use layers::{
+    Activation, BatchNorm, Conv2d, Dense, Dropout, Layer, MaxPool2d, SpatialDropout2d,
+};
 pub use mc::McPrediction;
 pub use model::Sequential;
 pub use optimizer::Optimizer;

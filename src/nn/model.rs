@@ -442,8 +442,9 @@ impl Sequential {
         Ok(self.compiled("stats")?.gpu.counters())
     }
 
-    /// Turns fusion of `dense -> relu -> dropout` off or on (on by default). For tests that
-    /// hold the fused kernels to the separate ops; masks are the same either way.
+    /// Turns fusion of `dense -> relu -> dropout` and `conv2d -> relu -> spatial dropout` off
+    /// or on (on by default). For tests that hold the fused kernels to the separate ops;
+    /// masks are the same either way.
     #[cfg(feature = "testing")]
     #[doc(hidden)]
     pub fn set_fusion(&mut self, on: bool) -> Result<()> {

@@ -25,7 +25,7 @@ pub use batchnorm::{
 #[cfg(feature = "testing")]
 pub(crate) use conv2d::eager as conv2d_eager;
 pub use conv2d::{conv2d, conv2d_backward_input, conv2d_backward_weight};
-pub use dropout::{dropout, dropout_backward};
+pub use dropout::{dropout, dropout_backward, spatial_dropout, spatial_dropout_backward};
 pub use elementwise::{bias_add, relu, relu_backward, relu_dropout_backward};
 pub use matmul::{dense, matmul};
 pub use optim::{adam_update, sgd_update};

@@ -1,0 +1,189 @@
+//! The convolution's forward with an epilogue (shaders/conv2d_epilogue.wgsl and
+//! shaders/conv2d_subgroup_epilogue.wgsl), for a model's fused
+//! `Conv2D [-> ReLU] -> SpatialDropout2D`: the same kernel and accumulation as the plain
+//! forward of `super`, then `mask(act(conv + bias))` as each tile is stored.
+
+use super::{Conv2d, Conv2dDims, Conv2dPass};
+use crate::kernels::dropout_mask::DropoutMask;
+use crate::kernels::shader::{DROPOUT_MASK, PHILOX, Part, STEP, Shader, wgsl};
+use crate::kernels::{Bind, Family};
+use crate::philox::DropoutSpec;
+use crate::{Gpu, Result};
+
+/// The forward with an epilogue: [`super::SHADER`] after the step, Philox and the mask, then
+/// shaders/conv2d_epilogue.wgsl.
+pub(crate) const EPILOGUE_SHADER: Shader = Shader {
+    name: "conv2d_epilogue",
+    parts: &[
+        STEP,
+        Part::Mulhilo,
+        PHILOX,
+        DROPOUT_MASK,
+        wgsl!("conv2d.wgsl"),
+        wgsl!("conv2d_epilogue.wgsl"),
+    ],
+};
+
+/// [`EPILOGUE_SHADER`] with the subgroup forward and its epilogue entry point (compiled only
+/// where [`super::SUBGROUP_SHADER`] is).
+pub(crate) const EPILOGUE_SUBGROUP_SHADER: Shader = Shader {
+    name: "conv2d_epilogue_subgroup",
+    parts: &[
+        STEP,
+        Part::Mulhilo,
+        PHILOX,
+        DROPOUT_MASK,
+        wgsl!("conv2d.wgsl"),
+        wgsl!("conv2d_subgroup.wgsl"),
+        wgsl!("conv2d_epilogue.wgsl"),
+        wgsl!("conv2d_subgroup_epilogue.wgsl"),
+    ],
+};
+
+/// Mirrors `ConvEpilogue` in shaders/conv2d_epilogue.wgsl: what the fused forward does to
+/// each output before it stores it, `mask(act(conv + bias))`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct ConvEpilogue {
+    /// The spatial dropout's mask: element (n, oy, ox, c) uses mask element `n * cout + c`.
+    pub mask: DropoutMask,
+    /// 1: add the bias (binding 6).
+    pub bias: u32,
+    /// 1: ReLU.
+    pub relu: u32,
+    pub _pad: [u32; 2],
+}
+
+impl ConvEpilogue {
+    /// With the bias, the ReLU, and the spatial dropout `mask` (its rate checked already;
+    /// `None` keeps every channel unscaled).
+    pub fn new(bias: bool, relu: bool, mask: Option<DropoutSpec>) -> ConvEpilogue {
+        ConvEpilogue {
+            mask: DropoutMask::new(mask),
+            bias: u32::from(bias),
+            relu: u32::from(relu),
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// The pipelines of the forward with an epilogue, compiled on first use (only models with a
+/// fused spatial dropout need them). Layout: (params, x, kernel, y, epilogue, step, bias).
+pub(crate) struct Conv2dEpilogue {
+    pub family: Family,
+    /// `conv2d_forward_epilogue` per [`Conv2dDims::variant`].
+    plain: [wgpu::ComputePipeline; 4],
+    /// `conv2d_forward_sg_epilogue` (full width, and with 16 lanes in halves), where the
+    /// adapter has [`Conv2d`]'s subgroup kernels.
+    subgroup: Option<(wgpu::ComputePipeline, Option<wgpu::ComputePipeline>)>,
+}
+
+impl Conv2d {
+    /// The forward with an epilogue (compiled on first use, once per `Gpu`).
+    pub fn epilogue(&self, gpu: &Gpu) -> Result<&Conv2dEpilogue> {
+        let new = |gpu: &Gpu| -> Result<Conv2dEpilogue> {
+            let family = Family::new(
+                gpu,
+                "conv2d_epilogue",
+                &EPILOGUE_SHADER,
+                &[
+                    Bind::Uniform,
+                    Bind::Read,
+                    Bind::Read,
+                    Bind::Write,
+                    Bind::Uniform,
+                    Bind::Uniform,
+                    Bind::Read,
+                ],
+            )?;
+            let v = |cin4: f64, cout4: f64| {
+                family.pipeline(
+                    gpu,
+                    "conv2d_forward_epilogue",
+                    &[("CIN4", cin4), ("COUT4", cout4)],
+                )
+            };
+            let plain = [v(0.0, 0.0)?, v(0.0, 1.0)?, v(1.0, 0.0)?, v(1.0, 1.0)?];
+            let subgroup = match self.subgroup {
+                None => None,
+                Some(_) => Some(gpu.scoped("conv2d_epilogue", || {
+                    let d = gpu.device();
+                    let module =
+                        crate::kernels::shader_module(gpu, &EPILOGUE_SUBGROUP_SHADER, false);
+                    let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some("conv2d_epilogue_subgroup"),
+                        bind_group_layouts: &[Some(&family.layout)],
+                        immediate_size: 0,
+                    });
+                    let hooks = crate::kernels::hook_constants(gpu, &EPILOGUE_SUBGROUP_SHADER);
+                    let p = |half: bool| {
+                        let consts: Vec<(&str, f64)> = [
+                            ("SG", f64::from(self.lanes)),
+                            ("HALF", f64::from(u8::from(half))),
+                        ]
+                        .into_iter()
+                        .chain(hooks.iter().copied())
+                        .collect();
+                        d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                            label: Some("conv2d_forward_sg_epilogue"),
+                            layout: Some(&layout),
+                            module: &module,
+                            entry_point: Some("conv2d_forward_sg_epilogue"),
+                            compilation_options: wgpu::PipelineCompilationOptions {
+                                constants: &consts,
+                                zero_initialize_workgroup_memory: false,
+                            },
+                            cache: None,
+                        })
+                    };
+                    (p(false), self.subgroup_half.is_some().then(|| p(true)))
+                })?),
+            };
+            Ok(Conv2dEpilogue {
+                family,
+                plain,
+                subgroup,
+            })
+        };
+        if let Some(e) = self.epilogue.get() {
+            return Ok(e);
+        }
+        let e = new(gpu)?;
+        let _ = self.epilogue.set(e);
+        Ok(self.epilogue.get().expect("slot was just filled"))
+    }
+
+    /// Records the forward with an epilogue: the same kernel (subgroup or 4x4 tile) and the
+    /// same accumulation as [`Conv2d::record_forward`] for `dims`, then
+    /// `mask(act(conv + bias))` as each tile is stored. `io` (made with
+    /// [`Conv2d::epilogue`]'s family) binds (params, x, kernel, y, [`ConvEpilogue`], step,
+    /// bias).
+    pub fn record_forward_epilogue(
+        &self,
+        gpu: &Gpu,
+        pass: &mut wgpu::ComputePass<'_>,
+        io: &wgpu::BindGroup,
+        dims: &Conv2dDims,
+    ) -> Result<()> {
+        let e = self.epilogue(gpu)?;
+        if let (Some(_), Some((full, half)), Some(([gx, gy, gz], in_halves))) = (
+            &self.subgroup,
+            &e.subgroup,
+            self.subgroup_shape(dims, Conv2dPass::Forward),
+        ) {
+            let pipeline = match (in_halves, half) {
+                (true, Some(h)) => h,
+                _ => full,
+            };
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, io, &[]);
+            pass.dispatch_workgroups(gx, gy, gz);
+            return Ok(());
+        }
+        let [gx, gy] = dims.groups(Conv2dPass::Forward);
+        pass.set_pipeline(&e.plain[dims.variant()]);
+        pass.set_bind_group(0, io, &[]);
+        pass.dispatch_workgroups(gx, gy, 1);
+        Ok(())
+    }
+}
