@@ -188,17 +188,19 @@ fn conv2d_seed_cnn_layers_batch2_match_reference() {
     }
 }
 
-/// Both kernels of each pass, chosen explicitly (and the weight gradient split over the
-/// batch, with its second pass): the 4x4-tile kernel everywhere, and where the adapter has
-/// subgroups of 8 or 16 lanes the subgroup kernel (forward, weight gradient, and the input
-/// gradient at stride 1, for channel counts that are multiples of 4). The cases end tiles
-/// part-way: GEMM rows past 256 (past 128 with 16 lanes side by side: a second row block,
-/// partly filled, or with 16 lanes in halves an upper half wholly past the end), cout or cin
-/// past 32 (idle lanes; at 16 lanes, 36 channels run side by side and 32 or fewer in halves),
-/// padding, strides. CI runs it a second time on lavapipe at 512 bits (16 lanes).
+/// Every kernel of each pass, chosen explicitly (and the weight gradient split over the
+/// batch, with its second pass): the 4x4-tile kernel and the workgroup-staged kernel
+/// everywhere, and where the adapter has subgroups of 8 or 16 lanes the subgroup kernel
+/// (forward, weight gradient, and the input gradient at stride 1, for channel counts that are
+/// multiples of 4). Each is held to the reference, and the staged one to the 4x4-tile one bit
+/// for bit. The cases end tiles part-way: GEMM rows past 256 (past 128 with 16 lanes side by
+/// side: a second row block, partly filled, or with 16 lanes in halves an upper half wholly
+/// past the end), cout or cin past 32 (idle lanes; at 16 lanes, 36 channels run side by side
+/// and 32 or fewer in halves; a second, partly filled staged block), padding, strides. CI
+/// runs it a second time on lavapipe at 512 bits (16 lanes).
 #[test]
 fn conv2d_every_kernel_matches_reference() {
-    use wgnn::testing::{ConvPass, conv2d_uses_subgroup, conv2d_with_kernel};
+    use wgnn::testing::{ConvKernel, ConvPass, conv2d_staged_fits, conv2d_uses_subgroup};
     let cases = [
         case([1, 1, 1, 4], [3, 3, 4, 4], 1, Same),
         case([2, 13, 11, 8], [3, 3, 8, 36], 1, Same),
@@ -214,8 +216,8 @@ fn conv2d_every_kernel_matches_reference() {
     ];
     // Which (pass, kernel) pairs some adapter ran: the test is adapter-honest, each adapter runs
     // the kernels it supports and names the ones it skips, and it fails only when no adapter
-    // in the run covered one (SwiftShader's 4-lane subgroups run only the 4x4-tile kernel;
-    // lavapipe's 8 or 16 lanes run both).
+    // in the run covered one (SwiftShader's 4-lane subgroups run only the 4x4-tile and staged
+    // kernels; lavapipe's 8 or 16 lanes run all three).
     let mut covered: std::collections::BTreeMap<String, usize> = Default::default();
     for gpu in gpus() {
         let mut skipped: Vec<String> = Vec::new();
@@ -247,22 +249,27 @@ fn conv2d_every_kernel_matches_reference() {
             ];
             for (pass, a, b, want) in passes {
                 let sg = conv2d_uses_subgroup(gpu, pass, &c.x, &c.k, c.stride, c.padding).unwrap();
-                for subgroup in [false, true] {
-                    let kernel = format!("{pass:?} subgroup={subgroup}");
-                    *covered.entry(kernel.clone()).or_default() += 0;
-                    if subgroup && !sg {
-                        skipped.push(format!("{kernel} on {:?}", c.x));
+                let st = conv2d_staged_fits(gpu, pass, &c.x, &c.k, c.stride, c.padding).unwrap();
+                let mut tile_bits: Vec<u32> = Vec::new();
+                for kernel in [ConvKernel::Tile, ConvKernel::Subgroup, ConvKernel::Staged] {
+                    let name = format!("{pass:?} {kernel:?}");
+                    *covered.entry(name.clone()).or_default() += 0;
+                    if (kernel == ConvKernel::Subgroup && !sg)
+                        || (kernel == ConvKernel::Staged && !st)
+                    {
+                        skipped.push(format!("{name} on {:?}", c.x));
                         continue;
                     }
-                    *covered.entry(kernel).or_default() += 1;
-                    subgroup_runs += usize::from(subgroup);
-                    let got =
-                        conv2d_with_kernel(pass, a, b, &c.x, &c.k, c.stride, c.padding, subgroup)
-                            .unwrap()
-                            .to_vec()
-                            .unwrap();
-                    let what = c.name(gpu, &format!("{pass:?} subgroup={subgroup}"));
+                    *covered.entry(name.clone()).or_default() += 1;
+                    subgroup_runs += usize::from(kernel == ConvKernel::Subgroup);
+                    let got = run_kernel(kernel, pass, a, b, c);
+                    let what = c.name(gpu, &name);
                     assert_close(&what, &got, &want, CONV_REL, 0.0);
+                    match kernel {
+                        ConvKernel::Tile => tile_bits = bits(&got),
+                        ConvKernel::Staged => assert_same_bits(&what, &got, &tile_bits),
+                        _ => {}
+                    }
                 }
             }
         }
@@ -311,6 +318,115 @@ fn conv2d_every_kernel_matches_reference() {
             .collect::<Vec<_>>()
             .join("; ")
     );
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Asserts `got` has the bits `want`, naming the first element that differs.
+fn assert_same_bits(what: &str, got: &[f32], want: &[u32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i]) {
+        panic!(
+            "{what}: element {i} is {} ({:#010x}), the 4x4-tile kernel gave {} ({:#010x})",
+            got[i],
+            got[i].to_bits(),
+            f32::from_bits(want[i]),
+            want[i]
+        );
+    }
+}
+
+/// One pass of case `c` with `kernel`, binding (a, b) as the pass says.
+fn run_kernel(
+    kernel: wgnn::testing::ConvKernel,
+    pass: wgnn::testing::ConvPass,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Case,
+) -> Vec<f32> {
+    wgnn::testing::conv2d_with_kernel(pass, a, b, &c.x, &c.k, c.stride, c.padding, kernel)
+        .unwrap()
+        .to_vec()
+        .unwrap()
+}
+
+/// The staged kernel on every odd case of [`CASES`] (1x1 images, kernels larger than the
+/// image, strides 1 to 3 and far beyond the image, channel counts 1, 3, 7, 33 and the vec4
+/// variants), all three passes: the same bits as the 4x4-tile kernel, and the reference.
+#[test]
+fn conv2d_staged_kernel_equals_tile_kernel_bit_for_bit() {
+    use wgnn::testing::{ConvKernel, ConvPass, conv2d_staged_fits};
+    for gpu in gpus() {
+        let mut runs = 0;
+        for (i, c) in CASES.iter().enumerate() {
+            let (x, w, dy) = c.data(500 + 10 * i as u64);
+            let gx = Tensor::from_slice(gpu, &x, &c.x).unwrap();
+            let gw = Tensor::from_slice(gpu, &w, &c.k).unwrap();
+            let gdy = Tensor::from_slice(gpu, &dy, &c.out()).unwrap();
+            for (pass, a, b) in [
+                (ConvPass::Forward, &gx, &gw),
+                (ConvPass::BackwardInput, &gdy, &gw),
+                (ConvPass::BackwardWeight, &gx, &gdy),
+            ] {
+                let what = c.name(gpu, &format!("{pass:?} staged vs 4x4 tile"));
+                assert!(
+                    conv2d_staged_fits(gpu, pass, &c.x, &c.k, c.stride, c.padding).unwrap(),
+                    "{what}: the staged kernel does not fit"
+                );
+                let tile = run_kernel(ConvKernel::Tile, pass, a, b, c);
+                let staged = run_kernel(ConvKernel::Staged, pass, a, b, c);
+                assert_same_bits(&what, &staged, &bits(&tile));
+                let want = match pass {
+                    ConvPass::Forward => reference::conv2d(&x, c.x, &w, c.k, c.stride, c.padding),
+                    ConvPass::BackwardInput => {
+                        reference::conv2d_backward_input(&dy, &w, c.x, c.k, c.stride, c.padding)
+                    }
+                    ConvPass::BackwardWeight => {
+                        reference::conv2d_backward_weight(&x, &dy, c.x, c.k, c.stride, c.padding)
+                    }
+                };
+                assert_close(&what, &staged, &want, CONV_REL, 0.0);
+                runs += 1;
+            }
+        }
+        assert_eq!(runs, 3 * CASES.len());
+    }
+}
+
+/// The default choice takes the staged kernel on GPU adapters only (on CPU adapters it ran
+/// slower, as the staged matmul did), and there for the input gradient at stride 1 only.
+#[test]
+fn conv2d_staged_kernel_is_chosen_on_gpus_only() {
+    use wgnn::testing::{ConvKernel, ConvPass, conv2d_runs_staged};
+    let (x, k) = ([2, 9, 9, 8], [3, 3, 8, 16]);
+    for gpu in gpus() {
+        let on_gpu = gpu.info().device_type != wgnn::wgpu::DeviceType::Cpu;
+        for pass in [
+            ConvPass::Forward,
+            ConvPass::BackwardInput,
+            ConvPass::BackwardWeight,
+        ] {
+            for stride in [1, 2] {
+                let auto = conv2d_runs_staged(gpu, ConvKernel::Auto, pass, &x, &k, stride, Same);
+                let want = on_gpu && (stride == 1 || pass != ConvPass::BackwardInput);
+                assert_eq!(
+                    auto.unwrap(),
+                    want,
+                    "{}: {pass:?} stride {stride}: the default runs staged",
+                    label(gpu)
+                );
+                for other in [ConvKernel::Tile, ConvKernel::Subgroup] {
+                    assert!(
+                        !conv2d_runs_staged(gpu, other, pass, &x, &k, stride, Same).unwrap(),
+                        "{}: {other:?} ran staged",
+                        label(gpu)
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Bias is not part of conv2d: `bias_add` and `bias_grad` over the channel dimension of NHWC.

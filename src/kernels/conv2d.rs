@@ -8,6 +8,7 @@
 //! applies the ReLU and draws the channel mask as it stores.
 
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicBool;
 
 use crate::kernels::shader::{Shader, wgsl};
 use crate::kernels::{Bind, Family, WG, get, grid};
@@ -19,7 +20,38 @@ use crate::{Error, Gpu, Result};
 mod epilogue;
 pub(crate) use epilogue::{Conv2dEpilogue, ConvEpilogue};
 #[cfg(test)]
-pub(crate) use epilogue::{EPILOGUE_SHADER, EPILOGUE_SUBGROUP_SHADER};
+pub(crate) use epilogue::{EPILOGUE_SHADER, EPILOGUE_STAGED_SHADER, EPILOGUE_SUBGROUP_SHADER};
+
+// A child module so it can use the fields of `Conv2d`.
+#[path = "conv2d_staged.rs"]
+mod staged;
+#[cfg(test)]
+pub(crate) use staged::STAGED_SHADER;
+use staged::{Conv2dStaged, pass_index};
+
+/// Which kernel runs a convolution pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConvKernel {
+    /// The default: on GPU adapters the staged kernel where [`Conv2d::prefers_staged`], else
+    /// the subgroup kernel where it fits, else the 4x4-tile kernel.
+    Auto,
+    /// The 4x4-tile kernel (shaders/conv2d.wgsl).
+    Tile,
+    /// The subgroup kernel where it fits (`Conv2d::subgroup_fits`), else the 4x4-tile one.
+    Subgroup,
+    /// The staged kernel (shaders/conv2d_staged.wgsl) where its grid is within limits and it
+    /// was compiled ([`Conv2d::staged`]), else the 4x4-tile one.
+    Staged,
+}
+
+/// A kernel choice resolved for one pass: the kernel and its workgroup grid.
+enum Chosen<'a> {
+    Tile,
+    /// The pipeline (in halves or not) and its grid.
+    Subgroup(&'a wgpu::ComputePipeline, [u32; 3]),
+    /// The staged kernel's grid (its pipeline is the pass's and the dims' variant).
+    Staged(&'a Conv2dStaged, [u32; 3]),
+}
 
 /// shaders/conv2d.wgsl on its own.
 pub(crate) const SHADER: Shader = Shader {
@@ -344,6 +376,11 @@ pub(crate) struct Conv2d {
     lanes: u32,
     /// The forward with an epilogue, compiled on first use.
     epilogue: OnceLock<Conv2dEpilogue>,
+    /// The staged kernels (compiled by `new` on GPU adapters, else on first use).
+    staged: OnceLock<Conv2dStaged>,
+    /// Whether [`ConvKernel::Auto`] takes the staged kernel where it suits: on GPU adapters
+    /// (device type not `Cpu`); tests can turn it on elsewhere.
+    prefer_staged: AtomicBool,
 }
 
 impl Conv2d {
@@ -404,7 +441,8 @@ impl Conv2d {
                 )
             })?,
         };
-        Ok(Conv2d {
+        let gpu_adapter = gpu.info().device_type != wgpu::DeviceType::Cpu;
+        let conv = Conv2d {
             forward: variants("conv2d_forward")?,
             backward_input: variants("conv2d_backward_input")?,
             backward_weight: variants("conv2d_backward_weight")?,
@@ -414,7 +452,57 @@ impl Conv2d {
             lanes: lanes.unwrap_or(8),
             family,
             epilogue: OnceLock::new(),
-        })
+            staged: OnceLock::new(),
+            prefer_staged: AtomicBool::new(gpu_adapter),
+        };
+        if gpu_adapter {
+            conv.staged(gpu)?;
+        }
+        Ok(conv)
+    }
+
+    /// Makes [`ConvKernel::Auto`] prefer the staged kernel (as it does on GPU adapters) or
+    /// not, compiling it first if needed (for the tests, on CPU adapters).
+    #[cfg(feature = "testing")]
+    pub fn set_prefer_staged(&self, gpu: &Gpu, on: bool) -> Result<()> {
+        if on {
+            self.staged(gpu)?;
+        }
+        self.prefer_staged
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The kernel `kernel` resolves to for `which` of `dims`.
+    fn chosen(&self, dims: &Conv2dDims, which: Conv2dPass, kernel: ConvKernel) -> Chosen<'_> {
+        let staged = || match (self.staged.get(), Conv2d::staged_grid(dims, which)) {
+            (Some(st), Some(grid)) => Some(Chosen::Staged(st, grid)),
+            _ => None,
+        };
+        let subgroup = || match (&self.subgroup, self.subgroup_shape(dims, which)) {
+            (Some(full), Some((grid, half))) => {
+                let sg = match (half, &self.subgroup_half) {
+                    (true, Some(h)) => h,
+                    _ => full,
+                };
+                Some(Chosen::Subgroup(&sg[pass_index(which)], grid))
+            }
+            _ => None,
+        };
+        let pick = match kernel {
+            ConvKernel::Tile => None,
+            ConvKernel::Subgroup => subgroup(),
+            ConvKernel::Staged => staged(),
+            ConvKernel::Auto if self.prefers_staged(dims, which) => staged(),
+            ConvKernel::Auto => subgroup(),
+        };
+        pick.unwrap_or(Chosen::Tile)
+    }
+
+    /// Whether `kernel` runs `which` of `dims` on the staged kernel.
+    #[cfg(feature = "testing")]
+    pub fn runs_staged(&self, dims: &Conv2dDims, which: Conv2dPass, kernel: ConvKernel) -> bool {
+        matches!(self.chosen(dims, which, kernel), Chosen::Staged(..))
     }
 
     /// Whether the subgroup kernel can run `pass` of `dims`: the adapter has it, both channel
@@ -459,10 +547,10 @@ impl Conv2d {
         dims: &Conv2dDims,
         which: Conv2dPass,
     ) {
-        self.record_with(pass, pipelines, io, dims, which, true)
+        self.record_with(pass, pipelines, io, dims, which, ConvKernel::Auto)
     }
 
-    /// Records `which`, with the subgroup kernel when `subgroup` allows and it fits.
+    /// Records `which` with the kernel `kernel` resolves to.
     fn record_with(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
@@ -470,46 +558,36 @@ impl Conv2d {
         io: &wgpu::BindGroup,
         dims: &Conv2dDims,
         which: Conv2dPass,
-        subgroup: bool,
+        kernel: ConvKernel,
     ) {
-        if let (true, Some(full), Some(([gx, gy, gz], half))) =
-            (subgroup, &self.subgroup, self.subgroup_shape(dims, which))
-        {
-            let sg = match (half, &self.subgroup_half) {
-                (true, Some(h)) => h,
-                _ => full,
-            };
-            let i = match which {
-                Conv2dPass::Forward => 0,
-                Conv2dPass::BackwardInput => 1,
-                Conv2dPass::BackwardWeight => 2,
-            };
-            pass.set_pipeline(&sg[i]);
-            pass.set_bind_group(0, io, &[]);
-            pass.dispatch_workgroups(gx, gy, gz);
-            return;
-        }
-        let [gx, gy] = dims.groups(which);
-        pass.set_pipeline(&pipelines[dims.variant()]);
+        let (pipeline, [gx, gy, gz]) = match self.chosen(dims, which, kernel) {
+            Chosen::Subgroup(p, grid) => (p, grid),
+            Chosen::Staged(st, grid) => (st.pipeline(dims, which), grid),
+            Chosen::Tile => {
+                let [gx, gy] = dims.groups(which);
+                (&pipelines[dims.variant()], [gx, gy, 1])
+            }
+        };
+        pass.set_pipeline(pipeline);
         pass.set_bind_group(0, io, &[]);
-        pass.dispatch_workgroups(gx, gy, 1);
+        pass.dispatch_workgroups(gx, gy, gz);
     }
 
-    /// Records `which` (the bench and the tests pick the kernel with `subgroup`).
+    /// Records `which` with `kernel` (the bench and the tests pick the kernel).
     pub fn record_pass(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
         io: &wgpu::BindGroup,
         dims: &Conv2dDims,
         which: Conv2dPass,
-        subgroup: bool,
+        kernel: ConvKernel,
     ) {
         let pipelines = match which {
             Conv2dPass::Forward => &self.forward,
             Conv2dPass::BackwardInput => &self.backward_input,
             Conv2dPass::BackwardWeight => &self.backward_weight,
         };
-        self.record_with(pass, pipelines, io, dims, which, subgroup)
+        self.record_with(pass, pipelines, io, dims, which, kernel)
     }
 
     /// Records `y = conv2d(x, kernel)`; `io` binds (params, x, kernel, y) with params

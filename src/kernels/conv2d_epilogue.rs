@@ -1,14 +1,17 @@
 //! The convolution's forward with an epilogue (shaders/conv2d_epilogue.wgsl and
 //! shaders/conv2d_subgroup_epilogue.wgsl), for a model's fused
 //! `Conv2D [-> ReLU] -> SpatialDropout2D`: the same kernel and accumulation as the plain
-//! forward of `super`, then `mask(act(conv + bias))` as each tile is stored.
+//! forward of `super`, then `mask(act(conv + bias))` as each tile is stored; with the kernel
+//! the plain forward would take for the same shapes (the subgroup, staged or 4x4-tile one), so
+//! fused and unfused accumulate in one order and give the same bits.
 
-use super::{Conv2d, Conv2dDims, Conv2dPass};
+use super::{Chosen, Conv2d, Conv2dDims, Conv2dPass, ConvKernel};
 use crate::kernels::dropout_mask::DropoutMask;
 use crate::kernels::shader::{DROPOUT_MASK, PHILOX, Part, STEP, Shader, wgsl};
 use crate::kernels::{Bind, Family};
 use crate::philox::DropoutSpec;
 use crate::{Gpu, Result};
+use std::sync::OnceLock;
 
 /// The forward with an epilogue: [`super::SHADER`] after the step, Philox and the mask, then
 /// shaders/conv2d_epilogue.wgsl.
@@ -37,6 +40,22 @@ pub(crate) const EPILOGUE_SUBGROUP_SHADER: Shader = Shader {
         wgsl!("conv2d_subgroup.wgsl"),
         wgsl!("conv2d_epilogue.wgsl"),
         wgsl!("conv2d_subgroup_epilogue.wgsl"),
+    ],
+};
+
+/// [`EPILOGUE_SHADER`] with the staged forward and its epilogue entry point (compiled on the
+/// first fused forward that runs staged).
+pub(crate) const EPILOGUE_STAGED_SHADER: Shader = Shader {
+    name: "conv2d_epilogue_staged",
+    parts: &[
+        STEP,
+        Part::Mulhilo,
+        PHILOX,
+        DROPOUT_MASK,
+        wgsl!("conv2d.wgsl"),
+        wgsl!("conv2d_staged.wgsl"),
+        wgsl!("conv2d_epilogue.wgsl"),
+        wgsl!("conv2d_staged_epilogue.wgsl"),
     ],
 };
 
@@ -76,6 +95,47 @@ pub(crate) struct Conv2dEpilogue {
     /// `conv2d_forward_sg_epilogue` (full width, and with 16 lanes in halves), where the
     /// adapter has [`Conv2d`]'s subgroup kernels.
     subgroup: Option<(wgpu::ComputePipeline, Option<wgpu::ComputePipeline>)>,
+    /// `conv2d_staged_forward_epilogue` per [`Conv2dDims::variant`], compiled on first use.
+    staged: OnceLock<[wgpu::ComputePipeline; 4]>,
+}
+
+impl Conv2dEpilogue {
+    /// The staged forward's epilogue pipelines, compiled on first use.
+    fn staged(&self, gpu: &Gpu) -> Result<&[wgpu::ComputePipeline; 4]> {
+        if let Some(s) = self.staged.get() {
+            return Ok(s);
+        }
+        let s = gpu.scoped("conv2d_epilogue", || {
+            let d = gpu.device();
+            let module = crate::kernels::shader_module(gpu, &EPILOGUE_STAGED_SHADER, false);
+            let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("conv2d_epilogue_staged"),
+                bind_group_layouts: &[Some(&self.family.layout)],
+                immediate_size: 0,
+            });
+            let hooks = crate::kernels::hook_constants(gpu, &EPILOGUE_STAGED_SHADER);
+            let p = |cin4: f64, cout4: f64| {
+                let consts: Vec<(&str, f64)> = [("PASS", 0.0), ("CIN4", cin4), ("COUT4", cout4)]
+                    .into_iter()
+                    .chain(hooks.iter().copied())
+                    .collect();
+                d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some("conv2d_staged_forward_epilogue"),
+                    layout: Some(&layout),
+                    module: &module,
+                    entry_point: Some("conv2d_staged_forward_epilogue"),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &consts,
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                })
+            };
+            [p(0.0, 0.0), p(0.0, 1.0), p(1.0, 0.0), p(1.0, 1.0)]
+        })?;
+        let _ = self.staged.set(s);
+        Ok(self.staged.get().expect("slot was just filled"))
+    }
 }
 
 impl Conv2d {
@@ -143,6 +203,7 @@ impl Conv2d {
                 family,
                 plain,
                 subgroup,
+                staged: OnceLock::new(),
             })
         };
         if let Some(e) = self.epilogue.get() {
@@ -153,8 +214,8 @@ impl Conv2d {
         Ok(self.epilogue.get().expect("slot was just filled"))
     }
 
-    /// Records the forward with an epilogue: the same kernel (subgroup or 4x4 tile) and the
-    /// same accumulation as [`Conv2d::record_forward`] for `dims`, then
+    /// Records the forward with an epilogue: the same kernel (subgroup, staged or 4x4 tile)
+    /// and the same accumulation as [`Conv2d::record_forward`] for `dims`, then
     /// `mask(act(conv + bias))` as each tile is stored. `io` (made with
     /// [`Conv2d::epilogue`]'s family) binds (params, x, kernel, y, [`ConvEpilogue`], step,
     /// bias).
@@ -166,24 +227,32 @@ impl Conv2d {
         dims: &Conv2dDims,
     ) -> Result<()> {
         let e = self.epilogue(gpu)?;
-        if let (Some(_), Some((full, half)), Some(([gx, gy, gz], in_halves))) = (
-            &self.subgroup,
-            &e.subgroup,
-            self.subgroup_shape(dims, Conv2dPass::Forward),
-        ) {
-            let pipeline = match (in_halves, half) {
-                (true, Some(h)) => h,
-                _ => full,
+        let (pipeline, [gx, gy, gz]) =
+            match self.chosen(dims, Conv2dPass::Forward, ConvKernel::Auto) {
+                Chosen::Subgroup(_, grid) => {
+                    let in_halves = self
+                        .subgroup_shape(dims, Conv2dPass::Forward)
+                        .is_some_and(|(_, h)| h);
+                    match &e.subgroup {
+                        Some((_, Some(h))) if in_halves => (h, grid),
+                        Some((full, _)) => (full, grid),
+                        None => {
+                            return Err(crate::Error::internal(
+                                "conv2d_epilogue",
+                                "subgroup forward without its epilogue pipeline",
+                            ));
+                        }
+                    }
+                }
+                Chosen::Staged(_, grid) => (&e.staged(gpu)?[dims.variant()], grid),
+                Chosen::Tile => {
+                    let [gx, gy] = dims.groups(Conv2dPass::Forward);
+                    (&e.plain[dims.variant()], [gx, gy, 1])
+                }
             };
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, io, &[]);
-            pass.dispatch_workgroups(gx, gy, gz);
-            return Ok(());
-        }
-        let [gx, gy] = dims.groups(Conv2dPass::Forward);
-        pass.set_pipeline(&e.plain[dims.variant()]);
+        pass.set_pipeline(pipeline);
         pass.set_bind_group(0, io, &[]);
-        pass.dispatch_workgroups(gx, gy, 1);
+        pass.dispatch_workgroups(gx, gy, gz);
         Ok(())
     }
 }

@@ -121,6 +121,8 @@ pub(crate) fn all() -> Vec<Shader> {
         conv2d::SUBGROUP_SHADER,
         conv2d::EPILOGUE_SHADER,
         conv2d::EPILOGUE_SUBGROUP_SHADER,
+        conv2d::STAGED_SHADER,
+        conv2d::EPILOGUE_STAGED_SHADER,
         data::SHADER,
         dropout::SHADER,
         dropout::WORDS_SHADER,
@@ -184,7 +186,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 16 * 4);
+        assert_eq!(checked, 18 * 4);
     }
 
     /// Each choice picks whole files: the 64-bit product and the wide loads appear exactly

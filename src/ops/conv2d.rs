@@ -1,6 +1,6 @@
 //! The eager convolutions: [`conv2d`] and its two gradients (shaders/conv2d.wgsl).
 
-use crate::kernels::conv2d::{Conv2d, Conv2dDims, Conv2dPass};
+use crate::kernels::conv2d::{Conv2d, Conv2dDims, Conv2dPass, ConvKernel};
 use crate::kernels::uniform;
 use crate::spec::Padding;
 use crate::tensor::DType;
@@ -33,8 +33,8 @@ fn check(
     Ok(())
 }
 
-/// Allocates the output, binds (params, a, b, out) and records `pass` (with the subgroup
-/// kernel where it fits, unless `subgroup` is false).
+/// Allocates the output, binds (params, a, b, out) and records `pass` with the kernel
+/// `kernel` resolves to (compiling the staged one first when it is asked for).
 pub(crate) fn eager(
     op: &'static str,
     pass: Conv2dPass,
@@ -42,10 +42,13 @@ pub(crate) fn eager(
     a: &Tensor,
     b: &Tensor,
     out_shape: [usize; 4],
-    subgroup: bool,
+    kernel: ConvKernel,
 ) -> Result<Tensor> {
     let gpu = a.gpu();
     let k = Conv2d::get(gpu)?;
+    if kernel == ConvKernel::Staged {
+        k.staged(gpu)?;
+    }
     let out = Tensor::empty(gpu, op, &out_shape, DType::F32)?;
     let params = uniform(gpu, op, &d.params());
     if pass == Conv2dPass::BackwardWeight && d.weight_splits() > 1 {
@@ -58,7 +61,7 @@ pub(crate) fn eager(
             &[&params, scratch.buffer(), scratch.buffer(), out.buffer()],
         );
         gpu.submit_pass(op, |p| {
-            k.record_pass(p, &first, d, pass, subgroup);
+            k.record_pass(p, &first, d, pass, kernel);
             k.record_backward_weight_reduce(p, &second, d);
         })?;
         return Ok(out);
@@ -66,7 +69,7 @@ pub(crate) fn eager(
     let io = k
         .family
         .bind(gpu, &[&params, a.buffer(), b.buffer(), out.buffer()]);
-    gpu.submit_pass(op, |p| k.record_pass(p, &io, d, pass, subgroup))?;
+    gpu.submit_pass(op, |p| k.record_pass(p, &io, d, pass, kernel))?;
     Ok(out)
 }
 
@@ -101,7 +104,15 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: Padding) -> Result
     check(op, x, x, "x", None)?;
     check(op, x, w, "w", None)?;
     let d = Conv2dDims::new(op, x.shape(), w.shape(), stride, padding)?;
-    eager(op, Conv2dPass::Forward, &d, x, w, d.out_shape(), true)
+    eager(
+        op,
+        Conv2dPass::Forward,
+        &d,
+        x,
+        w,
+        d.out_shape(),
+        ConvKernel::Auto,
+    )
 }
 
 /// The gradient of [`conv2d`] with respect to its input: `dx[b, iy, ix, ci]` is the sum of
@@ -127,7 +138,15 @@ pub fn conv2d_backward_input(
     check(op, dy, w, "w", None)?;
     let d = Conv2dDims::new(op, input_shape, w.shape(), stride, padding)?;
     check(op, dy, dy, "dy", Some((d.out_shape(), &d, padding)))?;
-    eager(op, Conv2dPass::BackwardInput, &d, dy, w, d.in_shape(), true)
+    eager(
+        op,
+        Conv2dPass::BackwardInput,
+        &d,
+        dy,
+        w,
+        d.in_shape(),
+        ConvKernel::Auto,
+    )
 }
 
 /// The gradient of [`conv2d`] with respect to its kernel: `dw[ky, kx, ci, co]` is the sum
@@ -159,6 +178,6 @@ pub fn conv2d_backward_weight(
         x,
         dy,
         d.kernel_shape(),
-        true,
+        ConvKernel::Auto,
     )
 }

@@ -1,0 +1,115 @@
+//! The workgroup-staged variant of the convolution's three passes
+//! (shaders/conv2d_staged.wgsl): blocks of the implicit GEMM's operands gathered into
+//! workgroup memory, a 4x4 register tile per invocation, the same bits as the 4x4-tile
+//! kernel of `super`. Chosen by default on GPU adapters only ([`Conv2d::prefers_staged`]).
+
+use std::sync::atomic::Ordering;
+
+use super::{Conv2d, Conv2dDims, Conv2dPass};
+use crate::kernels::shader::{Shader, wgsl};
+use crate::{Gpu, Result};
+
+/// shaders/conv2d.wgsl with the staged entry point joined after it.
+pub(crate) const STAGED_SHADER: Shader = Shader {
+    name: "conv2d_staged",
+    parts: &[wgsl!("conv2d.wgsl"), wgsl!("conv2d_staged.wgsl")],
+};
+
+/// GEMM rows and columns of one staged workgroup (`ST_ROWS`, `ST_COLS` in the shader).
+const BLOCK: usize = 32;
+
+/// `conv2d_staged` per pass (forward, input gradient, weight gradient) and per
+/// [`Conv2dDims::variant`], over the layout of [`Conv2d`]'s family (so its bind groups fit).
+pub(crate) struct Conv2dStaged {
+    passes: [[wgpu::ComputePipeline; 4]; 3],
+}
+
+/// The index of `pass` in [`Conv2dStaged`] (the shader's `PASS`).
+pub(super) fn pass_index(pass: Conv2dPass) -> usize {
+    match pass {
+        Conv2dPass::Forward => 0,
+        Conv2dPass::BackwardInput => 1,
+        Conv2dPass::BackwardWeight => 2,
+    }
+}
+
+impl Conv2dStaged {
+    /// The pipeline of `pass` for `dims`.
+    pub(super) fn pipeline(&self, dims: &Conv2dDims, pass: Conv2dPass) -> &wgpu::ComputePipeline {
+        &self.passes[pass_index(pass)][dims.variant()]
+    }
+}
+
+impl Conv2d {
+    /// The staged pipelines: compiled by [`Conv2d::new`] on GPU adapters, where they are the
+    /// default choice, else on first use (a test or bench that asks for them).
+    pub fn staged(&self, gpu: &Gpu) -> Result<&Conv2dStaged> {
+        if let Some(s) = self.staged.get() {
+            return Ok(s);
+        }
+        let s = gpu.scoped("conv2d_staged", || {
+            let d = gpu.device();
+            let module = crate::kernels::shader_module(gpu, &STAGED_SHADER, false);
+            let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("conv2d_staged"),
+                bind_group_layouts: &[Some(&self.family.layout)],
+                immediate_size: 0,
+            });
+            let hooks = crate::kernels::hook_constants(gpu, &STAGED_SHADER);
+            let p = |pass: f64, cin4: f64, cout4: f64| {
+                let consts: Vec<(&str, f64)> = [("PASS", pass), ("CIN4", cin4), ("COUT4", cout4)]
+                    .into_iter()
+                    .chain(hooks.iter().copied())
+                    .collect();
+                d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some("conv2d_staged"),
+                    layout: Some(&layout),
+                    module: &module,
+                    entry_point: Some("conv2d_staged"),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &consts,
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                })
+            };
+            let variants = |pass: f64| {
+                [
+                    p(pass, 0.0, 0.0),
+                    p(pass, 0.0, 1.0),
+                    p(pass, 1.0, 0.0),
+                    p(pass, 1.0, 1.0),
+                ]
+            };
+            Conv2dStaged {
+                passes: [variants(0.0), variants(1.0), variants(2.0)],
+            }
+        })?;
+        let _ = self.staged.set(s);
+        Ok(self.staged.get().expect("slot was just filled"))
+    }
+
+    /// The workgroup grid of the staged kernel for `pass` (32 GEMM rows by 32 columns per
+    /// workgroup, the weight gradient's K slices in z), if within the dispatch limits.
+    pub(super) fn staged_grid(d: &Conv2dDims, pass: Conv2dPass) -> Option<[u32; 3]> {
+        let (rows, cols, z) = match pass {
+            Conv2dPass::Forward => (d.n * d.oh * d.ow, d.cout, 1),
+            Conv2dPass::BackwardInput => (d.n * d.h * d.w, d.cin, 1),
+            Conv2dPass::BackwardWeight => (d.kh * d.kw * d.cin, d.cout, d.weight_splits()),
+        };
+        let (gx, gy) = (cols.div_ceil(BLOCK), rows.div_ceil(BLOCK));
+        (gx <= 65_535 && gy <= 65_535 && z <= 65_535).then_some([gx as u32, gy as u32, z as u32])
+    }
+
+    /// Whether the default choice ([`super::ConvKernel::Auto`]) runs `pass` of `d` on the
+    /// staged kernel: on GPU adapters (not on CPU ones, where workgroup memory and barriers
+    /// cost more than they save, as for the matmul: `Matmul::tune_tiles`), when its grid is
+    /// within limits, and for the input gradient at stride 1 only (with stride s, all but
+    /// 1 / s^2 of its K are zeros).
+    pub(super) fn prefers_staged(&self, d: &Conv2dDims, pass: Conv2dPass) -> bool {
+        self.prefer_staged.load(Ordering::Relaxed)
+            && self.staged.get().is_some()
+            && Conv2d::staged_grid(d, pass).is_some()
+            && (pass != Conv2dPass::BackwardInput || d.shader_stride() == 1)
+    }
+}
