@@ -208,11 +208,40 @@ fn spatial_cnn() -> wgnn::Result<Sequential> {
 
 #[test]
 fn spatial_dropout_fused_into_conv_epilogue_equals_separate_ops_bit_for_bit() {
+    // Every adapter, and the portable Philox multiply in the epilogue where there is one.
+    for gpu in common::gpus_and_portable() {
+        fused_equals_separate(gpu);
+    }
+}
+
+/// As above with the convolutions' default choice set to the workgroup-staged kernel (the
+/// choice on GPU adapters), on `Gpu`s of this test's own: the fused forward then runs the
+/// staged kernel's epilogue entry point, the separate ops the staged forward.
+#[test]
+fn spatial_dropout_fused_equals_separate_ops_with_staged_conv() {
+    use wgnn::testing::{ConvKernel, ConvPass, conv2d_prefer_staged, conv2d_runs_staged};
+    for gpu in wgnn::Gpu::software_all().unwrap() {
+        conv2d_prefer_staged(&gpu, true).unwrap();
+        // The batches of 5 (and the last of the 20 samples) through both convolutions.
+        for (x, k) in [([5, 9, 9, 3], [3, 3, 3, 4]), ([5, 7, 7, 4], [3, 3, 4, 8])] {
+            let pad = wgnn::ops::Padding::Valid;
+            let staged =
+                conv2d_runs_staged(&gpu, ConvKernel::Auto, ConvPass::Forward, &x, &k, 1, pad);
+            assert!(
+                staged.unwrap(),
+                "{}: {x:?} {k:?} not staged",
+                gpu.info().name
+            );
+        }
+        fused_equals_separate(&gpu);
+    }
+}
+
+fn fused_equals_separate(gpu: &wgnn::Gpu) {
     let data = random_data(20, [9, 9, 3], 3, 5);
     let probe = random_data(4, [9, 9, 3], 3, 6);
     let probe_x: Vec<f32> = probe.images.iter().map(|&b| f32::from(b) / 255.0).collect();
-    // Every adapter, and the portable Philox multiply in the epilogue where there is one.
-    for gpu in common::gpus_and_portable() {
+    {
         let mut fused = spatial_cnn().unwrap();
         fused.compile(gpu, Optimizer::sgd(0.05, 0.9), SEED).unwrap();
         let mut plain = spatial_cnn().unwrap();

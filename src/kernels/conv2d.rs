@@ -6,6 +6,12 @@
 //! exception is the fused `Conv2D [-> ReLU] -> SpatialDropout2D` of a model, whose forward
 //! runs with an epilogue (shaders/conv2d_epilogue.wgsl, [`ConvEpilogue`]) that adds the bias,
 //! applies the ReLU and draws the channel mask as it stores.
+//!
+//! Three kernels run each pass, all with the same bits ([`ConvKernel`]): the 4x4-tile one,
+//! the subgroup one (shaders/conv2d_subgroup.wgsl, adapters with 8 or 16 lanes) and the
+//! workgroup-staged one (shaders/conv2d_staged.wgsl, the child module `conv2d_staged.rs`).
+//! The default takes the staged kernel on GPU adapters only, else the subgroup one where it
+//! fits; the fused epilogue forward makes the same choice as the plain forward.
 
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicBool;
