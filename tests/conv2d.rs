@@ -396,34 +396,51 @@ fn conv2d_staged_kernel_equals_tile_kernel_bit_for_bit() {
 }
 
 /// The default choice takes the staged kernel on GPU adapters only (on CPU adapters it ran
-/// slower, as the staged matmul did), and there for the input gradient at stride 1 only.
+/// slower, as the staged matmul did), and there for the input gradient at stride 1 only, and
+/// for GEMMs of at least 16 columns (cout, or cin for the input gradient). Checked on the
+/// shared adapters as they are, and on `Gpu`s of the test's own told to prefer the staged
+/// kernel as GPU adapters do.
 #[test]
 fn conv2d_staged_kernel_is_chosen_on_gpus_only() {
-    use wgnn::testing::{ConvKernel, ConvPass, conv2d_runs_staged};
-    let (x, k) = ([2, 9, 9, 8], [3, 3, 8, 16]);
     for gpu in gpus() {
-        let on_gpu = gpu.info().device_type != wgnn::wgpu::DeviceType::Cpu;
-        for pass in [
-            ConvPass::Forward,
-            ConvPass::BackwardInput,
-            ConvPass::BackwardWeight,
-        ] {
-            for stride in [1, 2] {
-                let auto = conv2d_runs_staged(gpu, ConvKernel::Auto, pass, &x, &k, stride, Same);
-                let want = on_gpu && (stride == 1 || pass != ConvPass::BackwardInput);
-                assert_eq!(
-                    auto.unwrap(),
-                    want,
-                    "{}: {pass:?} stride {stride}: the default runs staged",
+        check_staged_choice(gpu, gpu.info().device_type != wgnn::wgpu::DeviceType::Cpu);
+    }
+    for gpu in wgnn::Gpu::software_all().unwrap() {
+        let staged = wgnn::testing::ConvKernel::Staged;
+        wgnn::testing::conv2d_set_default_kernel(&gpu, staged).unwrap();
+        check_staged_choice(&gpu, true);
+    }
+}
+
+/// Asserts which passes the default runs staged on `gpu`, where it prefers the staged kernel
+/// (`prefers`) or not.
+fn check_staged_choice(gpu: &wgnn::Gpu, prefers: bool) {
+    use wgnn::testing::{ConvKernel, ConvPass, conv2d_runs_staged};
+    for pass in [
+        ConvPass::Forward,
+        ConvPass::BackwardInput,
+        ConvPass::BackwardWeight,
+    ] {
+        // 15 output channels (and 15 input channels for the input gradient): never staged.
+        let (x, k) = ([2, 9, 9, 15], [3, 3, 15, 15]);
+        let narrow = conv2d_runs_staged(gpu, ConvKernel::Auto, pass, &x, &k, 1, Same);
+        assert!(!narrow.unwrap(), "{}: {pass:?} 15 columns", label(gpu));
+        let (x, k) = ([2, 9, 9, 16], [3, 3, 16, 16]);
+        for stride in [1, 2] {
+            let auto = conv2d_runs_staged(gpu, ConvKernel::Auto, pass, &x, &k, stride, Same);
+            let want = prefers && (stride == 1 || pass != ConvPass::BackwardInput);
+            assert_eq!(
+                auto.unwrap(),
+                want,
+                "{}: {pass:?} stride {stride}: the default runs staged",
+                label(gpu)
+            );
+            for other in [ConvKernel::Tile, ConvKernel::Subgroup] {
+                assert!(
+                    !conv2d_runs_staged(gpu, other, pass, &x, &k, stride, Same).unwrap(),
+                    "{}: {other:?} ran staged",
                     label(gpu)
                 );
-                for other in [ConvKernel::Tile, ConvKernel::Subgroup] {
-                    assert!(
-                        !conv2d_runs_staged(gpu, other, pass, &x, &k, stride, Same).unwrap(),
-                        "{}: {other:?} ran staged",
-                        label(gpu)
-                    );
-                }
             }
         }
     }

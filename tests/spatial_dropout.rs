@@ -191,14 +191,15 @@ fn random_data(count: usize, shape: [usize; 3], classes: usize, seed: u64) -> Da
     }
 }
 
-/// Conv(4, relu) -> SpatialDropout2D(0.4) [fused] -> Conv(8, linear) -> SpatialDropout2D(0.5)
-/// [fused] -> MaxPool -> SpatialDropout2D(0.3) [standalone] -> Flatten -> Dense(3). The
-/// second convolution (4 -> 8 channels) takes the subgroup kernel where the adapter has one.
-fn spatial_cnn() -> wgnn::Result<Sequential> {
+/// Conv(f0, relu) -> SpatialDropout2D(0.4) [fused] -> Conv(f1, linear) -> SpatialDropout2D(0.5)
+/// [fused] -> MaxPool -> SpatialDropout2D(0.3) [standalone] -> Flatten -> Dense(3), with
+/// `[f0, f1]` = `filters`. With [4, 8], the second convolution takes the subgroup kernel where
+/// the adapter has one.
+fn spatial_cnn(filters: [usize; 2]) -> wgnn::Result<Sequential> {
     Ok(Sequential::new(&[9, 9, 3])
-        .with(Conv2d::new(4, [3, 3])?.activation(Activation::Relu))
+        .with(Conv2d::new(filters[0], [3, 3])?.activation(Activation::Relu))
         .with(SpatialDropout2d::new(0.4)?)
-        .with(Conv2d::new(8, [3, 3])?)
+        .with(Conv2d::new(filters[1], [3, 3])?)
         .with(SpatialDropout2d::new(0.5)?)
         .with(MaxPool2d::new([2, 2])?)
         .with(SpatialDropout2d::new(0.3)?)
@@ -210,41 +211,64 @@ fn spatial_cnn() -> wgnn::Result<Sequential> {
 fn spatial_dropout_fused_into_conv_epilogue_equals_separate_ops_bit_for_bit() {
     // Every adapter, and the portable Philox multiply in the epilogue where there is one.
     for gpu in common::gpus_and_portable() {
-        fused_equals_separate(gpu);
+        fused_equals_separate(gpu, [4, 8]);
     }
 }
 
 /// As above with the convolutions' default choice set to the workgroup-staged kernel (the
 /// choice on GPU adapters), on `Gpu`s of this test's own: the fused forward then runs the
-/// staged kernel's epilogue entry point, the separate ops the staged forward.
+/// staged kernel's epilogue entry point, the separate ops the staged forward (16 channels:
+/// the default takes the staged kernel for GEMMs of 16 columns or more). The trained weights
+/// also equal, bit for bit, the same training on a `Gpu` of the adapter told to take the
+/// 4x4-tile kernel always: forward and both gradients, end to end.
 #[test]
 fn spatial_dropout_fused_equals_separate_ops_with_staged_conv() {
-    use wgnn::testing::{ConvKernel, ConvPass, conv2d_prefer_staged, conv2d_runs_staged};
-    for gpu in wgnn::Gpu::software_all().unwrap() {
-        conv2d_prefer_staged(&gpu, true).unwrap();
+    use wgnn::testing::{ConvKernel, ConvPass, conv2d_runs_staged, conv2d_set_default_kernel};
+    // The 4x4-tile kernel always, to compare with.
+    let tiled = wgnn::Gpu::software_all().unwrap();
+    for gpu in &tiled {
+        conv2d_set_default_kernel(gpu, ConvKernel::Tile).unwrap();
+    }
+    for (gpu, tile) in wgnn::Gpu::software_all().unwrap().iter().zip(&tiled) {
+        conv2d_set_default_kernel(gpu, ConvKernel::Staged).unwrap();
         // The batches of 5 (and the last of the 20 samples) through both convolutions.
-        for (x, k) in [([5, 9, 9, 3], [3, 3, 3, 4]), ([5, 7, 7, 4], [3, 3, 4, 8])] {
+        for (x, k) in [
+            ([5, 9, 9, 3], [3, 3, 3, 16]),
+            ([5, 7, 7, 16], [3, 3, 16, 16]),
+        ] {
             let pad = wgnn::ops::Padding::Valid;
             let staged =
-                conv2d_runs_staged(&gpu, ConvKernel::Auto, ConvPass::Forward, &x, &k, 1, pad);
+                conv2d_runs_staged(gpu, ConvKernel::Auto, ConvPass::Forward, &x, &k, 1, pad);
             assert!(
                 staged.unwrap(),
                 "{}: {x:?} {k:?} not staged",
                 gpu.info().name
             );
         }
-        fused_equals_separate(&gpu);
+        let staged = fused_equals_separate(gpu, [16, 16]);
+        let plain = fused_equals_separate(tile, [16, 16]);
+        for (a, b) in staged.iter().zip(&plain) {
+            let what = format!(
+                "{}: {} after 8 steps, staged vs 4x4-tile kernel",
+                gpu.info().name,
+                a.name
+            );
+            let bits: Vec<u32> = b.data.iter().map(|x| x.to_bits()).collect();
+            assert_bits(&what, &a.data, &bits);
+        }
     }
 }
 
-fn fused_equals_separate(gpu: &wgnn::Gpu) {
+/// Trains `spatial_cnn(filters)` fused and with separate ops on `gpu`, compares the bits, and
+/// returns the fused model's weights.
+fn fused_equals_separate(gpu: &wgnn::Gpu, filters: [usize; 2]) -> Vec<wgnn::nn::NamedTensor> {
     let data = random_data(20, [9, 9, 3], 3, 5);
     let probe = random_data(4, [9, 9, 3], 3, 6);
     let probe_x: Vec<f32> = probe.images.iter().map(|&b| f32::from(b) / 255.0).collect();
     {
-        let mut fused = spatial_cnn().unwrap();
+        let mut fused = spatial_cnn(filters).unwrap();
         fused.compile(gpu, Optimizer::sgd(0.05, 0.9), SEED).unwrap();
-        let mut plain = spatial_cnn().unwrap();
+        let mut plain = spatial_cnn(filters).unwrap();
         plain.compile(gpu, Optimizer::sgd(0.05, 0.9), SEED).unwrap();
         plain.set_fusion(false).unwrap();
         // Fused, layer 0 drops its bias, ReLU and spatial dropout passes (3) and one backward
@@ -279,7 +303,7 @@ fn fused_equals_separate(gpu: &wgnn::Gpu) {
         }
         assert_ne!(
             a[0].data,
-            spatial_cnn_initial(gpu)[0].data,
+            spatial_cnn_initial(gpu, filters)[0].data,
             "training did not move the first kernel"
         );
         // Inference: the epilogue with the mask off equals bias + ReLU alone.
@@ -289,11 +313,12 @@ fn fused_equals_separate(gpu: &wgnn::Gpu) {
         );
         let what = format!("{}: predict, fused vs separate ops", gpu.info().name);
         assert_bits(&what, &pa, &bits(&pb));
+        a
     }
 }
 
-fn spatial_cnn_initial(gpu: &wgnn::Gpu) -> Vec<wgnn::nn::NamedTensor> {
-    let mut m = spatial_cnn().unwrap();
+fn spatial_cnn_initial(gpu: &wgnn::Gpu, filters: [usize; 2]) -> Vec<wgnn::nn::NamedTensor> {
+    let mut m = spatial_cnn(filters).unwrap();
     m.compile(gpu, Optimizer::sgd(0.05, 0.9), SEED).unwrap();
     m.weights().unwrap()
 }

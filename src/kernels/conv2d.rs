@@ -14,7 +14,7 @@
 //! fits; the fused epilogue forward makes the same choice as the plain forward.
 
 use std::sync::OnceLock;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::kernels::shader::{Shader, wgsl};
 use crate::kernels::{Bind, Family, WG, get, grid};
@@ -37,6 +37,10 @@ use staged::{Conv2dStaged, pass_index};
 
 /// Which kernel runs a convolution pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    not(feature = "testing"),
+    allow(dead_code, reason = "the tests and the bench name the other kernels")
+)]
 pub(crate) enum ConvKernel {
     /// The default: on GPU adapters the staged kernel where [`Conv2d::prefers_staged`], else
     /// the subgroup kernel where it fits, else the 4x4-tile kernel.
@@ -384,10 +388,19 @@ pub(crate) struct Conv2d {
     epilogue: OnceLock<Conv2dEpilogue>,
     /// The staged kernels (compiled by `new` on GPU adapters, else on first use).
     staged: OnceLock<Conv2dStaged>,
-    /// Whether [`ConvKernel::Auto`] takes the staged kernel where it suits: on GPU adapters
-    /// (device type not `Cpu`); tests can turn it on elsewhere.
-    prefer_staged: AtomicBool,
+    /// What [`ConvKernel::Auto`] means: [`DEFAULT_STAGED`] on GPU adapters (device type not
+    /// `Cpu`), [`DEFAULT_SUBGROUP`] on CPU ones; tests can set either, or [`DEFAULT_TILE`].
+    default: AtomicU8,
 }
+
+/// `Conv2d::default`: the staged kernel where [`Conv2d::prefers_staged`], else as
+/// [`DEFAULT_SUBGROUP`].
+const DEFAULT_STAGED: u8 = 1;
+/// `Conv2d::default`: the subgroup kernel where it fits, else the 4x4-tile one.
+const DEFAULT_SUBGROUP: u8 = 0;
+/// `Conv2d::default`: the 4x4-tile kernel always (tests only).
+#[cfg(feature = "testing")]
+const DEFAULT_TILE: u8 = 2;
 
 impl Conv2d {
     pub fn new(gpu: &Gpu) -> Result<Conv2d> {
@@ -459,24 +472,16 @@ impl Conv2d {
             family,
             epilogue: OnceLock::new(),
             staged: OnceLock::new(),
-            prefer_staged: AtomicBool::new(gpu_adapter),
+            default: AtomicU8::new(if gpu_adapter {
+                DEFAULT_STAGED
+            } else {
+                DEFAULT_SUBGROUP
+            }),
         };
         if gpu_adapter {
             conv.staged(gpu)?;
         }
         Ok(conv)
-    }
-
-    /// Makes [`ConvKernel::Auto`] prefer the staged kernel (as it does on GPU adapters) or
-    /// not, compiling it first if needed (for the tests, on CPU adapters).
-    #[cfg(feature = "testing")]
-    pub fn set_prefer_staged(&self, gpu: &Gpu, on: bool) -> Result<()> {
-        if on {
-            self.staged(gpu)?;
-        }
-        self.prefer_staged
-            .store(on, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
     }
 
     /// The kernel `kernel` resolves to for `which` of `dims`.
@@ -499,16 +504,14 @@ impl Conv2d {
             ConvKernel::Tile => None,
             ConvKernel::Subgroup => subgroup(),
             ConvKernel::Staged => staged(),
-            ConvKernel::Auto if self.prefers_staged(dims, which) => staged(),
-            ConvKernel::Auto => subgroup(),
+            ConvKernel::Auto => match self.default.load(Ordering::Relaxed) {
+                DEFAULT_STAGED if self.prefers_staged(dims, which) => staged(),
+                DEFAULT_STAGED | DEFAULT_SUBGROUP => subgroup(),
+                // DEFAULT_TILE (tests).
+                _ => None,
+            },
         };
         pick.unwrap_or(Chosen::Tile)
-    }
-
-    /// Whether `kernel` runs `which` of `dims` on the staged kernel.
-    #[cfg(feature = "testing")]
-    pub fn runs_staged(&self, dims: &Conv2dDims, which: Conv2dPass, kernel: ConvKernel) -> bool {
-        matches!(self.chosen(dims, which, kernel), Chosen::Staged(..))
     }
 
     /// Whether the subgroup kernel can run `pass` of `dims`: the adapter has it, both channel

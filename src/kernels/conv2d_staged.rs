@@ -1,10 +1,13 @@
 //! The workgroup-staged variant of the convolution's three passes
 //! (shaders/conv2d_staged.wgsl): blocks of the implicit GEMM's operands gathered into
 //! workgroup memory, a 4x4 register tile per invocation, the same bits as the 4x4-tile
-//! kernel of `super`. Chosen by default on GPU adapters only ([`Conv2d::prefers_staged`]).
+//! kernel of `super`. Chosen by default on GPU adapters only ([`Conv2d::prefers_staged`]);
+//! the tests can set the default per `Gpu` ([`Conv2d::set_default`]).
 
 use std::sync::atomic::Ordering;
 
+#[cfg(feature = "testing")]
+use super::{Chosen, ConvKernel, DEFAULT_STAGED, DEFAULT_SUBGROUP, DEFAULT_TILE};
 use super::{Conv2d, Conv2dDims, Conv2dPass};
 use crate::kernels::shader::{Shader, wgsl};
 use crate::{Gpu, Result};
@@ -17,6 +20,10 @@ pub(crate) const STAGED_SHADER: Shader = Shader {
 
 /// GEMM rows and columns of one staged workgroup (`ST_ROWS`, `ST_COLS` in the shader).
 const BLOCK: usize = 32;
+
+/// GEMM columns (cout, or cin for the input gradient) the default choice wants before it
+/// takes the staged kernel: half a workgroup's block.
+pub(crate) const MIN_COLUMNS: usize = 16;
 
 /// `conv2d_staged` per pass (forward, input gradient, weight gradient) and per
 /// [`Conv2dDims::variant`], over the layout of [`Conv2d`]'s family (so its bind groups fit).
@@ -102,14 +109,47 @@ impl Conv2d {
     }
 
     /// Whether the default choice ([`super::ConvKernel::Auto`]) runs `pass` of `d` on the
-    /// staged kernel: on GPU adapters (not on CPU ones, where workgroup memory and barriers
-    /// cost more than they save, as for the matmul: `Matmul::tune_tiles`), when its grid is
-    /// within limits, and for the input gradient at stride 1 only (with stride s, all but
-    /// 1 / s^2 of its K are zeros).
+    /// staged kernel: on GPU adapters (not on CPU ones: on lavapipe, 2 cores, it ran 1.5 to 12
+    /// times slower than the default kernels on the seed CNN's layers at batch 32, as the
+    /// staged matmul did, see `Matmul::tune_tiles`), when its grid is within limits, when the
+    /// GEMM has at least [`MIN_COLUMNS`] columns (fewer leave most of a workgroup's 32 idle:
+    /// the first layer's input gradient, cin 1, ran 12 times slower there), and for the input
+    /// gradient at stride 1 only (with stride s, all but 1 / s^2 of its K are zeros).
     pub(super) fn prefers_staged(&self, d: &Conv2dDims, pass: Conv2dPass) -> bool {
-        self.prefer_staged.load(Ordering::Relaxed)
+        let cols = match pass {
+            Conv2dPass::BackwardInput => d.cin,
+            _ => d.cout,
+        };
+        self.default.load(Ordering::Relaxed) == super::DEFAULT_STAGED
             && self.staged.get().is_some()
             && Conv2d::staged_grid(d, pass).is_some()
+            && cols >= MIN_COLUMNS
             && (pass != Conv2dPass::BackwardInput || d.shader_stride() == 1)
+    }
+
+    /// Sets what [`ConvKernel::Auto`] takes on this `Gpu` from now on: `Staged` as on GPU
+    /// adapters (compiling it first if needed), `Subgroup` as on CPU ones, `Tile` the 4x4-tile
+    /// kernel always, `Auto` this adapter's own default again.
+    #[cfg(feature = "testing")]
+    pub fn set_default(&self, gpu: &Gpu, kernel: ConvKernel) -> Result<()> {
+        let gpu_adapter = gpu.info().device_type != wgpu::DeviceType::Cpu;
+        let mode = match kernel {
+            ConvKernel::Staged => DEFAULT_STAGED,
+            ConvKernel::Subgroup => DEFAULT_SUBGROUP,
+            ConvKernel::Tile => DEFAULT_TILE,
+            ConvKernel::Auto if gpu_adapter => DEFAULT_STAGED,
+            ConvKernel::Auto => DEFAULT_SUBGROUP,
+        };
+        if mode == DEFAULT_STAGED {
+            self.staged(gpu)?;
+        }
+        self.default.store(mode, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether `kernel` runs `which` of `dims` on the staged kernel.
+    #[cfg(feature = "testing")]
+    pub fn runs_staged(&self, dims: &Conv2dDims, which: Conv2dPass, kernel: ConvKernel) -> bool {
+        matches!(self.chosen(dims, which, kernel), Chosen::Staged(..))
     }
 }

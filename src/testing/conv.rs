@@ -75,7 +75,7 @@ impl ConvKernel {
 /// Whether `kernel` runs `pass` of this convolution on the staged kernel on `gpu` (compiling
 /// it first when `kernel` is [`ConvKernel::Staged`]). With [`ConvKernel::Auto`], whether the
 /// default choice is the staged kernel: on GPU adapters only, unless
-/// [`conv2d_prefer_staged`] changed it.
+/// [`conv2d_set_default_kernel`] changed it.
 ///
 /// # Errors
 /// When the shapes are not a valid convolution or the kernel does not compile.
@@ -120,15 +120,17 @@ pub fn conv2d_staged_fits(
     )
 }
 
-/// Makes the default convolution choice on `gpu` prefer the staged kernel (as it does on GPU
-/// adapters) when `on`, or not, for the models and eager ops run on `gpu` from now on (the
-/// fused epilogue forward follows the same choice). For tests on CPU adapters, on a `Gpu` of
-/// their own.
+/// Sets what the default convolution choice ([`ConvKernel::Auto`]) takes on `gpu`, for the
+/// models and eager ops run on `gpu` from now on (the fused epilogue forward follows the same
+/// choice): [`ConvKernel::Staged`] as on GPU adapters (the staged kernel where it suits, else
+/// as on CPU adapters), [`ConvKernel::Subgroup`] as on CPU adapters (the subgroup kernel where
+/// it fits, else the 4x4-tile one), [`ConvKernel::Tile`] the 4x4-tile kernel always,
+/// [`ConvKernel::Auto`] the adapter's own default again. For tests, on a `Gpu` of their own.
 ///
 /// # Errors
 /// When the staged kernel does not compile.
-pub fn conv2d_prefer_staged(gpu: &Gpu, on: bool) -> Result<()> {
-    Conv2d::get(gpu)?.set_prefer_staged(gpu, on)
+pub fn conv2d_set_default_kernel(gpu: &Gpu, kernel: ConvKernel) -> Result<()> {
+    Conv2d::get(gpu)?.set_default(gpu, kernel.kernel())
 }
 
 /// One convolution pass as the eager ops run it (binding `a`, `b` as [`ConvPass`] says),

@@ -11,7 +11,7 @@ mod kernels;
 pub use kernels::{check_finite, gather_batch, philox_words, spin};
 mod conv;
 pub use conv::{
-    ConvKernel, ConvPass, conv2d_prefer_staged, conv2d_runs_staged, conv2d_staged_fits,
+    ConvKernel, ConvPass, conv2d_runs_staged, conv2d_set_default_kernel, conv2d_staged_fits,
     conv2d_uses_subgroup, conv2d_with_kernel,
 };
 
