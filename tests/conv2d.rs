@@ -1,5 +1,9 @@
 //! conv2d forward, input gradient and weight gradient against the f64 references and
-//! against central differences; the seed CNN's layers; bias; bad inputs.
+//! against central differences; the seed CNN's layers; bias; bad inputs; every kernel (4x4
+//! tile, subgroup, workgroup-staged) and the default choice among them.
+//!
+//! One file: over 700 lines because every kernel is held to the same odd cases (`CASES`) and
+//! the same references, which the kernel tests share with the op tests.
 
 mod common;
 
