@@ -66,42 +66,56 @@ fn staged_gemm(slice: u32) -> StagedGemm {
     return g;
 }
 
-// x[bi, oy * stride + ky - pad_top, ox * stride + kx - pad_left, ci], zero in the padding.
-fn staged_x(bi: u32, oy: u32, ox: u32, tap: u32, ci: u32) -> f32 {
+// What A's row m of PASS is, decomposed once per invocation (its rows stay the same in every
+// stage): w is 1 when m < M. PASS 0: (image, oy * stride - pad_top, ox * stride - pad_left)
+// (u32, wrapping: the sums below wrap back); PASS 1: (image, iy + pad_top, ix + pad_left);
+// PASS 2: (ky, kx, ci).
+fn staged_row(g: StagedGemm, m: u32) -> vec4<u32> {
     let p = params;
-    let iy = oy * p.stride + tap / p.kw - p.pad_top;
-    let ix = ox * p.stride + tap % p.kw - p.pad_left;
+    let ok = u32(m < g.m);
+    if (PASS == 0u) {
+        let t = m / p.ow;
+        return vec4<u32>(t / p.oh, (t % p.oh) * p.stride - p.pad_top, (m % p.ow) * p.stride - p.pad_left, ok);
+    } else if (PASS == 1u) {
+        let t = m / p.w;
+        return vec4<u32>(t / p.h, t % p.h + p.pad_top, m % p.w + p.pad_left, ok);
+    }
+    let tap = m / p.cin;
+    return vec4<u32>(tap / p.kw, tap % p.kw, m % p.cin, ok);
+}
+
+// x[bi, iy, ix, ci], zero outside the image (the padding).
+fn staged_x(bi: u32, iy: u32, ix: u32, ci: u32) -> f32 {
+    let p = params;
     let ok = iy < p.h && ix < p.w;
     return select(0.0, load_a(select(0u, ((bi * p.h + iy) * p.w + ix) * p.cin + ci, ok)), ok);
 }
 
-// A[m, k] of PASS (m < M and k < K of the slice).
-fn staged_a(g: StagedGemm, m: u32, k: u32) -> f32 {
+// A[m, k] of PASS for the row `row` = staged_row(g, m) (m < M and k < K of the slice).
+fn staged_a(g: StagedGemm, row: vec4<u32>, k: u32) -> f32 {
     let p = params;
     if (PASS == 0u) {
-        let ox = m % p.ow;
-        let t = m / p.ow;
-        return staged_x(t / p.oh, t % p.oh, ox, k / p.cin, k % p.cin);
+        let tap = k / p.cin;
+        return staged_x(row.x, row.y + tap / p.kw, row.z + tap % p.kw, k % p.cin);
     } else if (PASS == 1u) {
         let co = k % p.cout;
         let tap = k / p.cout;
-        let ix = m % p.w;
-        let t = m / p.w;
-        let ty = t % p.h + p.pad_top;
-        let tx = ix + p.pad_left;
+        let ty = row.y;
+        let tx = row.z;
         let ky = tap / p.kw;
         let kx = tap % p.kw;
         let oy = (ty - ky) / p.stride;
         let ox = (tx - kx) / p.stride;
         let ok = ty >= ky && tx >= kx && (ty - ky) % p.stride == 0u && (tx - kx) % p.stride == 0u
             && oy < p.oh && ox < p.ow;
-        let i = (((t / p.h) * p.oh + oy) * p.ow + ox) * p.cout + co;
+        let i = ((row.x * p.oh + oy) * p.ow + ox) * p.cout + co;
         return select(0.0, load_a(select(0u, i, ok)), ok);
     }
     let kg = g.k0 + k;
-    let ox = kg % p.ow;
     let t = kg / p.ow;
-    return staged_x(t / p.oh, t % p.oh, ox, m / p.cin, m % p.cin);
+    let iy = (t % p.oh) * p.stride + row.x - p.pad_top;
+    let ix = (kg % p.ow) * p.stride + row.y - p.pad_left;
+    return staged_x(t / p.oh, iy, ix, row.z);
 }
 
 // B[k, n] of PASS (k < K of the slice, n < N).
@@ -116,21 +130,16 @@ fn staged_b(g: StagedGemm, k: u32, n: u32) -> f32 {
 // Gathers stage `kbase`'s blocks into sa and sb: invocation li takes elements li + 64 j
 // (j < 4) of each, along the operand's contiguous axis where it has one (A: k, except
 // rows for the weight gradient, whose rows run along cin; B: columns, except k for the input
-// gradient, whose kernel rows run along cout).
-fn staged_gather(g: StagedGemm, li: u32, m0: u32, n0: u32, kbase: u32) {
+// gradient, whose kernel rows run along cout). `rows` are staged_row of its A elements' rows.
+fn staged_gather(g: StagedGemm, li: u32, rows: array<vec4<u32>, 4>, n0: u32, kbase: u32) {
     for (var j = 0u; j < 4u; j++) {
         let e = li + 64u * j;
-        var r = e / ST_K;
-        var kk = e % ST_K;
-        if (PASS == 2u) {
-            r = e % ST_ROWS;
-            kk = e / ST_ROWS;
-        }
-        let m = m0 + r;
+        let r = staged_a_row(e);
+        let kk = staged_a_k(e);
         let k = kbase + kk;
         var av = 0.0;
-        if (m < g.m && k < g.k) {
-            av = staged_a(g, m, k);
+        if (rows[j].w != 0u && k < g.k) {
+            av = staged_a(g, rows[j], k);
         }
         sa[kk * ST_W + r / 4u][r % 4u] = av;
         var c = e % ST_COLS;
@@ -149,6 +158,16 @@ fn staged_gather(g: StagedGemm, li: u32, m0: u32, n0: u32, kbase: u32) {
     }
 }
 
+// The block row and the stage's k of A element e = li + 64 j of a stage (the same row in
+// every stage).
+fn staged_a_row(e: u32) -> u32 {
+    return select(e / ST_K, e % ST_ROWS, PASS == 2u);
+}
+
+fn staged_a_k(e: u32) -> u32 {
+    return select(e % ST_K, e / ST_ROWS, PASS == 2u);
+}
+
 // The register tile of invocation (lx, ly) of workgroup `wid` (column r: GEMM row
 // wid.y * 32 + 4 * ly + r over columns wid.x * 32 + 4 * lx .. + 3). Every invocation of the
 // workgroup calls it (it has barriers).
@@ -161,10 +180,15 @@ fn staged_tile(g: StagedGemm, wid: vec3<u32>, lid: vec3<u32>, li: u32) -> mat4x4
     var acc3 = vec4<f32>(0.0);
     // The passes where conv2d.wgsl sums four k (channels) at a time.
     let fours = (PASS == 0u && CIN4 && COUT4) || (PASS == 1u && COUT4);
+    // The rows of this invocation's A elements, decomposed once.
+    var rows: array<vec4<u32>, 4>;
+    for (var j = 0u; j < 4u; j++) {
+        rows[j] = staged_row(g, m0 + staged_a_row(li + 64u * j));
+    }
     for (var kbase = 0u; kbase < g.k; kbase += ST_K) {
         // Nobody still reads the previous stage; then this one is in place.
         workgroupBarrier();
-        staged_gather(g, li, m0, n0, kbase);
+        staged_gather(g, li, rows, n0, kbase);
         workgroupBarrier();
         if (fours) {
             for (var q = 0u; q < ST_K; q += 4u) {
