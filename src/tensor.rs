@@ -16,10 +16,13 @@ pub enum DType {
     U32,
 }
 
-/// A device buffer that gives its bytes back to the counters when dropped.
+/// A device buffer that gives its bytes back to the counters when dropped: a tensor's buffer
+/// then goes to the [`Gpu`]'s pool for reuse (gpu/pool.rs), any other is destroyed.
 pub(crate) struct Buf {
     pub buffer: wgpu::Buffer,
     gpu: Gpu,
+    /// Whether the buffer goes to the pool when dropped ([`Gpu::tensor_storage`]'s).
+    pooled: bool,
 }
 
 impl Drop for Buf {
@@ -29,14 +32,52 @@ impl Drop for Buf {
             .counters
             .device_bytes
             .fetch_sub(self.buffer.size(), Ordering::Relaxed);
+        if self.pooled {
+            self.gpu.give_back_idle(self.buffer.clone());
+        } else {
+            self.gpu.forget_buffer(&self.buffer);
+        }
     }
 }
 
 impl Gpu {
     /// Creates a storage buffer of `bytes` bytes (rounded up to 16, so every kernel may read
-    /// and write whole `vec4`s), checked against the device's limits first.
+    /// and write whole `vec4`s), checked against the device's limits first. Its contents are
+    /// zeros and it is destroyed when dropped (plans' and data sets' buffers).
     pub(crate) fn storage(&self, op: &'static str, label: &str, bytes: u64) -> Result<Arc<Buf>> {
+        self.new_storage(op, label, bytes, false)
+    }
+
+    /// A tensor's storage buffer of `bytes` bytes (rounded up to 16): an idle one of that
+    /// size from the pool if there is one, else a new one (zeros), checked as
+    /// [`Gpu::storage`]; either way it goes back to the pool when dropped. The bool says
+    /// whether it was reused: then it holds an earlier tensor's data, which the caller
+    /// overwrites (or poisons) before any kernel reads it.
+    pub(crate) fn tensor_storage(
+        &self,
+        op: &'static str,
+        label: &str,
+        bytes: u64,
+    ) -> Result<(Arc<Buf>, bool)> {
         self.check_alive(op)?;
+        let size = self.storage_size(op, label, bytes)?;
+        if let Some(buffer) = self.take_idle(size) {
+            self.inner
+                .counters
+                .device_bytes
+                .fetch_add(size, Ordering::Relaxed);
+            let buf = Buf {
+                buffer,
+                gpu: self.clone(),
+                pooled: true,
+            };
+            return Ok((Arc::new(buf), true));
+        }
+        Ok((self.new_storage(op, label, bytes, true)?, false))
+    }
+
+    /// `bytes` rounded up to 16, or an error when that is over the device's limits.
+    fn storage_size(&self, op: &'static str, label: &str, bytes: u64) -> Result<u64> {
         let size = bytes.div_ceil(16).max(1) * 16;
         let limits = &self.info().limits;
         let limit = limits
@@ -50,8 +91,27 @@ impl Gpu {
                 limit,
             });
         }
+        Ok(size)
+    }
+
+    /// A new storage buffer, checked against the limits and the memory budget (which counts
+    /// idle pooled bytes, released first when needed).
+    fn new_storage(
+        &self,
+        op: &'static str,
+        label: &str,
+        bytes: u64,
+        pooled: bool,
+    ) -> Result<Arc<Buf>> {
+        self.check_alive(op)?;
+        let size = self.storage_size(op, label, bytes)?;
         let budget = self.inner.budget.load(Ordering::Relaxed);
-        let in_use = self.inner.counters.device_bytes.load(Ordering::Relaxed);
+        let live = self.inner.counters.device_bytes.load(Ordering::Relaxed);
+        let mut idle = self.pooled().0;
+        if live.saturating_add(idle).saturating_add(size) > budget {
+            idle = self.trim_pool(budget.saturating_sub(live.saturating_add(size)));
+        }
+        let in_use = live + idle;
         if in_use.saturating_add(size) > budget {
             return Err(Error::OutOfMemory {
                 op,
@@ -77,6 +137,7 @@ impl Gpu {
         Ok(Arc::new(Buf {
             buffer,
             gpu: self.clone(),
+            pooled,
         }))
     }
 
@@ -360,6 +421,12 @@ pub fn set_poison_outputs(on: bool) {
 /// Cloning is cheap and shares the buffer. Data moves only when asked: [`Tensor::from_slice`]
 /// uploads, [`Tensor::to_vec_async`] reads back without blocking and [`Tensor::to_vec`] (native)
 /// blocks.
+///
+/// When the last clone drops, its buffer is not destroyed but kept idle on its [`Gpu`] for
+/// the next tensor of the same rounded size (an eager op's output, an upload), so a loop of
+/// [`crate::ops`] calls creates no buffer once its sizes have been seen;
+/// [`crate::ExecStats::pooled_bytes`] counts the idle bytes, [`Gpu::set_pool_limit`] bounds
+/// them and [`Gpu::release_pool`] frees them.
 #[derive(Clone)]
 pub struct Tensor {
     pub(crate) gpu: Gpu,
@@ -462,8 +529,12 @@ impl Tensor {
     /// # Errors
     /// When the shape is empty or over the device's limits.
     pub fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
-        let n = numel("Tensor::zeros", shape)?;
-        let buf = gpu.storage("Tensor::zeros", "Tensor::zeros", n as u64 * 4)?; // wgpu zero-fills
+        let op = "Tensor::zeros";
+        let n = numel(op, shape)?;
+        let (buf, reused) = gpu.tensor_storage(op, op, n as u64 * 4)?;
+        if reused {
+            gpu.zero_fill(op, &buf.buffer)?; // a new buffer is zeros already (wgpu)
+        }
         Ok(Tensor {
             gpu: gpu.clone(),
             buf,
@@ -472,7 +543,11 @@ impl Tensor {
         })
     }
 
-    /// A tensor whose contents are unspecified (zeros in practice), for kernel outputs.
+    /// A tensor whose contents are unspecified, for kernel outputs and uploads: an idle
+    /// pooled buffer of the same rounded size holds an earlier tensor's data, a new one
+    /// zeros. With `set_poison_outputs` on, every element starts as all-ones bits
+    /// whichever it is, so a kernel that leaves an element unwritten shows it rather than
+    /// an earlier tensor's value.
     pub(crate) fn empty(
         gpu: &Gpu,
         op: &'static str,
@@ -480,7 +555,7 @@ impl Tensor {
         dtype: DType,
     ) -> Result<Tensor> {
         let n = numel(op, shape)?;
-        let buf = gpu.storage(op, op, n as u64 * 4)?;
+        let (buf, _reused) = gpu.tensor_storage(op, op, n as u64 * 4)?;
         if POISON.load(Ordering::Relaxed) {
             // All-ones bits: a NaN as f32, u32::MAX as u32. An unwritten element shows.
             gpu.upload(&buf.buffer, 0, &vec![0xFF; buf.buffer.size() as usize]);
@@ -528,7 +603,10 @@ impl Tensor {
         &self.gpu
     }
 
-    /// The underlying buffer (its size is rounded up to a multiple of 16 bytes).
+    /// The underlying buffer (its size is rounded up to a multiple of 16 bytes). When the
+    /// last `Tensor` sharing it drops, the buffer goes to the [`Gpu`]'s pool and a later
+    /// tensor of the same size may take it ([`Gpu::release_pool`]): a clone of the
+    /// `wgpu::Buffer` kept past that point may then see another tensor's data.
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buf.buffer
     }

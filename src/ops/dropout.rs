@@ -1,7 +1,8 @@
 //! The eager dropout ops and the raw Philox words (shaders/dropout.wgsl, shaders/philox_words.wgsl).
 
 use crate::kernels::dropout::{Dropout, DropoutParams};
-use crate::kernels::{uniform, zero_step};
+use crate::kernels::zero_step;
+use crate::ops::uniform;
 use crate::ops::{DropoutSpec, check_rate};
 use crate::tensor::DType;
 use crate::{Result, Tensor};
@@ -34,7 +35,7 @@ fn eager(
     );
     let io = k
         .family
-        .bind(gpu, &[&params, zero_step(gpu), x.buffer(), y.buffer()]);
+        .bind_eager(gpu, &[&params, zero_step(gpu), x.buffer(), y.buffer()]);
     gpu.submit_pass(op, |pass| {
         if backward {
             k.record_backward(pass, &io, len)
