@@ -16,7 +16,7 @@ mod wait;
 
 pub(crate) use counters::Counters;
 pub use counters::{ExecStats, ObjectCounts};
-pub(crate) use pool::PooledUniform;
+pub(crate) use pool::{Buf, PooledUniform};
 
 use crate::kernels::Kernels;
 use crate::{Error, Result};

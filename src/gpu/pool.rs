@@ -1,6 +1,8 @@
-//! Reuse for the eager ops: idle tensor buffers kept by size, idle uniform buffers, and bind
-//! groups kept by layout and buffers, so that an application calling `ops::*` in a loop
-//! creates no buffer and no bind group once the loop's sizes have been seen.
+//! Storage buffers ([`Buf`]: tensors', plans' and data sets', checked against the limits and
+//! the memory budget) and their reuse for the eager ops: idle tensor buffers kept by size,
+//! idle uniform buffers, and bind groups kept by layout and buffers, so that an application
+//! calling `ops::*` in a loop creates no buffer and no bind group once the loop's sizes have
+//! been seen.
 //!
 //! When the last [`Tensor`](crate::Tensor) holding a buffer drops, the buffer comes here
 //! instead of being destroyed (`Buf`'s drop, tensor.rs), and the next tensor of the same
@@ -16,8 +18,10 @@
 //! or a kernel submitted after every command that used it before.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use crate::Gpu;
+use crate::{Error, Gpu, Result};
 
 /// The default bound on idle tensor bytes ([`Gpu::set_pool_limit`]): 1 GiB.
 pub(crate) const POOL_BYTES: u64 = 1 << 30;
@@ -282,5 +286,131 @@ impl Gpu {
             enc.clear_buffer(buffer, 0, None);
             self.submit(enc.finish());
         })
+    }
+}
+
+/// A device buffer that gives its bytes back to the counters when dropped: a tensor's buffer
+/// then goes to the [`Gpu`]'s pool for reuse, any other is destroyed.
+pub(crate) struct Buf {
+    pub buffer: wgpu::Buffer,
+    gpu: Gpu,
+    /// Whether the buffer goes to the pool when dropped ([`Gpu::tensor_storage`]'s).
+    pooled: bool,
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        self.gpu
+            .inner
+            .counters
+            .device_bytes
+            .fetch_sub(self.buffer.size(), Ordering::Relaxed);
+        if self.pooled {
+            self.gpu.give_back_idle(self.buffer.clone());
+        } else {
+            self.gpu.forget_buffer(&self.buffer);
+        }
+    }
+}
+
+impl Gpu {
+    /// Creates a storage buffer of `bytes` bytes (rounded up to 16, so every kernel may read
+    /// and write whole `vec4`s), checked against the device's limits first. Its contents are
+    /// zeros and it is destroyed when dropped (plans' and data sets' buffers).
+    pub(crate) fn storage(&self, op: &'static str, label: &str, bytes: u64) -> Result<Arc<Buf>> {
+        self.new_storage(op, label, bytes, false)
+    }
+
+    /// A tensor's storage buffer of `bytes` bytes (rounded up to 16): an idle one of that
+    /// size from the pool if there is one, else a new one (zeros), checked as
+    /// [`Gpu::storage`]; either way it goes back to the pool when dropped. The bool says
+    /// whether it was reused: then it holds an earlier tensor's data, which the caller
+    /// overwrites (or poisons) before any kernel reads it.
+    pub(crate) fn tensor_storage(
+        &self,
+        op: &'static str,
+        label: &str,
+        bytes: u64,
+    ) -> Result<(Arc<Buf>, bool)> {
+        self.check_alive(op)?;
+        let size = self.storage_size(op, label, bytes)?;
+        if let Some(buffer) = self.take_idle(size) {
+            self.inner
+                .counters
+                .device_bytes
+                .fetch_add(size, Ordering::Relaxed);
+            let buf = Buf {
+                buffer,
+                gpu: self.clone(),
+                pooled: true,
+            };
+            return Ok((Arc::new(buf), true));
+        }
+        Ok((self.new_storage(op, label, bytes, true)?, false))
+    }
+
+    /// `bytes` rounded up to 16, or an error when that is over the device's limits.
+    fn storage_size(&self, op: &'static str, label: &str, bytes: u64) -> Result<u64> {
+        let size = bytes.div_ceil(16).max(1) * 16;
+        let limits = &self.info().limits;
+        let limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        if size > limit {
+            return Err(Error::Limit {
+                op,
+                what: format!("a storage buffer ({label}) of bytes"),
+                requested: bytes,
+                limit,
+            });
+        }
+        Ok(size)
+    }
+
+    /// A new storage buffer, checked against the limits and the memory budget (which counts
+    /// idle pooled bytes, released first when needed).
+    fn new_storage(
+        &self,
+        op: &'static str,
+        label: &str,
+        bytes: u64,
+        pooled: bool,
+    ) -> Result<Arc<Buf>> {
+        self.check_alive(op)?;
+        let size = self.storage_size(op, label, bytes)?;
+        let budget = self.inner.budget.load(Ordering::Relaxed);
+        let live = self.inner.counters.device_bytes.load(Ordering::Relaxed);
+        let mut idle = self.pooled().0;
+        if live.saturating_add(idle).saturating_add(size) > budget {
+            idle = self.trim_pool(budget.saturating_sub(live.saturating_add(size)));
+        }
+        let in_use = live + idle;
+        if in_use.saturating_add(size) > budget {
+            return Err(Error::OutOfMemory {
+                op,
+                requested: size,
+                budget,
+                in_use,
+            });
+        }
+        let buffer = self.scoped(op, || {
+            self.counted_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        self.inner
+            .counters
+            .device_bytes
+            .fetch_add(size, Ordering::Relaxed);
+        Ok(Arc::new(Buf {
+            buffer,
+            gpu: self.clone(),
+            pooled,
+        }))
     }
 }
