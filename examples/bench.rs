@@ -13,7 +13,8 @@
 //! and a blocking wait; each figure is the median of at least 5 runs after a warm-up run, a
 //! run recording the kernel as many times as fills about 50 ms. Kernels are recorded with
 //! buffers and bind groups made beforehand (`wgnn::testing`), so the eager ops'
-//! per-call allocation is not timed. Training steps use the public API only
+//! per-call costs are not timed there; `eager_dropout_over_kernel` times them: a chain of
+//! eager `ops::dropout` calls (wall clock) over the bare kernel of the same size. Training steps use the public API only
 //! (`Sequential::trainer`, `Trainer::step`).
 //!
 //! Every timed kernel is checked once per run, after its timing: matmul against the CPU

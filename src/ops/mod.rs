@@ -9,9 +9,9 @@
 //! through the same `record_*` methods of `crate::kernels` a training step uses and submits
 //! them with `Gpu::submit_pass`, one compute pass per op.
 //!
-//! Nothing is allocated per call once a loop's sizes have been seen: outputs take idle
-//! buffers of dropped tensors (`Tensor::empty`), parameters a pooled uniform ([`uniform`])
-//! and bind groups come from a cache ([`Family::bind_eager`]); see gpu/pool.rs.
+//! A loop of calls allocates nothing once its sizes have been seen: an output takes the
+//! buffer of a dropped tensor of the same size, and the parameters' uniform buffer and the
+//! bind group are reused too ([`crate::ExecStats::pooled_bytes`], [`crate::Gpu::release_pool`]).
 
 mod batchnorm;
 mod conv2d;
