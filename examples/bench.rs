@@ -21,7 +21,8 @@
 //! and a blocking wait; each figure is the median of at least 5 runs after a warm-up run, a
 //! run recording the kernel as many times as fills about 50 ms. Kernels are recorded with
 //! buffers and bind groups made beforehand (`wgnn::testing`), so the eager ops'
-//! per-call allocation is not timed. Training steps use the public API only
+//! per-call costs are not timed there; `eager_dropout_over_kernel` times them: a chain of
+//! eager `ops::dropout` calls (wall clock) over the bare kernel of the same size. Training steps use the public API only
 //! (`Sequential::trainer`, `Trainer::step`).
 //!
 //! Every timed kernel is checked once per run, after its timing: matmul against the CPU
@@ -911,6 +912,96 @@ fn dropout_rows(r: &mut Report, gpu: &Gpu, len: usize, target: f64) -> wgnn::Res
     Ok(())
 }
 
+/// Blocks until `gpu` has run everything submitted so far.
+fn wait_for(gpu: &Gpu) -> wgnn::Result<()> {
+    gpu.device()
+        .poll(wgnn::wgpu::PollType::wait_indefinitely())
+        .map_err(|e| wgnn::Error::Gpu {
+            op: "bench",
+            msg: e.to_string(),
+        })?;
+    Ok(())
+}
+
+/// What an eager call costs beyond its kernel: a chain of `chain` eager `ops::dropout` calls
+/// over `len` f32, each taking the last one's output (an application's loop; wall clock from
+/// the first call to the end of a blocking wait, per call), against the bare dropout kernel
+/// of the same size recorded `chain` times in one pass with buffers and bind group made
+/// beforehand ([`Timed::dropout`]; its clock as for every kernel). Timed in turns (one chain
+/// and one kernel run per round, 5 rounds after a warm-up round); the ratio of the medians.
+/// The chain's result is then checked bit for bit on a sample against the host's `chain`
+/// dropouts in f32 (`philox::keep`, link `k` at offset `SPEC.offset + k`).
+fn eager_rows(r: &mut Report, gpu: &Gpu, len: usize, chain: usize) -> wgnn::Result<()> {
+    let xv = rand_vec(len, 9);
+    let x = Tensor::from_slice(gpu, &xv, &[len])?;
+    let y = Tensor::from_slice(gpu, &vec![f32::NAN; len], &[len])?;
+    let kernel = Timed::dropout(&x, &y, SPEC, false)?;
+    let link = |k: usize| DropoutSpec {
+        offset: SPEC.offset + k as u64,
+        ..SPEC
+    };
+    let run_chain = || -> wgnn::Result<(f64, Tensor)> {
+        let start = Instant::now();
+        let mut y = x.clone();
+        for k in 0..chain {
+            let s = link(k);
+            y = wgnn::ops::dropout(&y, s.rate, s.seed, s.offset)?;
+        }
+        wait_for(gpu)?;
+        Ok((start.elapsed().as_secs_f64() / chain as f64, y))
+    };
+    let (_, mut out) = run_chain()?;
+    kernel.time(chain as u32)?;
+    let (mut eager, mut bare) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        drop(out);
+        let (s, y) = run_chain()?;
+        out = y;
+        eager.push(s);
+        bare.push(kernel.time(chain as u32)?);
+    }
+    let (eager, bare) = (median(eager), median(bare));
+    let note = format!("{len} f32, a chain of {chain} calls, median of 5");
+    r.add(
+        "eager_dropout_ms",
+        eager * 1e3,
+        "ms",
+        format!("per call; {note}"),
+    );
+    r.add(
+        "dropout_kernel_ms",
+        bare * 1e3,
+        "ms",
+        format!("per kernel; {note}"),
+    );
+    let clock = if uses_timestamps(gpu) {
+        "eager: wall clock (calls + blocking wait); kernel: GPU timestamps"
+    } else {
+        "eager: wall clock (calls + blocking wait); kernel: wall clock (submit + wait)"
+    };
+    r.ratio(
+        "eager_dropout_over_kernel",
+        eager / bare,
+        clock,
+        "eager ops::dropout per call over the bare kernel, same size, in turns",
+    );
+    let got = result_of(&out, "eager dropout chain")?;
+    let mismatches = (0..len)
+        .filter(|&i| i < 4096 || i >= len.saturating_sub(4096) || i % 13 == 0)
+        .filter(|&i| {
+            let want = (0..chain).fold(xv[i], |v, k| dropped(v, i, link(k)));
+            got[i].to_bits() != want.to_bits()
+        })
+        .count();
+    r.check(
+        "eager_dropout_mismatches",
+        mismatches as f64,
+        0.0,
+        "sampled elements of the chain's result not bit-exact against the host's chain",
+    );
+    Ok(())
+}
+
 /// The dense layer `dropout(relu(x W + b))` of `[m, k] x [k, n]`: fused, the bare matmul and
 /// the four separate kernels, timed in turns into outputs of their own; then the fused and
 /// the unfused results checked against the host's (matrixmultiply's `x W`, plus `b`, relu,
@@ -1508,6 +1599,11 @@ fn run() -> wgnn::Result<Vec<String>> {
         16 << 20
     };
     dropout_rows(&mut r, &gpu, len, target)?;
+
+    // Eager ops::dropout in a chain against its bare kernel, same size (4M f32: a chain of 10
+    // takes about a second a round on lavapipe).
+    let eager_len = if a.quick { 1 << 20 } else { 4 << 20 };
+    eager_rows(&mut r, &gpu, eager_len, 10)?;
 
     // The dense layer dropout(relu(x W + b)) of the MLP: fused, bare matmul, four kernels.
     dense_rows(&mut r, &gpu, (b, 784, 256), target)?;

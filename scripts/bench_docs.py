@@ -80,6 +80,12 @@ TARGETS = [
     ),
     ("fused dense ≤ 1.10x bare matmul", "dense_fused_over_matmul", lambda v: v <= 1.10, "≤ 1.10"),
     ("dropout forward ≥ 0.5x copy", "dropout_fwd_over_copy", lambda v: v >= 0.5, "≥ 0.5"),
+    (
+        "eager ops::dropout ≤ 1.15x its bare kernel (a chain of 10, same size)",
+        "eager_dropout_over_kernel",
+        lambda v: v <= 1.15,
+        "≤ 1.15",
+    ),
     ("MLP step < 20 ms", "mlp_step_ms", lambda v: v < 20, "< 20 ms"),
     ("MLP host share < 5%", "mlp_host_share", lambda v: v < 0.05, "< 0.05"),
     ("gradient check ≤ 2% of the MLP step", "nan_check_cost", lambda v: v <= 0.02, "≤ 0.02"),

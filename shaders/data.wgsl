@@ -110,9 +110,9 @@ fn gather_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 @compute @workgroup_size(1)
 fn metrics_accumulate() {
     // The test hook replaces the step's loss by NaN (a NaN input would not do: ReLU's max
-    // maps NaN to 0). The NaN is made at run time (`| (step.poison & 0u)`): a constant NaN is
+    // maps NaN to 0). The NaN is made at run time (`| (step.step & 0u)`): a constant NaN is
     // a shader-creation error in WGSL, which Tint (Chromium's WebGPU) enforces.
-    let nan = bitcast<f32>(0x7FC00000u | (step.poison & 0u));
+    let nan = bitcast<f32>(0x7FC00000u | (step.step & 0u));
     let l = select(loss[0], nan, test_poison(POISON_LOSS));
     if (!all_finite(vec4<f32>(l))) {
         report_non_finite(0xFFFFFFFFu);

@@ -1,4 +1,5 @@
-//! `Gpu`: instance, adapter choice, device, queue, limits, the pipeline cache and counters.
+//! `Gpu`: instance, adapter choice, device, queue, limits, the pipeline cache, the counters
+//! (gpu/counters.rs) and the eager ops' buffer pool (gpu/pool.rs).
 //!
 //! Every buffer and bind group wgnn makes is created here, by [`Gpu::counted_buffer`],
 //! [`Gpu::counted_buffer_with`] and [`Gpu::counted_bind_group`], so that
@@ -10,9 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod adapters;
+mod counters;
+mod pool;
 mod wait;
 
 use adapters::{adapters, describe};
+pub(crate) use counters::Counters;
+pub use counters::{ExecStats, ObjectCounts};
+pub(crate) use pool::{Buf, PooledUniform};
 
 use crate::kernels::Kernels;
 use crate::{Error, Result};
@@ -46,53 +52,6 @@ impl std::fmt::Display for GpuInfo {
     }
 }
 
-/// Live wgpu objects, from [`Gpu::object_counts`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ObjectCounts {
-    /// Buffers.
-    pub buffers: usize,
-    /// Bind groups.
-    pub bind_groups: usize,
-    /// Command buffers.
-    pub command_buffers: usize,
-}
-
-/// Counters of the work wgnn did on a [`Gpu`]; tests use them to prove residency claims.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ExecStats {
-    /// Command buffers submitted.
-    pub submissions: u64,
-    /// Buffers created.
-    pub buffers_created: u64,
-    /// Bind groups created.
-    pub bind_groups_created: u64,
-    /// Bytes written from the host to the device.
-    pub bytes_uploaded: u64,
-    /// Bytes read back from the device to the host.
-    pub bytes_read_back: u64,
-    /// Bytes of device buffers currently alive.
-    pub device_bytes: u64,
-    /// Times wgnn blocked the calling thread on the device: every `poll(Wait)` (a blocking
-    /// readback, the autotuner's timing, an epoch end) and every future it had to block on
-    /// (`pollster`), including the adapter and device requests of the blocking
-    /// [`Gpu::new`] and its siblings. The async forms ([`Tensor::to_vec_async`],
-    /// [`crate::nn::PendingMetrics`]...) and [`crate::nn::Trainer::step`] never add to it.
-    ///
-    /// [`Tensor::to_vec_async`]: crate::Tensor::to_vec_async
-    pub blocking_waits: u64,
-}
-
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub submissions: AtomicU64,
-    pub buffers_created: AtomicU64,
-    pub bind_groups_created: AtomicU64,
-    pub bytes_uploaded: AtomicU64,
-    pub bytes_read_back: AtomicU64,
-    pub device_bytes: AtomicU64,
-    pub blocking_waits: AtomicU64,
-}
-
 pub(crate) struct GpuInner {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -118,6 +77,8 @@ pub(crate) struct GpuInner {
     pub compiled: AtomicBool,
     /// Idle readback staging buffers, reused by size (tensor.rs, `Gpu::download`).
     pub staging: Mutex<Vec<wgpu::Buffer>>,
+    /// Idle tensor buffers, uniforms and bind groups kept for the eager ops (gpu/pool.rs).
+    pub pool: Mutex<pool::Pool>,
 }
 
 /// A device and queue with wgnn's compiled pipelines. Cheap to clone; clones share everything.
@@ -405,6 +366,7 @@ impl Gpu {
                 test_hooks: AtomicBool::new(false),
                 compiled: AtomicBool::new(false),
                 staging: Mutex::new(Vec::new()),
+                pool: Mutex::default(),
             }),
         }
     }
@@ -438,30 +400,11 @@ impl Gpu {
         self.inner.timeout_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// Always `None` in the browser: WebGPU keeps no report of live objects.
-    #[cfg(target_arch = "wasm32")]
-    pub fn object_counts(&self) -> Option<ObjectCounts> {
-        None
-    }
-
-    /// Live wgpu objects of this `Gpu`'s instance (buffers, bind groups, command buffers),
-    /// from `wgpu::Instance::generate_report`; `None` for a device from [`Gpu::from_wgpu`].
-    /// For leak tests: wgpu frees a dropped object when the device is next polled, which
-    /// wgnn does at the start of every operation.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn object_counts(&self) -> Option<ObjectCounts> {
-        let report = self.inner.instance.as_ref()?.generate_report()?;
-        let hub = report.hub_report();
-        Some(ObjectCounts {
-            buffers: hub.buffers.num_kept_from_user,
-            bind_groups: hub.bind_groups.num_kept_from_user,
-            command_buffers: hub.command_buffers.num_kept_from_user,
-        })
-    }
-
     /// Caps the device memory wgnn's buffers may hold at once: an allocation past it is
     /// [`Error::OutOfMemory`] naming both sizes, checked before anything is created (a
     /// software adapter aborts rather than report out-of-memory). `None` removes the cap.
+    /// Idle pooled buffers ([`ExecStats::pooled_bytes`]) count, and are released first
+    /// when an allocation would pass the cap.
     pub fn set_memory_budget(&self, bytes: Option<u64>) {
         self.inner
             .budget
@@ -476,20 +419,6 @@ impl Gpu {
     /// The wgpu queue.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.inner.queue
-    }
-
-    /// A snapshot of the work counters.
-    pub fn counters(&self) -> ExecStats {
-        let c = &self.inner.counters;
-        ExecStats {
-            submissions: c.submissions.load(Ordering::Relaxed),
-            buffers_created: c.buffers_created.load(Ordering::Relaxed),
-            bind_groups_created: c.bind_groups_created.load(Ordering::Relaxed),
-            bytes_uploaded: c.bytes_uploaded.load(Ordering::Relaxed),
-            bytes_read_back: c.bytes_read_back.load(Ordering::Relaxed),
-            device_bytes: c.device_bytes.load(Ordering::Relaxed),
-            blocking_waits: c.blocking_waits.load(Ordering::Relaxed),
-        }
     }
 
     /// Compiles the test hooks into this `Gpu`'s kernels (shared by its clones), so that
@@ -523,9 +452,10 @@ impl Gpu {
 
     /// `Err(DeviceLost)` once the device is gone. Polls the device (without blocking) so
     /// that wgpu runs the lost callback of a device destroyed since the last call.
+    /// A lost device's idle pooled buffers are released.
     pub(crate) fn check_alive(&self, op: &'static str) -> Result<()> {
         let _ = self.inner.device.poll(wgpu::PollType::Poll);
-        self.lost_error(op)
+        self.lost_error(op).inspect_err(|_| self.release_pool())
     }
 
     pub(crate) fn lost_error(&self, op: &'static str) -> Result<()> {

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+pub(crate) use crate::gpu::Buf;
 use crate::{Error, Gpu, Result};
 
 /// The element type of a tensor. Both are 4 bytes wide.
@@ -16,70 +17,7 @@ pub enum DType {
     U32,
 }
 
-/// A device buffer that gives its bytes back to the counters when dropped.
-pub(crate) struct Buf {
-    pub buffer: wgpu::Buffer,
-    gpu: Gpu,
-}
-
-impl Drop for Buf {
-    fn drop(&mut self) {
-        self.gpu
-            .inner
-            .counters
-            .device_bytes
-            .fetch_sub(self.buffer.size(), Ordering::Relaxed);
-    }
-}
-
 impl Gpu {
-    /// Creates a storage buffer of `bytes` bytes (rounded up to 16, so every kernel may read
-    /// and write whole `vec4`s), checked against the device's limits first.
-    pub(crate) fn storage(&self, op: &'static str, label: &str, bytes: u64) -> Result<Arc<Buf>> {
-        self.check_alive(op)?;
-        let size = bytes.div_ceil(16).max(1) * 16;
-        let limits = &self.info().limits;
-        let limit = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
-        if size > limit {
-            return Err(Error::Limit {
-                op,
-                what: format!("a storage buffer ({label}) of bytes"),
-                requested: bytes,
-                limit,
-            });
-        }
-        let budget = self.inner.budget.load(Ordering::Relaxed);
-        let in_use = self.inner.counters.device_bytes.load(Ordering::Relaxed);
-        if in_use.saturating_add(size) > budget {
-            return Err(Error::OutOfMemory {
-                op,
-                requested: size,
-                budget,
-                in_use,
-            });
-        }
-        let buffer = self.scoped(op, || {
-            self.counted_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
-        self.inner
-            .counters
-            .device_bytes
-            .fetch_add(size, Ordering::Relaxed);
-        Ok(Arc::new(Buf {
-            buffer,
-            gpu: self.clone(),
-        }))
-    }
-
     /// Writes `bytes` at the start of `buffer` and counts them.
     pub(crate) fn upload(&self, buffer: &wgpu::Buffer, offset: u64, bytes: &[u8]) {
         self.inner
@@ -360,6 +298,12 @@ pub fn set_poison_outputs(on: bool) {
 /// Cloning is cheap and shares the buffer. Data moves only when asked: [`Tensor::from_slice`]
 /// uploads, [`Tensor::to_vec_async`] reads back without blocking and [`Tensor::to_vec`] (native)
 /// blocks.
+///
+/// When the last clone drops, its buffer is not destroyed but kept idle on its [`Gpu`] for
+/// the next tensor of the same rounded size (an eager op's output, an upload), so a loop of
+/// [`crate::ops`] calls creates no buffer once its sizes have been seen;
+/// [`crate::ExecStats::pooled_bytes`] counts the idle bytes, [`Gpu::set_pool_limit`] bounds
+/// them and [`Gpu::release_pool`] frees them.
 #[derive(Clone)]
 pub struct Tensor {
     pub(crate) gpu: Gpu,
@@ -462,8 +406,12 @@ impl Tensor {
     /// # Errors
     /// When the shape is empty or over the device's limits.
     pub fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
-        let n = numel("Tensor::zeros", shape)?;
-        let buf = gpu.storage("Tensor::zeros", "Tensor::zeros", n as u64 * 4)?; // wgpu zero-fills
+        let op = "Tensor::zeros";
+        let n = numel(op, shape)?;
+        let (buf, reused) = gpu.tensor_storage(op, op, n as u64 * 4)?;
+        if reused {
+            gpu.zero_fill(op, &buf.buffer)?; // a new buffer is zeros already (wgpu)
+        }
         Ok(Tensor {
             gpu: gpu.clone(),
             buf,
@@ -472,7 +420,11 @@ impl Tensor {
         })
     }
 
-    /// A tensor whose contents are unspecified (zeros in practice), for kernel outputs.
+    /// A tensor whose contents are unspecified, for kernel outputs and uploads: an idle
+    /// pooled buffer of the same rounded size holds an earlier tensor's data, a new one
+    /// zeros. With `set_poison_outputs` on, every element starts as all-ones bits
+    /// whichever it is, so a kernel that leaves an element unwritten shows it rather than
+    /// an earlier tensor's value.
     pub(crate) fn empty(
         gpu: &Gpu,
         op: &'static str,
@@ -480,7 +432,7 @@ impl Tensor {
         dtype: DType,
     ) -> Result<Tensor> {
         let n = numel(op, shape)?;
-        let buf = gpu.storage(op, op, n as u64 * 4)?;
+        let (buf, _reused) = gpu.tensor_storage(op, op, n as u64 * 4)?;
         if POISON.load(Ordering::Relaxed) {
             // All-ones bits: a NaN as f32, u32::MAX as u32. An unwritten element shows.
             gpu.upload(&buf.buffer, 0, &vec![0xFF; buf.buffer.size() as usize]);
@@ -528,7 +480,10 @@ impl Tensor {
         &self.gpu
     }
 
-    /// The underlying buffer (its size is rounded up to a multiple of 16 bytes).
+    /// The underlying buffer (its size is rounded up to a multiple of 16 bytes). When the
+    /// last `Tensor` sharing it drops, the buffer goes to the [`Gpu`]'s pool and a later
+    /// tensor of the same size may take it ([`Gpu::release_pool`]): a clone of the
+    /// `wgpu::Buffer` kept past that point may then see another tensor's data.
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buf.buffer
     }

@@ -138,6 +138,10 @@ fn op_calls(f: &Fixtures) -> Vec<Call> {
             "softmax_cross_entropy",
             ops::softmax_cross_entropy(&f.a, &f.labels).map(drop),
         ),
+        (
+            "softmax_cross_entropy_async",
+            pollster::block_on(ops::softmax_cross_entropy_async(&f.a, &f.labels)).map(drop),
+        ),
         ("softmax", ops::softmax(&f.a).map(drop)),
         ("accuracy", ops::accuracy(&f.a, &f.labels).map(drop)),
         (
@@ -228,6 +232,11 @@ fn model_calls(
             "Sequential::predict",
             "predict",
             model.predict(&[0.0; 784]).map(drop),
+        ),
+        (
+            "Sequential::predict_mc",
+            "predict_mc",
+            model.predict_mc(&[0.0; 784], 4, 1).map(drop),
         ),
         ("Sequential::weights", "weights", model.weights().map(drop)),
         (

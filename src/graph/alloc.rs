@@ -24,6 +24,9 @@ pub(super) struct Materialized {
     /// Every buffer made here, with its role: the pool's (activations, their gradients and
     /// the loss scratch, reused by lifetime) and the uniforms (parameters and the step's).
     pub roles: Vec<(BufferRole, wgpu::Buffer)>,
+    /// The buffers of the tensors and data sets the bind groups use, kept alive with them: a
+    /// tensor's buffer goes back to the pool when its last holder drops.
+    pub bound: Vec<Arc<Buf>>,
 }
 
 impl Materialized {
@@ -90,6 +93,7 @@ pub(super) fn materialize(gpu: &Gpu, op: &'static str, b: Builder) -> Result<Mat
         .collect();
     roles.push((BufferRole::Uniform, step.clone()));
     let mut cmds = Vec::with_capacity(b.instrs.len());
+    let mut bound: Vec<Arc<Buf>> = Vec::new();
     for ins in &b.instrs {
         let mut rec = ins.rec;
         // The matmul variant is chosen once, here (autotuned and compiled), not per step.
@@ -111,6 +115,13 @@ pub(super) fn materialize(gpu: &Gpu, op: &'static str, b: Builder) -> Result<Mat
                 let u = gpu.counted_buffer_with("wgnn params", wgpu::BufferUsages::UNIFORM, bytes);
                 roles.push((BufferRole::Uniform, u.clone()));
                 uniforms.push(u);
+            }
+        }
+        for r in &ins.binds {
+            match r {
+                Res::T(t) => bound.push(t.buf.clone()),
+                Res::B(buf) => bound.push(buf.clone()),
+                _ => {}
             }
         }
         let mut ui = 0;
@@ -146,5 +157,6 @@ pub(super) fn materialize(gpu: &Gpu, op: &'static str, b: Builder) -> Result<Mat
         physical,
         step,
         roles,
+        bound,
     })
 }

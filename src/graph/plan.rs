@@ -190,7 +190,8 @@ pub(crate) struct Plan {
     op: &'static str,
     cmds: Vec<(Rec, wgpu::BindGroup)>,
     step: wgpu::Buffer,
-    /// Physical buffers backing the virtual ones (kept alive by the plan).
+    /// Physical buffers backing the virtual ones, and those of the tensors and data sets it
+    /// binds (kept alive by the plan, so none goes back to the pool while it may run).
     _physical: Vec<std::sync::Arc<crate::tensor::Buf>>,
     /// The per-sample logits of the last step ([batch, classes]), for prediction (for
     /// [`Mode::Sample`], the softmax of every copy, [samples * batch, classes]).
@@ -330,7 +331,12 @@ impl Plan {
             op,
             cmds: mat.cmds,
             step: mat.step,
-            _physical: mat.physical.into_iter().map(|(_, b)| b).collect(),
+            _physical: mat
+                .physical
+                .into_iter()
+                .map(|(_, b)| b)
+                .chain(mat.bound)
+                .collect(),
             logits,
             input,
             buffers,

@@ -3,6 +3,7 @@
 //! stream and the element index (see [`crate::philox`]).
 
 use crate::graph::Op;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::nn::layers::Layer;
 use crate::nn::model::Sequential;
 #[cfg(not(target_arch = "wasm32"))]

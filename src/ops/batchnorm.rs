@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use crate::kernels::batchnorm::{BatchNorm, BatchNormParams};
-use crate::kernels::{uniform, zero_status, zero_step};
+use crate::kernels::{zero_status, zero_step};
 use crate::ops::same_shape;
+use crate::ops::uniform;
 use crate::tensor::DType;
 use crate::{Error, Result, Tensor};
 
@@ -104,12 +105,12 @@ pub fn batch_norm_train(
     let xb = x.buffer();
     let stats = k
         .partial_family
-        .bind(gpu, &[&params, xb, xb, xb, xb, partial.buffer()]);
-    let reduce = k.reduce_family.bind(
+        .bind_eager(gpu, &[&params, xb, xb, xb, xb, partial.buffer()]);
+    let reduce = k.reduce_family.bind_eager(
         gpu,
         &[&params, partial.buffer(), mean.buffer(), inv_std.buffer()],
     );
-    let apply = k.apply_family.bind(
+    let apply = k.apply_family.bind_eager(
         gpu,
         &[
             &params,
@@ -163,7 +164,7 @@ pub fn batch_norm_inference(
     let y = Tensor::empty(gpu, op, x.shape(), DType::F32)?;
     let params = uniform(gpu, op, &p);
     let xb = x.buffer();
-    let apply = k.apply_family.bind(
+    let apply = k.apply_family.bind_eager(
         gpu,
         &[
             &params,
@@ -220,7 +221,7 @@ pub fn batch_norm_backward(
     let dbeta = Tensor::empty(gpu, op, &[c], DType::F32)?;
     let partial = Tensor::empty(gpu, op, &[p.partial_len()], DType::F32)?;
     let params = uniform(gpu, op, &p);
-    let sums = k.partial_family.bind(
+    let sums = k.partial_family.bind_eager(
         gpu,
         &[
             &params,
@@ -231,11 +232,11 @@ pub fn batch_norm_backward(
             partial.buffer(),
         ],
     );
-    let reduce = k.reduce_family.bind(
+    let reduce = k.reduce_family.bind_eager(
         gpu,
         &[&params, partial.buffer(), dgamma.buffer(), dbeta.buffer()],
     );
-    let apply = k.apply_family.bind(
+    let apply = k.apply_family.bind_eager(
         gpu,
         &[
             &params,
@@ -333,7 +334,7 @@ pub fn batch_norm_update_moving(
     let channels = moving_mean.len() as u32;
     let p = BatchNormParams::new(1, channels, epsilon, momentum);
     let params = uniform(gpu, op, &p);
-    let io = k.moving_family.bind(
+    let io = k.moving_family.bind_eager(
         gpu,
         &[
             &params,

@@ -1,7 +1,7 @@
 //! The eager convolutions: [`conv2d`] and its two gradients (shaders/conv2d.wgsl).
 
 use crate::kernels::conv2d::{Conv2d, Conv2dDims, Conv2dPass, ConvKernel};
-use crate::kernels::uniform;
+use crate::ops::uniform;
 use crate::spec::Padding;
 use crate::tensor::DType;
 use crate::{Error, Result, Tensor};
@@ -55,8 +55,8 @@ pub(crate) fn eager(
         let scratch = Tensor::empty(gpu, op, &[d.weight_scratch_len()], DType::F32)?;
         let first = k
             .family
-            .bind(gpu, &[&params, a.buffer(), b.buffer(), scratch.buffer()]);
-        let second = k.family.bind(
+            .bind_eager(gpu, &[&params, a.buffer(), b.buffer(), scratch.buffer()]);
+        let second = k.family.bind_eager(
             gpu,
             &[&params, scratch.buffer(), scratch.buffer(), out.buffer()],
         );
@@ -68,7 +68,7 @@ pub(crate) fn eager(
     }
     let io = k
         .family
-        .bind(gpu, &[&params, a.buffer(), b.buffer(), out.buffer()]);
+        .bind_eager(gpu, &[&params, a.buffer(), b.buffer(), out.buffer()]);
     gpu.submit_pass(op, |p| k.record_pass(p, &io, d, pass, kernel))?;
     Ok(out)
 }

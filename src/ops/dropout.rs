@@ -2,7 +2,8 @@
 //! (shaders/dropout.wgsl, shaders/philox_words.wgsl).
 
 use crate::kernels::dropout::{Dropout, DropoutParams};
-use crate::kernels::{uniform, zero_step};
+use crate::kernels::zero_step;
+use crate::ops::uniform;
 use crate::ops::{DropoutSpec, check_rate};
 use crate::tensor::DType;
 use crate::{Error, Result, Tensor};
@@ -55,7 +56,7 @@ fn eager(
     let params = uniform(gpu, op, &params);
     let io = k
         .family
-        .bind(gpu, &[&params, zero_step(gpu), x.buffer(), y.buffer()]);
+        .bind_eager(gpu, &[&params, zero_step(gpu), x.buffer(), y.buffer()]);
     gpu.submit_pass(op, |pass| match (kind, backward) {
         (Kind::Element, false) => k.record_forward(pass, &io, len),
         (Kind::Element, true) => k.record_backward(pass, &io, len),

@@ -1,7 +1,7 @@
 //! The eager elementwise ops (shaders/elementwise.wgsl).
 
 use crate::kernels::elementwise::{Elementwise, ElementwiseParams, Pointwise};
-use crate::kernels::uniform;
+use crate::ops::uniform;
 use crate::ops::{check_rate, same_shape};
 use crate::tensor::DType;
 use crate::{Error, Result, Tensor};
@@ -32,7 +32,7 @@ fn eager(
             _pad: 0,
         },
     );
-    let io = k.family.bind(
+    let io = k.family.bind_eager(
         gpu,
         &[&params, a.buffer(), b.buffer(), bias.buffer(), out.buffer()],
     );

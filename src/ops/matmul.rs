@@ -1,7 +1,8 @@
 //! The eager products: [`matmul`] and the fused [`dense`] layer (shaders/matmul.wgsl).
 
 use crate::kernels::matmul::{Epilogue, Matmul, MatmulParams, MatmulTile};
-use crate::kernels::{uniform, zero_status, zero_step};
+use crate::kernels::{zero_status, zero_step};
+use crate::ops::uniform;
 use crate::ops::{DropoutSpec, check_rate, expect_status};
 use crate::tensor::DType;
 use crate::{Error, Result, Tensor};
@@ -105,7 +106,7 @@ pub(crate) fn eager(
         &MatmulParams::new(m as u32, n as u32, k as u32, epi).checked(code),
     );
     let bias_buf = bias.map_or(a.buffer(), |t| t.buffer());
-    let io = kern.family.bind(
+    let io = kern.family.bind_eager(
         gpu,
         &[
             &params,

@@ -8,6 +8,10 @@
 //! Each function validates its arguments (an `Err` leaves nothing recorded), then records
 //! through the same `record_*` methods of `crate::kernels` a training step uses and submits
 //! them with `Gpu::submit_pass`, one compute pass per op.
+//!
+//! A loop of calls allocates nothing once its sizes have been seen: an output takes the
+//! buffer of a dropped tensor of the same size, and the parameters' uniform buffer and the
+//! bind group are reused too ([`crate::ExecStats::pooled_bytes`], [`crate::Gpu::release_pool`]).
 
 mod batchnorm;
 mod conv2d;
@@ -36,7 +40,24 @@ pub use softmax_xent::{accuracy, softmax, softmax_cross_entropy, softmax_cross_e
 pub use crate::philox::DropoutSpec;
 pub use crate::spec::{Adam, Padding, Sgd};
 
-use crate::{Error, Result, Tensor};
+use crate::gpu::PooledUniform;
+use crate::kernels::Family;
+use crate::{Error, Gpu, Result, Tensor};
+
+/// One eager call's parameters in a uniform buffer from the `Gpu`'s pool, given back when the
+/// returned guard drops: keep it until the call has been submitted.
+pub(crate) fn uniform<T: bytemuck::Pod>(gpu: &Gpu, label: &str, value: &T) -> PooledUniform {
+    gpu.pooled_uniform(label, bytemuck::bytes_of(value))
+}
+
+impl Family {
+    /// [`Family::bind`] for an eager call, from the `Gpu`'s cache of bind groups (keyed by
+    /// this layout and the buffers): the buffers must be tensors' buffers, pooled uniforms
+    /// ([`uniform`]) or wgnn's permanent ones, so that the entry goes when one is destroyed.
+    pub(crate) fn bind_eager(&self, gpu: &Gpu, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+        gpu.cached_bind_group(&self.layout, buffers, || self.bind(gpu, buffers))
+    }
+}
 
 /// Checks that `status` is a training status word (u32 [4]) on `like`'s `Gpu`.
 pub(crate) fn expect_status(op: &'static str, status: &Tensor, like: &Tensor) -> Result<()> {

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use crate::kernels::optim::{Optim, OptimParams};
-use crate::kernels::{uniform, zero_status, zero_step};
+use crate::kernels::{zero_status, zero_step};
 use crate::ops::same_shape;
+use crate::ops::uniform;
 use crate::spec::{Adam, Sgd};
 use crate::tensor::DType;
 use crate::{Error, Result, Tensor};
@@ -62,7 +63,7 @@ pub fn sgd_update(param: &Tensor, grad: &Tensor, velocity: &Tensor, opt: &Sgd) -
     let k = Optim::get(gpu)?;
     let len = param.len() as u32;
     let params = uniform(gpu, op, &OptimParams::sgd(len, opt));
-    let io = k.sgd_family.bind(
+    let io = k.sgd_family.bind_eager(
         gpu,
         &[
             &params,
@@ -103,7 +104,7 @@ pub fn adam_update(
     let k = Optim::get(gpu)?;
     let len = param.len() as u32;
     let params = uniform(gpu, op, &OptimParams::adam(len, opt, step));
-    let io = k.adam_family.bind(
+    let io = k.adam_family.bind_eager(
         gpu,
         &[
             &params,

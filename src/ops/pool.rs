@@ -1,7 +1,7 @@
 //! The eager max pooling ops (shaders/pool.wgsl).
 
 use crate::kernels::pool::{Pool, PoolParams};
-use crate::kernels::uniform;
+use crate::ops::uniform;
 use crate::tensor::DType;
 use crate::{Error, Result, Tensor};
 
@@ -35,7 +35,7 @@ pub fn max_pool2d(x: &Tensor, window: [usize; 2], stride: [usize; 2]) -> Result<
     let params = uniform(gpu, op, &p);
     let io = k
         .family
-        .bind(gpu, &[&params, x.buffer(), x.buffer(), y.buffer()]);
+        .bind_eager(gpu, &[&params, x.buffer(), x.buffer(), y.buffer()]);
     gpu.submit_pass(op, |pass| k.record_forward(pass, &io, &p))?;
     Ok(y)
 }
@@ -76,7 +76,7 @@ pub fn max_pool2d_backward(
     let params = uniform(gpu, op, &p);
     let io = k
         .family
-        .bind(gpu, &[&params, x.buffer(), dy.buffer(), dx.buffer()]);
+        .bind_eager(gpu, &[&params, x.buffer(), dy.buffer(), dx.buffer()]);
     gpu.submit_pass(op, |pass| k.record_backward(pass, &io, &p))?;
     Ok(dx)
 }

@@ -1,8 +1,9 @@
 //! The eager bias gradient (shaders/reduce.wgsl).
 
 use crate::kernels::reduce::{Reduce, ReduceParams};
-use crate::kernels::{uniform, zero_status, zero_step};
+use crate::kernels::{zero_status, zero_step};
 use crate::ops::expect_status;
+use crate::ops::uniform;
 use crate::tensor::DType;
 use crate::{Error, Result, Tensor};
 
@@ -40,7 +41,7 @@ pub(crate) fn eager(dy: &Tensor, check: Option<(&Tensor, u32)>) -> Result<Tensor
             _pad: 0,
         },
     );
-    let io = k.family.bind(
+    let io = k.family.bind_eager(
         gpu,
         &[
             &params,

@@ -1,7 +1,7 @@
 //! The eager softmax, cross-entropy and accuracy ops (shaders/softmax_xent.wgsl).
 
 use crate::kernels::softmax_xent::*;
-use crate::kernels::uniform;
+use crate::ops::uniform;
 use crate::tensor::DType;
 use crate::{Error, Result, Tensor};
 
@@ -119,7 +119,7 @@ fn record_loss(
         op,
         &SoftmaxXentParams::new(rows as u32, cols as u32, flags),
     );
-    let io = k.family.bind(
+    let io = k.family.bind_eager(
         gpu,
         &[
             &params,
@@ -250,7 +250,7 @@ pub fn softmax(logits: &Tensor) -> Result<Tensor> {
     );
     let io = k
         .softmax_family
-        .bind(gpu, &[&params, logits.buffer(), out.buffer()]);
+        .bind_eager(gpu, &[&params, logits.buffer(), out.buffer()]);
     gpu.submit_pass(op, |pass| k.record_softmax(pass, &io, rows as u32))?;
     Ok(out)
 }

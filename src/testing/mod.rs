@@ -553,3 +553,13 @@ pub fn uses_timestamps(gpu: &Gpu) -> bool {
 pub fn open_without_int64(adapter: &wgpu::Adapter) -> Result<Gpu> {
     Gpu::open_without(adapter, wgpu::Features::SHADER_INT64)
 }
+
+/// An f32 tensor of `shape` allocated as every eager op allocates its output, with no kernel
+/// run on it: what a kernel would find there before writing (an idle pooled buffer of the
+/// same size if there is one; all-ones bits when outputs are poisoned).
+///
+/// # Errors
+/// When the shape is empty or over the device's limits.
+pub fn eager_output(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
+    Tensor::empty(gpu, "eager_output", shape, DType::F32)
+}
