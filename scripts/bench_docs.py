@@ -37,7 +37,10 @@ public API (`Sequential::trainer`, `Trainer::step`): the MLP 784-256-256-10 with
 batch 256 and the seed CNN at batch 64, both with SGD (momentum 0.9); and Monte-Carlo dropout,
 `predict_mc` with 32 samples of a 256 batch (one submission) against one forward pass of the
 32x256 batch of the same inputs, each a whole call (upload, run, readback) on the wall clock,
-median of 5 in turns, sample 0 checked bit for bit against the ops by hand.
+median of 5 in turns, sample 0 checked bit for bit against the ops by hand; and the eager ops'
+overhead, a chain of 10 eager `ops::dropout` calls over 4M floats (each call's output from the
+buffer pool, its bind group from the cache) against the bare dropout kernel recorded 10 times in
+one pass, wall clock, median of 5 in turns (`eager_dropout_over_kernel`).
 
 - **Checked, not only timed.** After its timing, outside the timed region, every timed kernel's
   output is checked once per run: matmul against the CPU sgemm of the same run
@@ -63,6 +66,15 @@ median of 5 in turns, sample 0 checked bit for bit against the ops by hand.
   sum to it (`mlp_bytes_unaccounted` is 0, or the run fails). **Mask bytes** are the bytes of
   buffers whose role is a stored mask: 0, since the keep bit of element i is
   Philox-4x32-10(seed, offset, i), recomputed by the backward.
+
+**Real GPUs.** No figure here comes from a real GPU yet: no GPU machine has been lent to this
+project so far. `scripts/gpu-bench.sh` is the prepared run for one (an NVIDIA H200 reached
+through Vulkan): it lists the adapters, runs the kernel tests on the GPU
+(`WGNN_TEST_ADAPTER=gpu`) and `bench --json --gpu-sizes` (matmul 1024 to 4096 with every
+variant, the workgroup-staged ones included; dropout over 256M elements; the MLP step at batch
+256 and 4096), and judges the GPU targets (matmul 4096^3 at 25% of f32 peak, dropout at 85% of
+copy, fused dense at most 1.05 of its matmul, MLP step under 0.5 ms with host share under 20%)
+into `$OUT/targets.json`; on a machine without one it says so and exits 0.
 
 **The rule.** A figure below is the median of N full `cargo run --release --example bench --
 --json` runs taken in turns, with the minimum and maximum beside it; a target is judged on the
