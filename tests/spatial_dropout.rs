@@ -360,9 +360,7 @@ fn host_loss(w: &[Vec<f64>], data: &Dataset, step: u64) -> f64 {
         let logits: Vec<f64> = (0..3)
             .map(|o| db[o] + (0..36).map(|k| flat[k] * dk[k * 3 + o]).sum::<f64>())
             .collect();
-        let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let lse = m + logits.iter().map(|l| (l - m).exp()).sum::<f64>().ln();
-        loss += lse - logits[usize::from(data.labels[s])];
+        loss += common::xent_f64(&logits, usize::from(data.labels[s]));
     }
     loss / n as f64
 }

@@ -124,9 +124,7 @@ fn host_loss(w: &[Vec<f64>], data: &Dataset, step: u64, bn: bool) -> f64 {
         let logits: Vec<f64> = (0..3)
             .map(|o| b2[o] + (0..5).map(|k| hid[k] * d2[k * 3 + o]).sum::<f64>())
             .collect();
-        let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let lse = m + logits.iter().map(|l| (l - m).exp()).sum::<f64>().ln();
-        loss += lse - logits[usize::from(data.labels[s])];
+        loss += common::xent_f64(&logits, usize::from(data.labels[s]));
     }
     loss / n as f64
 }

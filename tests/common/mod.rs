@@ -117,6 +117,14 @@ pub fn gpu() -> &'static Gpu {
     &gpus()[0]
 }
 
+/// Softmax cross-entropy of one row of f64 logits against `label` (max-shifted log-sum-exp),
+/// for the tests' host models.
+pub fn xent_f64(logits: &[f64], label: usize) -> f64 {
+    let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let lse = m + logits.iter().map(|l| (l - m).exp()).sum::<f64>().ln();
+    lse - logits[label]
+}
+
 /// `n` uniform values in [-1, 1) from a seeded generator.
 pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
