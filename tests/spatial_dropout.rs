@@ -170,27 +170,6 @@ fn spatial_dropout_layer_in_summary_has_no_weights() {
     assert!(s.contains("Total params: 155"), "{s}");
 }
 
-/// A small labelled data set of random bytes.
-fn random_data(count: usize, shape: [usize; 3], classes: usize, seed: u64) -> Dataset {
-    let len = shape.iter().product::<usize>() * count;
-    let images: Vec<u8> = common::rand_vec(len, seed)
-        .iter()
-        .map(|v| ((v + 1.0) * 127.5) as u8)
-        .collect();
-    let labels: Vec<u8> = (0..count)
-        .map(|i| ((i * 7 + seed as usize) % classes) as u8)
-        .collect();
-    Dataset {
-        images,
-        labels,
-        count,
-        height: shape[0],
-        width: shape[1],
-        channels: shape[2],
-        classes,
-    }
-}
-
 /// Conv(f0, relu) -> SpatialDropout2D(0.4) [fused] -> Conv(f1, linear) -> SpatialDropout2D(0.5)
 /// [fused] -> MaxPool -> SpatialDropout2D(0.3) [standalone] -> Flatten -> Dense(3), with
 /// `[f0, f1]` = `filters`. With [4, 8], the second convolution takes the subgroup kernel where
@@ -262,8 +241,8 @@ fn spatial_dropout_fused_equals_separate_ops_with_staged_conv() {
 /// Trains `spatial_cnn(filters)` fused and with separate ops on `gpu`, compares the bits, and
 /// returns the fused model's weights.
 fn fused_equals_separate(gpu: &wgnn::Gpu, filters: [usize; 2]) -> Vec<wgnn::nn::NamedTensor> {
-    let data = random_data(20, [9, 9, 3], 3, 5);
-    let probe = random_data(4, [9, 9, 3], 3, 6);
+    let data = common::random_data(20, [9, 9, 3], 3, 5);
+    let probe = common::random_data(4, [9, 9, 3], 3, 6);
     let probe_x: Vec<f32> = probe.images.iter().map(|&b| f32::from(b) / 255.0).collect();
     {
         let mut fused = spatial_cnn(filters).unwrap();
@@ -379,7 +358,7 @@ fn spatial_dropout_gradients_match_finite_differences_of_host_model() {
     // 3 input channels: the 4x4-tile kernel's epilogue; 4: the subgroup kernel's (where the
     // adapter has one).
     for cin in [3usize, 4] {
-        let data = random_data(3, [5, 5, cin], 3, 40 + cin as u64);
+        let data = common::random_data(3, [5, 5, cin], 3, 40 + cin as u64);
         let mut model = fd_model(cin).unwrap();
         model.compile(gpu, Optimizer::sgd(0.0, 0.0), SEED).unwrap();
         for step in 0..2u64 {

@@ -18,27 +18,6 @@ use wgnn::{Error, philox};
 
 const SEED: u64 = 7;
 
-/// A small labelled data set of random bytes.
-fn random_data(count: usize, shape: [usize; 3], classes: usize, seed: u64) -> Dataset {
-    let len = shape.iter().product::<usize>() * count;
-    let bytes: Vec<u8> = common::rand_vec(len, seed)
-        .iter()
-        .map(|v| ((v + 1.0) * 127.5) as u8)
-        .collect();
-    let labels: Vec<u8> = (0..count)
-        .map(|i| ((i * 7 + seed as usize) % classes) as u8)
-        .collect();
-    Dataset {
-        images: bytes,
-        labels,
-        count,
-        height: shape[0],
-        width: shape[1],
-        channels: shape[2],
-        classes,
-    }
-}
-
 /// The pixel value the GPU gather makes of a byte.
 fn pixel(b: u8) -> f64 {
     f64::from(f32::from(b) * (1.0f32 / 255.0))
@@ -205,7 +184,7 @@ fn check_against_finite_differences(
 #[test]
 fn graph_gradients_match_finite_differences_with_conv_pool_dense_dropout() {
     let gpu = common::gpu();
-    let data = random_data(4, [6, 6, 2], 3, 1);
+    let data = common::random_data(4, [6, 6, 2], 3, 1);
     let mut model = small_cnn(false).unwrap();
     model.compile(gpu, Optimizer::sgd(0.0, 0.0), SEED).unwrap();
     // Step 0 and step 1 draw different dropout masks (stream 4 and 4 + 2^32); the host model
@@ -223,7 +202,7 @@ fn graph_gradients_match_finite_differences_with_conv_pool_dense_dropout() {
 #[test]
 fn graph_gradients_match_finite_differences_through_batch_norm() {
     let gpu = common::gpu();
-    let data = random_data(4, [6, 6, 2], 3, 3);
+    let data = common::random_data(4, [6, 6, 2], 3, 3);
     let mut model = small_cnn(true).unwrap();
     model.compile(gpu, Optimizer::sgd(0.0, 0.0), SEED).unwrap();
     let g = one_step_gradients(&mut model, &data);
@@ -247,7 +226,7 @@ fn graph_gradients_match_finite_differences_through_batch_norm() {
 #[test]
 fn graph_frozen_layer_gets_no_update_and_the_rest_match_finite_differences() {
     let gpu = common::gpu();
-    let data = random_data(4, [6, 6, 2], 3, 2);
+    let data = common::random_data(4, [6, 6, 2], 3, 2);
     let mut model = small_cnn(false).unwrap();
     model.compile(gpu, Optimizer::sgd(0.0, 0.0), SEED).unwrap();
     model.set_trainable(0, false).unwrap();

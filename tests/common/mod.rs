@@ -125,6 +125,32 @@ pub fn xent_f64(logits: &[f64], label: usize) -> f64 {
     lse - logits[label]
 }
 
+/// A small labelled data set of random bytes.
+pub fn random_data(
+    count: usize,
+    shape: [usize; 3],
+    classes: usize,
+    seed: u64,
+) -> wgnn::data::Dataset {
+    let len = shape.iter().product::<usize>() * count;
+    let images: Vec<u8> = rand_vec(len, seed)
+        .iter()
+        .map(|v| ((v + 1.0) * 127.5) as u8)
+        .collect();
+    let labels: Vec<u8> = (0..count)
+        .map(|i| ((i * 7 + seed as usize) % classes) as u8)
+        .collect();
+    wgnn::data::Dataset {
+        images,
+        labels,
+        count,
+        height: shape[0],
+        width: shape[1],
+        channels: shape[2],
+        classes,
+    }
+}
+
 /// `n` uniform values in [-1, 1) from a seeded generator.
 pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
