@@ -1,25 +1,31 @@
 //! The matmul autotuner: times every register-tile variant of a shape on the device (on a
-//! CPU adapter, every unstaged one: `Matmul::tune_tiles`) and keeps the fastest (`kernels::matmul` holds the variants, the static choice and the
-//! choices made; this module submits, waits and reads the clock, which kernels never do).
+//! CPU adapter, every unstaged one: `Matmul::tune_tiles`) and keeps the fastest
+//! (`kernels::matmul` holds the variants, the static choice and the choices made; this
+//! module submits, waits and reads the clock, which kernels never do).
+//!
+//! Two ways to time, one rule to choose ([`conclude`]):
+//! - [`matmul_tile`], for the blocking forms (natively): the wall clock around each run and
+//!   a blocking wait. In a browser nothing may block, so there it only reads what is chosen.
+//! - [`tune_async`], for the async forms (`trainer_async`, `evaluate_async`,
+//!   `predict_async`) natively and in a browser: GPU timestamps written at each run's pass
+//!   boundaries, all variants in one submission, read back by a future that never blocks.
+//!   An adapter without `TIMESTAMP_QUERY` keeps the static choice.
 //!
 //! Settings, read once per `Gpu`: `WGNN_AUTOTUNE=0` keeps the static choice;
 //! `WGNN_TUNE_CACHE=FILE` also keeps the choices on disk for later runs. Every variant gives
 //! the same bits (tests/dense.rs), so a choice changes speed only, never a result.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
+use std::sync::atomic::Ordering;
 #[cfg(not(target_arch = "wasm32"))]
 use std::time::Instant;
 
-#[cfg(not(target_arch = "wasm32"))]
-use crate::Tensor;
-use crate::kernels::matmul::{Matmul, MatmulTile, TuneKey, TuneSettings};
-#[cfg(not(target_arch = "wasm32"))]
-use crate::kernels::{
-    matmul::{Epilogue, MatmulParams},
-    uniform, zero_status, zero_step,
+use crate::kernels::matmul::{
+    Epilogue, Matmul, MatmulParams, MatmulTile, TuneKey, TuneRecord, TuneSettings,
 };
-use crate::{Error, Gpu, Result};
+use crate::kernels::{uniform, zero_status, zero_step};
+use crate::{Error, Gpu, Result, Tensor};
 
 /// Shapes up to this many multiply-adds are timed; larger ones take the static choice (at
 /// about 50 GFLOP/s on lavapipe, timing 2^32 costs a few seconds once).
@@ -27,8 +33,9 @@ const TUNE_MAX_MACS: u64 = 1 << 32;
 /// Nor are shapes whose three scratch matrices would take more than this.
 const TUNE_MAX_BYTES: u64 = 256 << 20;
 /// Timed runs per variant (after one warm-up); the median counts.
-#[cfg(not(target_arch = "wasm32"))]
 const TUNE_RUNS: usize = 3;
+/// The call every error of the autotuner names.
+const OP: &str = "matmul autotune";
 
 /// The autotuner's settings on `gpu`, read from the environment the first time, when the
 /// choices in `WGNN_TUNE_CACHE` (if set) are loaded into `kern`.
@@ -47,9 +54,9 @@ pub(crate) fn settings<'a>(gpu: &Gpu, kern: &'a Matmul) -> &'a TuneSettings {
     })
 }
 
-/// The variant for an eager product with no variant given: the autotuner's choice when it
-/// has timed the shape (in this process or, through `WGNN_TUNE_CACHE`, an earlier one), else
-/// the static choice. Times nothing.
+/// The variant for an eager product with no variant given, or a plan made by an async
+/// form: the autotuner's choice when it has timed the shape (in this process or, through
+/// `WGNN_TUNE_CACHE`, an earlier one), else the static choice. Times nothing.
 pub(crate) fn matmul_pick(
     gpu: &Gpu,
     kern: &Matmul,
@@ -60,11 +67,30 @@ pub(crate) fn matmul_pick(
     kern.pick(trans, m, n, k)
 }
 
-/// The variant for `op(a) op(b)` of `[m, k] x [k, n]` on `gpu`: times every variant on
-/// scratch matrices of this shape (once per shape and adapter, in memory and in
-/// `WGNN_TUNE_CACHE` if set) and keeps the fastest. Shapes too large to time cheaply,
-/// `WGNN_AUTOTUNE=0`, or any failure while timing leave the static choice; only a lost device
-/// is an error.
+/// Whether the shape `key` is to be timed: tuning is on, the adapter has two variants or
+/// more, nothing is chosen for it yet, and it is small enough to time cheaply.
+fn worth_timing(settings: &TuneSettings, kern: &Matmul, key: TuneKey) -> bool {
+    let (_, _, m, n, k) = key;
+    let (m, n, k) = (u64::from(m), u64::from(n), u64::from(k));
+    let macs = m.saturating_mul(n).saturating_mul(k);
+    let bytes = (m * k)
+        .saturating_add(k * n)
+        .saturating_add(m * n)
+        .saturating_mul(4);
+    settings.autotune
+        && kern.tune_tiles().len() >= 2
+        && kern.tuned(key).is_none()
+        && macs <= TUNE_MAX_MACS
+        && bytes <= TUNE_MAX_BYTES
+}
+
+/// The variant for `op(a) op(b)` of `[m, k] x [k, n]` on `gpu`, for a blocking form:
+/// natively, times every variant on scratch matrices of this shape by the wall clock (once
+/// per shape and adapter, in memory and in `WGNN_TUNE_CACHE` if set) and keeps the fastest.
+/// Shapes too large to time cheaply, `WGNN_AUTOTUNE=0`, or any failure while timing leave
+/// the static choice; only a lost device is an error. In a browser, where nothing may block
+/// (and `Instant` does not exist), it times nothing: what [`tune_async`] chose, else the
+/// static choice.
 pub(crate) fn matmul_tile(
     gpu: &Gpu,
     trans: (bool, bool),
@@ -73,103 +99,252 @@ pub(crate) fn matmul_tile(
     let kern = Matmul::get(gpu)?;
     let settings = settings(gpu, kern);
     let key = (trans.0, trans.1, m, n, k);
-    let fallback = kern.choose(m, n);
-    if let Some(t) = kern.tuned(key) {
-        return Ok(t);
-    }
-    let (m64, n64, k64) = (u64::from(m), u64::from(n), u64::from(k));
-    let macs = m64.saturating_mul(n64).saturating_mul(k64);
-    let bytes = (m64 * k64)
-        .saturating_add(k64 * n64)
-        .saturating_add(m64 * n64)
-        .saturating_mul(4);
-    // In a browser nothing may block (and `Instant` does not exist): the static choice.
-    if cfg!(target_arch = "wasm32")
-        || !settings.autotune
-        || kern.tune_tiles().len() < 2
-        || macs > TUNE_MAX_MACS
-        || bytes > TUNE_MAX_BYTES
-    {
-        return Ok(fallback);
+    if cfg!(target_arch = "wasm32") || !worth_timing(settings, kern, key) {
+        return Ok(kern.pick(trans, m, n, k));
     }
     // Timed with `wait_idle`: on a Gpu other threads use at the same time, their work
     // is timed too, which can only make the choice worse, never a result different.
-    let (best, timed) = match time_tiles(gpu, kern, trans, (m, n, k)) {
-        Ok(best) => (best, true),
+    #[cfg(not(target_arch = "wasm32"))]
+    let timed = time_by_clock(gpu, kern, trans, (m, n, k));
+    #[cfg(target_arch = "wasm32")]
+    let timed = Err(Error::internal(OP, "no clock in a browser"));
+    conclude(gpu, kern, settings, key, timed, false)
+}
+
+/// Times, without blocking, every shape in `keys` that is worth it (see [`matmul_tile`])
+/// from GPU timestamps: one submission per shape holding every variant's warm-up and timed
+/// runs, each run a compute pass with timestamps at its start and end, read back by a
+/// future that never waits (natively it polls the device; in a browser the page's event
+/// loop maps the buffer). An adapter without `TIMESTAMP_QUERY` times nothing and keeps the
+/// static choice. Only a lost device is an error.
+pub(crate) async fn tune_async(gpu: &Gpu, keys: &[TuneKey]) -> Result<()> {
+    let kern = Matmul::get(gpu)?;
+    let settings = settings(gpu, kern);
+    if !gpu
+        .device()
+        .features()
+        .contains(wgpu::Features::TIMESTAMP_QUERY)
+    {
+        return Ok(());
+    }
+    let mut seen = HashSet::new();
+    for &key in keys {
+        if !seen.insert(key) || !worth_timing(settings, kern, key) {
+            continue;
+        }
+        let (ta, tb, m, n, k) = key;
+        let timed = time_by_timestamps(gpu, kern, (ta, tb), (m, n, k)).await;
+        conclude(gpu, kern, settings, key, timed, true)?;
+    }
+    Ok(())
+}
+
+/// Keeps the choice for `key` from the medians `timed`: the static choice unless another
+/// variant's median is strictly smaller (then the smallest, the first of equal ones). A
+/// failure to time (other than a lost device, which is returned), or medians all zero (a
+/// clock too coarse to tell), keeps the static choice, remembered so that the shape is not
+/// tried again. Counts the shape, logs it and, when `WGNN_TUNE_CACHE` is set, stores it.
+fn conclude(
+    gpu: &Gpu,
+    kern: &Matmul,
+    settings: &TuneSettings,
+    key: TuneKey,
+    timed: Result<Vec<(MatmulTile, f64)>>,
+    timestamps: bool,
+) -> Result<MatmulTile> {
+    let (_, _, m, n, _) = key;
+    let fallback = kern.choose(m, n);
+    let medians = match timed {
+        Ok(t) if t.iter().any(|&(_, s)| s > 0.0) => t,
         Err(e @ Error::DeviceLost { .. }) => return Err(e),
-        // Remembered, so that a shape that cannot be timed (a memory budget too small
-        // for the scratch matrices, a timeout) is not tried again.
-        Err(_) => (fallback, false),
+        Ok(_) | Err(_) => return Ok(kern.remember(key, fallback)),
     };
+    let base = medians
+        .iter()
+        .find(|(t, _)| *t == fallback)
+        .map_or(f64::INFINITY, |&(_, s)| s);
+    let mut best = (base, fallback);
+    for &(tile, s) in &medians {
+        if s < best.0 {
+            best = (s, tile);
+        }
+    }
+    let best = best.1;
     // The first choice stored wins (`Matmul::remember`).
     let chosen = kern.remember(key, best);
-    if let (Some(path), true) = (&settings.disk, timed && chosen == best) {
+    if chosen != best {
+        return Ok(chosen);
+    }
+    let counters = &gpu.inner.counters;
+    let counter = if timestamps {
+        &counters.tuned_by_timestamps
+    } else {
+        &counters.tuned_by_clock
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut log) = kern.tune_log.lock() {
+        log.push(TuneRecord {
+            key,
+            timestamps,
+            medians,
+            static_choice: fallback,
+            chosen,
+        });
+    }
+    if let Some(path) = &settings.disk {
         save_tuning(path, &tune_id(gpu), key, best);
     }
     Ok(chosen)
 }
 
-#[cfg(target_arch = "wasm32")]
-fn time_tiles(
-    _gpu: &Gpu,
-    _kern: &Matmul,
-    _trans: (bool, bool),
-    _shape: (u32, u32, u32),
-) -> Result<MatmulTile> {
-    Err(Error::arg("matmul autotune", "not timed in a browser"))
+/// Zero matrices of a product's shape (`a` also bound as the unused bias) and their bind
+/// group, for timing.
+struct Scratch {
+    _a: Tensor,
+    _b: Tensor,
+    _c: Tensor,
+    io: wgpu::BindGroup,
 }
 
-/// The fastest variant for this shape by wall clock: one warm-up and [`TUNE_RUNS`]
-/// timed runs each, on zero matrices, the median counting.
+impl Scratch {
+    fn new(gpu: &Gpu, kern: &Matmul, (m, n, k): (u32, u32, u32)) -> Result<Scratch> {
+        let (mu, nu, ku) = (m as usize, n as usize, k as usize);
+        let a = Tensor::zeros(gpu, &[mu, ku])?;
+        let b = Tensor::zeros(gpu, &[ku, nu])?;
+        let c = Tensor::zeros(gpu, &[mu, nu])?;
+        let params = uniform(gpu, OP, &MatmulParams::new(m, n, k, Epilogue::default()));
+        let io = kern.family.bind(
+            gpu,
+            &[
+                &params,
+                zero_step(gpu),
+                a.buffer(),
+                b.buffer(),
+                a.buffer(),
+                c.buffer(),
+                zero_status(gpu),
+            ],
+        );
+        Ok(Scratch {
+            _a: a,
+            _b: b,
+            _c: c,
+            io,
+        })
+    }
+}
+
+/// The median of `times`, which is not empty.
+fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// Each variant's median seconds by the wall clock: one warm-up and [`TUNE_RUNS`] timed
+/// runs each, a blocking wait after every run, on zero matrices.
 #[cfg(not(target_arch = "wasm32"))]
-fn time_tiles(
+fn time_by_clock(
     gpu: &Gpu,
     kern: &Matmul,
     trans: (bool, bool),
-    (m, n, k): (u32, u32, u32),
-) -> Result<MatmulTile> {
-    let op = "matmul autotune";
-    let (mu, nu, ku) = (m as usize, n as usize, k as usize);
-    let a = Tensor::zeros(gpu, &[mu, ku])?;
-    let b = Tensor::zeros(gpu, &[ku, nu])?;
-    let c = Tensor::zeros(gpu, &[mu, nu])?;
-    let params = uniform(gpu, op, &MatmulParams::new(m, n, k, Epilogue::default()));
-    let io = kern.family.bind(
-        gpu,
-        &[
-            &params,
-            zero_step(gpu),
-            a.buffer(),
-            b.buffer(),
-            a.buffer(),
-            c.buffer(),
-            zero_status(gpu),
-        ],
-    );
-    let mut best: Option<(f64, MatmulTile)> = None;
+    mnk: (u32, u32, u32),
+) -> Result<Vec<(MatmulTile, f64)>> {
+    let s = Scratch::new(gpu, kern, mnk)?;
+    let mut out = Vec::new();
     for tile in kern.tune_tiles() {
-        kern.prepare_tile(gpu, trans, (m, n, k), tile)?;
+        kern.prepare_tile(gpu, trans, mnk, tile)?;
         let mut times = Vec::with_capacity(TUNE_RUNS);
         for run_index in 0..=TUNE_RUNS {
             let start = Instant::now();
             let mut recorded = Ok(());
-            gpu.submit_pass(op, |pass| {
-                recorded = kern.record_tile(gpu, pass, &io, trans, (m, n, k), tile);
+            gpu.submit_pass(OP, |pass| {
+                recorded = kern.record_tile(gpu, pass, &s.io, trans, mnk, tile);
             })?;
             recorded?;
-            gpu.wait_idle(op)?;
+            gpu.wait_idle(OP)?;
             if run_index > 0 {
                 times.push(start.elapsed().as_secs_f64());
             }
         }
-        times.sort_by(f64::total_cmp);
-        let t = times[times.len() / 2];
-        if best.is_none_or(|(b, _)| t < b) {
-            best = Some((t, tile));
-        }
+        out.push((tile, median(times)));
     }
-    best.map(|(_, t)| t)
-        .ok_or_else(|| Error::arg(op, "no variant to time"))
+    Ok(out)
+}
+
+/// Each variant's median seconds from GPU timestamps: every variant's warm-up and
+/// [`TUNE_RUNS`] timed runs in one submission, each run a compute pass of its own with
+/// timestamps at its start and end; the resolved timestamps are read back without blocking.
+async fn time_by_timestamps(
+    gpu: &Gpu,
+    kern: &Matmul,
+    trans: (bool, bool),
+    mnk: (u32, u32, u32),
+) -> Result<Vec<(MatmulTile, f64)>> {
+    let tiles = kern.tune_tiles();
+    let s = Scratch::new(gpu, kern, mnk)?;
+    for &tile in &tiles {
+        kern.prepare_tile(gpu, trans, mnk, tile)?;
+    }
+    let count = (tiles.len() * TUNE_RUNS * 2) as u32;
+    let bytes = u64::from(count) * 8;
+    gpu.check_alive(OP)?;
+    let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
+        label: Some(OP),
+        ty: wgpu::QueryType::Timestamp,
+        count,
+    });
+    let resolve = gpu.counted_buffer(&wgpu::BufferDescriptor {
+        label: Some("wgnn autotune timestamps"),
+        size: bytes,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let mut recorded = Ok(());
+    gpu.scoped(OP, || {
+        let mut enc = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(OP) });
+        for (v, &tile) in tiles.iter().enumerate() {
+            for run in 0..=TUNE_RUNS {
+                // Run 0 warms up, untimed; run r > 0 writes queries 2q and 2q + 1.
+                let writes = (run > 0).then(|| {
+                    let q = ((v * TUNE_RUNS + run - 1) * 2) as u32;
+                    wgpu::ComputePassTimestampWrites {
+                        query_set: &set,
+                        beginning_of_pass_write_index: Some(q),
+                        end_of_pass_write_index: Some(q + 1),
+                    }
+                });
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(OP),
+                    timestamp_writes: writes,
+                });
+                if recorded.is_ok() {
+                    recorded = kern.record_tile(gpu, &mut pass, &s.io, trans, mnk, tile);
+                }
+            }
+        }
+        enc.resolve_query_set(&set, 0..count, &resolve, 0);
+        gpu.submit(enc.finish());
+    })?;
+    recorded?;
+    let ticks = crate::tensor::first(gpu.readback(OP, &[(&resolve, bytes)]).await?);
+    let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&ticks);
+    // Nanoseconds per tick.
+    let period = f64::from(gpu.queue().get_timestamp_period());
+    Ok(tiles
+        .iter()
+        .enumerate()
+        .map(|(v, &tile)| {
+            let runs = (0..TUNE_RUNS)
+                .map(|r| {
+                    let q = (v * TUNE_RUNS + r) * 2;
+                    ticks[q + 1].saturating_sub(ticks[q]) as f64 * period * 1e-9
+                })
+                .collect();
+            (tile, median(runs))
+        })
+        .collect())
 }
 
 /// What a tuning-cache line is valid for: adapter, backend and driver (tabs removed).

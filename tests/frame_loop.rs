@@ -5,30 +5,12 @@
 
 mod common;
 
-use wgnn::data::Dataset;
 use wgnn::nn::{Activation, Dense, Dropout, Optimizer, PendingMetrics, Sequential};
 use wgnn::wgpu;
 use wgnn::{Gpu, Tensor};
 
 const SEED: u64 = 11;
 const FRAMES: usize = 100;
-
-/// A small labelled data set of random bytes, 8x8x1 images, 10 classes.
-fn data(count: usize, seed: u64) -> Dataset {
-    let bytes: Vec<u8> = common::rand_vec(count * 64, seed)
-        .iter()
-        .map(|v| ((v + 1.0) * 127.5) as u8)
-        .collect();
-    Dataset {
-        images: bytes,
-        labels: (0..count).map(|i| ((i * 7 + 3) % 10) as u8).collect(),
-        count,
-        height: 8,
-        width: 8,
-        channels: 1,
-        classes: 10,
-    }
-}
 
 /// The same model (dropout makes every step's stream matter) compiled with the same seed.
 fn model(gpu: &Gpu) -> Sequential {
@@ -85,7 +67,7 @@ fn pending_metrics_can_move_between_threads() {
 #[test]
 fn a_frame_loop_trains_and_reads_metrics_without_blocking() {
     let gpu = Gpu::software().unwrap();
-    let train = data(96, 1);
+    let train = common::small_images(96, 1);
     let mut app = AppWork::new(&gpu);
 
     // The frame loop: one step per frame; at an epoch's end, request its metrics and go on.
@@ -159,8 +141,8 @@ fn a_frame_loop_trains_and_reads_metrics_without_blocking() {
 #[test]
 fn async_readbacks_equal_the_blocking_ones_without_blocking() {
     let gpu = Gpu::software().unwrap();
-    let train = data(64, 2);
-    let test = data(40, 3);
+    let train = common::small_images(64, 2);
+    let test = common::small_images(40, 3);
     let mut m = model(&gpu);
     m.fit(
         &train,

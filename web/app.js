@@ -151,6 +151,15 @@ const api = {
     await ready;
     return w.softmaxXent(f32('logits', logits), Uint32Array.from(labels), rows, classes);
   },
+  /**
+   * wgnn's work counters: {submissions, buffersCreated, bindGroupsCreated, bytesUploaded,
+   * bytesReadBack, deviceBytes, blockingWaits (always 0 here), tunedByClock (0 here),
+   * tunedByTimestamps (matmul shapes whose variant was chosen from GPU timestamps)}.
+   */
+  async stats() {
+    await ready;
+    return w.stats();
+  },
   /** What wgnn runs on, and what the browser says of its adapter. */
   async adapterInfo() {
     return ready;
@@ -190,7 +199,8 @@ const api = {
         const secondsPerEpoch = later.reduce((s, e) => s + e.seconds, 0) / later.length;
         status(`trained ${epochs} epochs: test accuracy ${(100 * r.testAccuracy).toFixed(1)}%; ` +
                `first epoch ${history[0].seconds.toFixed(1)} s (with shader compilation), ` +
-               `then ${secondsPerEpoch.toFixed(2)} s per epoch`);
+               `then ${secondsPerEpoch.toFixed(2)} s per epoch; ` +
+               `matmul variants timed from GPU timestamps for ${w.stats().tunedByTimestamps} shapes`);
         return { testAccuracy: r.testAccuracy, testLoss: r.testLoss, epochs: r.epochs, secondsPerEpoch, weights: r.weights };
       } catch (e) {
         status(`training failed: ${e.message || e}`, true);

@@ -424,7 +424,57 @@ def read_safetensors(blob):
     return tensors, meta
 
 
-def test_train(page, epochs, screenshot, embed):
+def demo_matmul_shapes():
+    """The matmul shapes (transpose a, transpose b, m, n, k) of the demo's plans, from its
+    structure: 784-256-256-10 trained in batches of 64 over 2,000 images (31 of 64, one of
+    16), each layer's forward and weight gradient and, above the first, its input gradient;
+    then evaluated in batches of 250 over 500 test images and 24 images predicted (forward)."""
+    sizes = [784, 256, 256, 10]
+    shapes = set()
+    for batch in (64, 2000 % 64):
+        for i, (k, n) in enumerate(zip(sizes, sizes[1:])):
+            shapes.add((False, False, batch, n, k))  # x W
+            shapes.add((True, False, k, n, batch))   # x^T dy
+            if i > 0:
+                shapes.add((False, True, batch, k, n))  # dy W^T
+    for batch in (250, 24):
+        for k, n in zip(sizes, sizes[1:]):
+            shapes.add((False, False, batch, n, k))
+    return shapes
+
+
+def test_tuning(page, info):
+    """The autotuner in the browser: with `timestamp-query` it timed every matmul shape of the
+    demo's plans from GPU timestamps and never blocked (there is no clock to wait on); the
+    tuned variants still compute the product (an eager matmul of a tuned shape against the
+    f64 reference)."""
+    stats = page.eval("return await wgnn.stats();")
+    want = len(demo_matmul_shapes())
+    print(f"     counters: {stats}")
+    has = "TIMESTAMP_QUERY" in info["features"]
+    check(has == ("timestamp-query" in info.get("browser", {}).get("features", [])),
+          f"wgnn sees timestamp-query as the browser does ({has})")
+    if has:
+        check(stats["tunedByTimestamps"] == want,
+              f"autotuner: {stats['tunedByTimestamps']} matmul shapes timed from GPU timestamps, "
+              f"of the demo's {want}")
+    else:
+        check(stats["tunedByTimestamps"] == 0,
+              "autotuner: no timestamp-query, the static choice kept")
+    check(stats["tunedByClock"] == 0 and stats["blockingWaits"] == 0,
+          f"autotuner: nothing timed by a clock, no blocking wait ({stats['tunedByClock']}, "
+          f"{stats['blockingWaits']})")
+    rng = random.Random(7)
+    m, k, n = 64, 256, 10  # the last layer's forward, tuned during training
+    a, b = rand_f32(rng, m * k), rand_f32(rng, k * n)
+    got = page.eval(f"""
+        const c = await wgnn.matmul(Float32Array.from({json.dumps(a)}), Float32Array.from({json.dumps(b)}), {m}, {k}, {n});
+        return Array.from(c);
+    """)
+    worst_error(got, matmul_ref(a, b, m, k, n), 1e-5, 0.0, f"matmul {m}x{k}x{n} (a tuned shape)")
+
+
+def test_train(page, epochs, screenshot, embed, info):
     r = page.eval(f"""
         const r = await wgnn.train({{ epochs: {epochs}, onEpoch: (e) => console.log(
             `epoch ${{e.epoch}}: loss ${{e.loss.toFixed(4)}} accuracy ${{e.accuracy.toFixed(4)}} ` +
@@ -441,6 +491,7 @@ def test_train(page, epochs, screenshot, embed):
     check(len(r["epochs"]) == epochs, f"train: {len(r['epochs'])} epoch records")
     check(r["testAccuracy"] >= 0.70, f"train: test accuracy {r['testAccuracy']:.4f} >= 0.70 after {epochs} epochs")
     check(len(r["grid"]) == 24, f"train: the page shows {len(r['grid'])} predicted test images")
+    test_tuning(page, info)
     # The download: safetensors that numpy and embed --weights read.
     blob = base64.b64decode(r["weights"])
     tensors, meta = read_safetensors(blob)
@@ -537,7 +588,7 @@ def main():
         test_softmax_xent(page, rng)
         test_errors(page)
         print(f"     kernel checks: {time.time() - t:.1f} s")
-        test_train(page, args.epochs, args.screenshot, args.embed)
+        test_train(page, args.epochs, args.screenshot, args.embed, info)
     except Exception as e:  # a broken page or browser is a failure, with the browser's log
         FAILURES.append(f"{type(e).__name__}: {e}")
         print(f"FAIL {type(e).__name__}: {e}")

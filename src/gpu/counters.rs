@@ -47,6 +47,15 @@ pub struct ExecStats {
     ///
     /// [`Tensor::to_vec_async`]: crate::Tensor::to_vec_async
     pub blocking_waits: u64,
+    /// Matmul shapes whose variant the autotuner chose by the wall clock, waiting for each
+    /// run (the blocking forms, natively: [`crate::nn::Sequential::trainer`], `fit`,
+    /// `evaluate`, `predict`...). Each adds to [`ExecStats::blocking_waits`] too.
+    pub tuned_by_clock: u64,
+    /// Matmul shapes whose variant the autotuner chose from GPU timestamps, read back
+    /// without blocking (the async forms: [`crate::nn::Sequential::trainer_async`],
+    /// `evaluate_async`, `predict_async`, on an adapter with `TIMESTAMP_QUERY`; without it
+    /// they keep the static choice and this stays 0).
+    pub tuned_by_timestamps: u64,
 }
 
 #[derive(Default)]
@@ -58,6 +67,8 @@ pub(crate) struct Counters {
     pub bytes_read_back: AtomicU64,
     pub device_bytes: AtomicU64,
     pub blocking_waits: AtomicU64,
+    pub tuned_by_clock: AtomicU64,
+    pub tuned_by_timestamps: AtomicU64,
 }
 
 impl Gpu {
@@ -75,6 +86,8 @@ impl Gpu {
             pooled_bytes,
             pooled_buffers,
             blocking_waits: c.blocking_waits.load(Ordering::Relaxed),
+            tuned_by_clock: c.tuned_by_clock.load(Ordering::Relaxed),
+            tuned_by_timestamps: c.tuned_by_timestamps.load(Ordering::Relaxed),
         }
     }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::graph::instr::{Builder, Res};
-use crate::graph::plan::BufferRole;
+use crate::graph::plan::{BufferRole, Tuning};
 use crate::kernels::matmul::Matmul;
 use crate::kernels::rec::Rec;
 use crate::kernels::step::Step;
@@ -41,7 +41,12 @@ impl Materialized {
 
 /// Gives each virtual buffer a physical one, reusing buffers whose last use has passed, and
 /// makes every uniform and bind group. Errors name `op`, the public call.
-pub(super) fn materialize(gpu: &Gpu, op: &'static str, b: Builder) -> Result<Materialized> {
+pub(super) fn materialize(
+    gpu: &Gpu,
+    op: &'static str,
+    b: Builder,
+    tuning: Tuning,
+) -> Result<Materialized> {
     let n = b.vlen.len();
     let mut first = vec![usize::MAX; n];
     let mut last = vec![0usize; n];
@@ -104,7 +109,10 @@ pub(super) fn materialize(gpu: &Gpu, op: &'static str, b: Builder) -> Result<Mat
         } = &mut rec
         {
             let mm = Matmul::get(gpu)?;
-            let t = crate::tune::matmul_tile(gpu, *trans, (*m, *n, *k))?;
+            let t = match tuning {
+                Tuning::TimeNow => crate::tune::matmul_tile(gpu, *trans, (*m, *n, *k))?,
+                Tuning::Chosen => crate::tune::matmul_pick(gpu, mm, *trans, (*m, *n, *k)),
+            };
             mm.prepare_tile(gpu, *trans, (*m, *n, *k), t)?;
             *tile = Some(t);
         }

@@ -15,6 +15,7 @@ use crate::graph::gather::gather;
 use crate::graph::instr::{Builder, Res, bytes};
 use crate::graph::metrics::{self, Metrics};
 use crate::graph::update::updates;
+use crate::kernels::matmul::TuneKey;
 use crate::kernels::rec::Rec;
 use crate::kernels::softmax_xent::SoftmaxXentParams;
 use crate::kernels::step::Step;
@@ -207,16 +208,19 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// Plans one step of `job` over the (unfused) `graph`. `data` is the resident data set
-    /// and `metrics` the accumulators, for Train and Eval.
-    pub fn new(
+    /// Plans one step of `job` over the (unfused) `graph`: its instructions, before any
+    /// matmul variant is chosen and any buffer or bind group made ([`Draft::finish`] makes
+    /// them; an async form first times the shapes, [`Draft::matmul_shapes`], without
+    /// blocking). `data` is the resident data set and `metrics` the accumulators, for Train
+    /// and Eval.
+    pub fn draft(
         gpu: &Gpu,
         graph: &Graph,
         params: &ParamRefs<'_>,
         job: Job,
         data: Option<&GpuDataset>,
         metrics: Option<&Metrics>,
-    ) -> Result<Plan> {
+    ) -> Result<Draft> {
         let Job { op, mode, batch } = job;
         let graph = if params.fuse {
             graph.clone().fuse()
@@ -309,7 +313,74 @@ impl Plan {
                 roles.push((BufferRole::Data, c.buffer.clone()));
             }
         }
-        let mut mat = materialize(gpu, op, b)?;
+        Ok(Draft {
+            op,
+            mode,
+            batch,
+            classes,
+            b,
+            roles,
+            input,
+            logits,
+        })
+    }
+}
+
+/// How a plan's matmul variants are chosen when it is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tuning {
+    /// Natively, shapes not yet timed are timed now by the wall clock, waiting for the
+    /// device (the blocking forms); in a browser as [`Tuning::Chosen`].
+    TimeNow,
+    /// What the autotuner has chosen (by an async form's [`crate::tune::tune_async`] before),
+    /// else the static choice: nothing waits.
+    Chosen,
+}
+
+/// A plan's instructions before its variants, buffers and bind groups are made
+/// ([`Plan::draft`]).
+pub(crate) struct Draft {
+    op: &'static str,
+    mode: Mode,
+    batch: usize,
+    classes: usize,
+    b: Builder,
+    roles: Vec<(BufferRole, wgpu::Buffer)>,
+    input: Option<Tensor>,
+    logits: Res,
+}
+
+impl Draft {
+    /// The (transpose a, transpose b, m, n, k) of every product the plan runs.
+    pub fn matmul_shapes(&self) -> Vec<TuneKey> {
+        self.b
+            .instrs
+            .iter()
+            .filter_map(|ins| match ins.rec {
+                Rec::Matmul {
+                    trans,
+                    mnk: [m, n, k],
+                    ..
+                } => Some((trans.0, trans.1, m, n, k)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Makes the plan: each matmul variant chosen as `tuning` says, every buffer, uniform
+    /// and bind group made.
+    pub fn finish(self, gpu: &Gpu, tuning: Tuning) -> Result<Plan> {
+        let Draft {
+            op,
+            mode,
+            batch,
+            classes,
+            b,
+            mut roles,
+            input,
+            logits,
+        } = self;
+        let mut mat = materialize(gpu, op, b, tuning)?;
         roles.append(&mut mat.roles);
         let distinct: BTreeSet<usize> = mat.physical.iter().map(|(j, _)| *j).collect();
         let buffers = (mat.physical.len(), distinct.len());
@@ -343,7 +414,9 @@ impl Plan {
             roles,
         })
     }
+}
 
+impl Plan {
     /// The number of dispatches a step records.
     #[cfg(feature = "testing")]
     pub fn dispatches(&self) -> usize {

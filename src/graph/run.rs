@@ -5,9 +5,11 @@
 use crate::data::resident::GpuDataset;
 use crate::graph::Graph;
 use crate::graph::metrics::{Metrics, PendingReading, Reading};
-use crate::graph::plan::{Job, Mode, ParamRefs, Plan};
+use crate::graph::plan::{Draft, Job, Mode, ParamRefs, Plan, Tuning};
+use crate::kernels::matmul::TuneKey;
 use crate::kernels::step::Step;
 use crate::tensor::Readback;
+use crate::tune::tune_async;
 use crate::{Error, Gpu, Result, Tensor};
 
 /// The plans of one pass over a resident data set: `full` steps of `batch` samples, then
@@ -22,19 +24,20 @@ pub(crate) struct Epoch {
 
 impl Epoch {
     /// Plans `job` (its batch capped at the set's size) over `data`, accumulating into
-    /// `metrics`.
-    pub fn new(
+    /// `metrics`: the plans' instructions, made real by [`Drafted::make`] (blocking forms)
+    /// or [`Drafted::make_async`].
+    pub fn draft(
         gpu: &Gpu,
         graph: &Graph,
         params: &ParamRefs<'_>,
         job: Job,
         data: &GpuDataset,
         metrics: &Metrics,
-    ) -> Result<Epoch> {
+    ) -> Result<EpochDraft> {
         let batch = job.batch.min(data.count);
         let (full, rest) = (data.count / batch, data.count % batch);
-        let plan = |batch| {
-            Plan::new(
+        let draft = |batch| {
+            Plan::draft(
                 gpu,
                 graph,
                 params,
@@ -43,9 +46,9 @@ impl Epoch {
                 Some(metrics),
             )
         };
-        Ok(Epoch {
-            plan: plan(batch)?,
-            tail: if rest > 0 { Some(plan(rest)?) } else { None },
+        Ok(EpochDraft {
+            plan: draft(batch)?,
+            tail: if rest > 0 { Some(draft(rest)?) } else { None },
             batch,
             full,
             rest,
@@ -88,6 +91,64 @@ impl Epoch {
     }
 }
 
+/// Plans drafted ([`Plan::draft`]) and not yet made real: their matmul variants chosen,
+/// buffers and bind groups made.
+pub(crate) trait Drafted: Sized {
+    /// What the drafts make.
+    type Made;
+
+    /// The shapes of every product the plans run.
+    fn matmul_shapes(&self) -> Vec<TuneKey>;
+
+    /// Makes the plans, each matmul variant chosen as `tuning` says.
+    fn finish(self, gpu: &Gpu, tuning: Tuning) -> Result<Self::Made>;
+
+    /// For the blocking forms: natively the autotuner times new shapes by the wall clock,
+    /// waiting for the device.
+    fn make(self, gpu: &Gpu) -> Result<Self::Made> {
+        self.finish(gpu, Tuning::TimeNow)
+    }
+
+    /// For the async forms, without blocking: the autotuner times new shapes from GPU
+    /// timestamps where the adapter has them ([`tune_async`]), else keeps the static choice.
+    async fn make_async(self, gpu: &Gpu) -> Result<Self::Made> {
+        tune_async(gpu, &self.matmul_shapes()).await?;
+        self.finish(gpu, Tuning::Chosen)
+    }
+}
+
+/// An [`Epoch`]'s plans, drafted.
+pub(crate) struct EpochDraft {
+    plan: Draft,
+    tail: Option<Draft>,
+    batch: usize,
+    full: usize,
+    rest: usize,
+}
+
+impl Drafted for EpochDraft {
+    type Made = Epoch;
+
+    fn matmul_shapes(&self) -> Vec<TuneKey> {
+        let mut keys = self.plan.matmul_shapes();
+        keys.extend(self.tail.iter().flat_map(Draft::matmul_shapes));
+        keys
+    }
+
+    fn finish(self, gpu: &Gpu, tuning: Tuning) -> Result<Epoch> {
+        Ok(Epoch {
+            plan: self.plan.finish(gpu, tuning)?,
+            tail: match self.tail {
+                Some(t) => Some(t.finish(gpu, tuning)?),
+                None => None,
+            },
+            batch: self.batch,
+            full: self.full,
+            rest: self.rest,
+        })
+    }
+}
+
 /// Loss and accuracy of the model over all of `data`, in inference mode, `batch` samples per
 /// step, for the public call `op`.
 pub(crate) fn evaluate(
@@ -101,9 +162,10 @@ pub(crate) fn evaluate(
     evaluate_record(gpu, op, graph, params, data, batch)?.read()
 }
 
-/// As [`evaluate`], without blocking: records and submits every step, then starts the
-/// readback of the metrics.
-pub(crate) fn evaluate_request(
+/// As [`evaluate`], without blocking: plans (timing new matmul shapes from GPU timestamps,
+/// see [`Drafted::make_async`]), records and submits every step, then starts the readback of
+/// the metrics.
+pub(crate) async fn evaluate_request(
     gpu: &Gpu,
     op: &'static str,
     graph: &Graph,
@@ -111,7 +173,12 @@ pub(crate) fn evaluate_request(
     data: &GpuDataset,
     batch: usize,
 ) -> Result<PendingReading> {
-    Ok(evaluate_record(gpu, op, graph, params, data, batch)?.request(op))
+    let metrics = Metrics::new(gpu, false)?;
+    let epoch = Epoch::draft(gpu, graph, params, eval_job(op, batch), data, &metrics)?
+        .make_async(gpu)
+        .await?;
+    run_evaluation(&epoch, data, &metrics)?;
+    Ok(metrics.request(op))
 }
 
 /// Records and submits an evaluation's steps; returns the metrics they accumulate into.
@@ -124,19 +191,63 @@ fn evaluate_record(
     batch: usize,
 ) -> Result<Metrics> {
     let metrics = Metrics::new(gpu, false)?;
-    let job = Job {
+    let epoch = Epoch::draft(gpu, graph, params, eval_job(op, batch), data, &metrics)?.make(gpu)?;
+    run_evaluation(&epoch, data, &metrics)?;
+    Ok(metrics)
+}
+
+fn eval_job(op: &'static str, batch: usize) -> Job {
+    Job {
         op,
         mode: Mode::Eval,
         batch,
-    };
-    let epoch = Epoch::new(gpu, graph, params, job, data, &metrics)?;
+    }
+}
+
+/// Records and submits the steps of `epoch`, an evaluation, over `data` in order.
+fn run_evaluation(epoch: &Epoch, data: &GpuDataset, metrics: &Metrics) -> Result<()> {
     let identity: Vec<u32> = (0..data.count as u32).collect();
     data.set_order(&identity);
     metrics.reset();
     for i in 0..epoch.steps() {
         epoch.run(i, 0, 0)?;
     }
-    Ok(metrics)
+    Ok(())
+}
+
+/// A [`Predictor`]'s plan, drafted.
+pub(crate) struct PredictorDraft {
+    draft: Draft,
+    op: &'static str,
+    in_len: usize,
+    classes: usize,
+    samples: Option<usize>,
+}
+
+impl Drafted for PredictorDraft {
+    type Made = Predictor;
+
+    fn matmul_shapes(&self) -> Vec<TuneKey> {
+        self.draft.matmul_shapes()
+    }
+
+    fn finish(self, gpu: &Gpu, tuning: Tuning) -> Result<Predictor> {
+        let plan = self.draft.finish(gpu, tuning)?;
+        let (Some(input), Some(logits)) = (plan.input.clone(), plan.logits.clone()) else {
+            return Err(Error::internal(
+                self.op,
+                "a prediction plan without input or logits",
+            ));
+        };
+        Ok(Predictor {
+            plan,
+            input,
+            logits,
+            in_len: self.in_len,
+            classes: self.classes,
+            samples: self.samples,
+        })
+    }
 }
 
 /// A prediction plan for up to `batch` samples at a time: host values in, logits out (or,
@@ -154,31 +265,23 @@ pub(crate) struct Predictor {
 
 impl Predictor {
     /// A plan for `batch` samples at a time: plain prediction (`samples` `None`) or
-    /// Monte-Carlo dropout over `samples` copies, for the public call `op`.
-    pub fn new(
+    /// Monte-Carlo dropout over `samples` copies, for the public call `op`, drafted.
+    pub fn draft(
         gpu: &Gpu,
         op: &'static str,
         graph: &Graph,
         params: &ParamRefs<'_>,
         batch: usize,
         samples: Option<usize>,
-    ) -> Result<Self> {
+    ) -> Result<PredictorDraft> {
         let job = Job {
             op,
             mode: samples.map_or(Mode::Predict, |samples| Mode::Sample { samples }),
             batch,
         };
-        let plan = Plan::new(gpu, graph, params, job, None, None)?;
-        let (Some(input), Some(logits)) = (plan.input.clone(), plan.logits.clone()) else {
-            return Err(Error::internal(
-                op,
-                "a prediction plan without input or logits",
-            ));
-        };
-        Ok(Predictor {
-            plan,
-            input,
-            logits,
+        Ok(PredictorDraft {
+            draft: Plan::draft(gpu, graph, params, job, None, None)?,
+            op,
             in_len: graph.input.iter().product(),
             classes: graph.output().iter().product(),
             samples,

@@ -226,10 +226,30 @@ pub(crate) struct Matmul {
     /// The autotuner's settings, read once per `Gpu` by `crate::tune` (which also seeds
     /// `tuned` from the disk cache then).
     pub tune_settings: OnceLock<TuneSettings>,
+    /// Every shape `crate::tune` timed on this adapter, in order (for tests:
+    /// `testing::matmul_tunings`).
+    pub tune_log: Mutex<Vec<TuneRecord>>,
 }
 
 /// A shape the autotuner has timed: (transpose a, transpose b, m, n, k).
 pub(crate) type TuneKey = (bool, bool, u32, u32, u32);
+
+/// One shape the autotuner timed: how, each variant's median, and the variant kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TuneRecord {
+    /// (transpose a, transpose b, m, n, k).
+    pub key: (bool, bool, u32, u32, u32),
+    /// Timed from GPU timestamps read back without blocking (the async forms), else by the
+    /// wall clock around blocking waits.
+    pub timestamps: bool,
+    /// Each variant timed, with its median seconds per run.
+    pub medians: Vec<(MatmulTile, f64)>,
+    /// The variant the shape takes untimed ([`Matmul::choose`]).
+    pub static_choice: MatmulTile,
+    /// The variant kept: the static choice unless another one's median is strictly
+    /// smaller, then the smallest median's (the first of equal ones).
+    pub chosen: MatmulTile,
+}
 
 /// How `crate::tune` chooses variants on one `Gpu`.
 #[derive(Clone, Debug)]
@@ -312,6 +332,7 @@ impl Matmul {
             min_groups,
             tuned: Mutex::new(HashMap::new()),
             tune_settings: OnceLock::new(),
+            tune_log: Mutex::new(Vec::new()),
         })
     }
 

@@ -7,7 +7,7 @@ use crate::data::Dataset;
 use crate::data::resident::GpuDataset;
 use crate::graph::Graph;
 use crate::graph::plan::ParamRefs;
-use crate::graph::run::{Predictor, evaluate, evaluate_request};
+use crate::graph::run::{Drafted, Predictor, evaluate, evaluate_request};
 use crate::nn::fit::{Evaluation, OnNonFinite};
 use crate::nn::layers::Layer;
 use crate::nn::lower::{Lowered, ParamInfo, init_values, lower};
@@ -314,7 +314,8 @@ impl Sequential {
         let op = "evaluate_async";
         let resident = self.evaluation_data(op, data, batch_size)?;
         let c = self.compiled(op)?;
-        let pending = evaluate_request(&c.gpu, op, &c.graph, &c.refs(), &resident, batch_size)?;
+        let pending =
+            evaluate_request(&c.gpu, op, &c.graph, &c.refs(), &resident, batch_size).await?;
         let r = pending.await?;
         Ok(Evaluation {
             loss: r.loss,
@@ -372,8 +373,18 @@ impl Sequential {
     /// As [`Sequential::predict`].
     pub async fn predict_async(&self, x: &[f32]) -> Result<Vec<f32>> {
         let op = "predict_async";
+        let batch = self.predict_batch(op, x)?;
+        let predictor = match self.cached(op, (batch, 0, 0))? {
+            Some(p) => p,
+            None => {
+                let c = self.compiled(op)?;
+                let p = Predictor::draft(&c.gpu, "predict", &c.graph, &c.refs(), batch, None)?
+                    .make_async(&c.gpu)
+                    .await?;
+                self.cache_predictor(op, (batch, 0, 0), p)?
+            }
+        };
         let pending = {
-            let predictor = self.predictor(op, x)?;
             let predictor = predictor.lock().map_err(|_| poisoned())?;
             predictor.request(x)?
         };
@@ -385,8 +396,8 @@ impl Sequential {
         Ok(out)
     }
 
-    /// Checks `x` for the prediction `op` and returns the cached plan for its batch size.
-    fn predictor(&self, op: &'static str, x: &[f32]) -> Result<Arc<Mutex<Predictor>>> {
+    /// Checks `x` for the prediction `op`; the batch size its plan takes (at most 256).
+    fn predict_batch(&self, op: &'static str, x: &[f32]) -> Result<usize> {
         let c = self.compiled(op)?;
         c.gpu.check_alive(op)?;
         let in_len: usize = c.graph.input.iter().product();
@@ -400,37 +411,73 @@ impl Sequential {
                 ),
             ));
         }
-        let batch = (x.len() / in_len).min(256);
+        Ok((x.len() / in_len).min(256))
+    }
+
+    /// Checks `x` for the prediction `op` and returns the cached plan for its batch size.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn predictor(&self, op: &'static str, x: &[f32]) -> Result<Arc<Mutex<Predictor>>> {
+        let batch = self.predict_batch(op, x)?;
         self.cached_predictor(op, batch, None)
     }
 
+    /// The cached prediction plan for `key` (batch, Monte-Carlo copies, seed), if made.
+    fn cached(&self, op: &'static str, key: PlanKey) -> Result<Option<Arc<Mutex<Predictor>>>> {
+        let c = self.compiled(op)?;
+        let cache = c.predict.lock().map_err(|_| poisoned())?;
+        Ok(cache.get(&key).cloned())
+    }
+
+    /// Caches `p` as the plan for `key` (for Monte-Carlo plans, in place of any other
+    /// seed's) and returns the cached plan: `p`, or the one another thread cached first.
+    fn cache_predictor(
+        &self,
+        op: &'static str,
+        key: PlanKey,
+        p: Predictor,
+    ) -> Result<Arc<Mutex<Predictor>>> {
+        let c = self.compiled(op)?;
+        let mut cache = c.predict.lock().map_err(|_| poisoned())?;
+        if let Some(p) = cache.get(&key) {
+            return Ok(p.clone());
+        }
+        if key.1 > 0 {
+            cache.retain(|k, _| k.1 == 0);
+        }
+        let p = Arc::new(Mutex::new(p));
+        cache.insert(key, p.clone());
+        Ok(p)
+    }
+
     /// The cached plan for `batch` samples at a time, plain (`mc` `None`) or Monte-Carlo
-    /// (`mc`: copies and seed), made on first use for the public call `op`.
+    /// (`mc`: copies and seed), made on first use for the public call `op` (natively the
+    /// autotuner times its new matmul shapes then, waiting for the device).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(super) fn cached_predictor(
         &self,
         op: &'static str,
         batch: usize,
         mc: Option<(usize, u64)>,
     ) -> Result<Arc<Mutex<Predictor>>> {
-        let c = self.compiled(op)?;
-        let mut cache = c.predict.lock().map_err(|_| poisoned())?;
         let (samples, seed) = mc.unwrap_or((0, 0));
         let key = (batch, samples, seed);
-        Ok(match cache.get(&key) {
-            Some(p) => p.clone(),
-            None => {
-                let mut refs = c.refs();
-                if mc.is_some() {
-                    refs.seed = seed;
-                    cache.retain(|k, _| k.1 == 0);
-                }
-                let plan_op = if mc.is_some() { op } else { "predict" };
-                let p = Predictor::new(&c.gpu, plan_op, &c.graph, &refs, batch, mc.map(|m| m.0))?;
-                let p = Arc::new(Mutex::new(p));
-                cache.insert(key, p.clone());
-                p
-            }
-        })
+        if let Some(p) = self.cached(op, key)? {
+            return Ok(p);
+        }
+        let c = self.compiled(op)?;
+        let mut refs = c.refs();
+        if mc.is_some() {
+            refs.seed = seed;
+            // One Monte-Carlo plan at a time: the others' memory goes before this one's.
+            c.predict
+                .lock()
+                .map_err(|_| poisoned())?
+                .retain(|k, _| k.1 == 0);
+        }
+        let plan_op = if mc.is_some() { op } else { "predict" };
+        let p = Predictor::draft(&c.gpu, plan_op, &c.graph, &refs, batch, mc.map(|m| m.0))?
+            .make(&c.gpu)?;
+        self.cache_predictor(op, key, p)
     }
 
     /// Work counters of the model's [`Gpu`] (submissions, buffers and bind groups created,

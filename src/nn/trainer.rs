@@ -7,7 +7,7 @@ use crate::data::Dataset;
 use crate::data::resident::GpuDataset;
 use crate::graph::metrics::{Metrics, PendingReading, Reading};
 use crate::graph::plan::{Job, Mode};
-use crate::graph::run::Epoch;
+use crate::graph::run::{Drafted, Epoch};
 use crate::nn::fit::OnNonFinite;
 use crate::nn::model::Sequential;
 use crate::{Error, Result};
@@ -15,7 +15,10 @@ use crate::{Error, Result};
 impl Sequential {
     /// A training session over `train`: uploads the data set once and plans the step (and,
     /// when `batch_size` does not divide the set, the smaller last step) once. [`fit`] is
-    /// built on it; use it directly for a custom loop.
+    /// built on it; use it directly for a custom loop. Natively the matmul autotuner times
+    /// the plan's new shapes here, waiting for the device; in a browser it cannot, and the
+    /// plan takes the static choice (or what an async form chose): there use
+    /// [`Sequential::trainer_async`].
     ///
     /// ```
     /// # fn main() -> wgnn::Result<()> {
@@ -43,6 +46,49 @@ impl Sequential {
         self.trainer_for("trainer", train, batch_size)
     }
 
+    /// As [`Sequential::trainer`], without blocking: the autotuner times the plans' new
+    /// matmul shapes from GPU timestamps, read back by a future that never waits, where the
+    /// adapter has `TIMESTAMP_QUERY` (Chromium's WebGPU does), else keeps the static choice
+    /// ([`crate::ExecStats::tuned_by_timestamps`] counts the shapes timed). The same
+    /// trainer, bit for bit, as [`Sequential::trainer`] makes: every variant computes the
+    /// same values. The form to use in a browser, where the blocking one cannot time.
+    ///
+    /// ```
+    /// # fn main() -> wgnn::Result<()> {
+    /// # use wgnn::nn::*;
+    /// # let gpu = wgnn::Gpu::software()?;
+    /// # let (train, _) = wgnn::data::shipped_fashion_mnist()?;
+    /// let mut model = Sequential::new(&[784]).with(Dense::new(10)?);
+    /// model.compile(&gpu, Optimizer::sgd(0.1, 0.0), 1)?;
+    /// let train = train.subset(0..256)?;
+    /// let before = gpu.counters().blocking_waits;
+    /// // natively; `.await` in async code (a browser's `spawn_local`)
+    /// let mut t = pollster::block_on(model.trainer_async(&train, 64))?;
+    /// t.begin_epoch();
+    /// t.step()?;
+    /// assert_eq!(gpu.counters().blocking_waits, before);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Sequential::trainer`].
+    pub async fn trainer_async(
+        &mut self,
+        train: &Dataset,
+        batch_size: usize,
+    ) -> Result<Trainer<'_>> {
+        let op = "trainer_async";
+        let (data, metrics, job) = self.trainer_inputs(op, train, batch_size)?;
+        let epoch = {
+            let c = self.compiled(op)?;
+            Epoch::draft(&c.gpu, &c.graph, &c.refs(), job, &data, &metrics)?
+                .make_async(&c.gpu)
+                .await?
+        };
+        Ok(self.trainer_with(op, data, metrics, epoch))
+    }
+
     /// [`Sequential::trainer`] for the public call `op`, which its errors name.
     pub(super) fn trainer_for(
         &mut self,
@@ -50,22 +96,47 @@ impl Sequential {
         train: &Dataset,
         batch_size: usize,
     ) -> Result<Trainer<'_>> {
+        let (data, metrics, job) = self.trainer_inputs(op, train, batch_size)?;
+        let epoch = {
+            let c = self.compiled(op)?;
+            Epoch::draft(&c.gpu, &c.graph, &c.refs(), job, &data, &metrics)?.make(&c.gpu)?
+        };
+        Ok(self.trainer_with(op, data, metrics, epoch))
+    }
+
+    /// Checks the arguments of the trainer call `op`; uploads the data set and makes the
+    /// metrics a training plan accumulates into.
+    fn trainer_inputs(
+        &self,
+        op: &'static str,
+        train: &Dataset,
+        batch_size: usize,
+    ) -> Result<(GpuDataset, Metrics, Job)> {
         if batch_size == 0 {
             return Err(Error::arg(op, "batch_size must be at least 1, got 0"));
         }
         self.check_data(op, "training", train)?;
         let c = self.compiled(op)?;
-        let gpu = c.gpu.clone();
-        let data = GpuDataset::upload(&gpu, op, &train.images, &train.labels, train.count)?;
-        let metrics = Metrics::new(&gpu, c.on_non_finite == OnNonFinite::Skip)?;
+        let gpu = &c.gpu;
+        let data = GpuDataset::upload(gpu, op, &train.images, &train.labels, train.count)?;
+        let metrics = Metrics::new(gpu, c.on_non_finite == OnNonFinite::Skip)?;
         let job = Job {
             op,
             mode: Mode::Train,
             batch: batch_size,
         };
-        let epoch = Epoch::new(&gpu, &c.graph, &c.refs(), job, &data, &metrics)?;
-        let order = (0..train.count as u32).collect();
-        Ok(Trainer {
+        Ok((data, metrics, job))
+    }
+
+    fn trainer_with(
+        &mut self,
+        op: &'static str,
+        data: GpuDataset,
+        metrics: Metrics,
+        epoch: Epoch,
+    ) -> Trainer<'_> {
+        let order = (0..data.count as u32).collect();
+        Trainer {
             model: self,
             op,
             data,
@@ -76,7 +147,7 @@ impl Sequential {
             shuffle: true,
             epoch_start: 0,
             skipped: 0,
-        })
+        }
     }
 }
 

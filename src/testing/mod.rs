@@ -27,7 +27,7 @@ use crate::tensor::DType;
 use crate::{Error, Gpu, Result, Tensor};
 
 pub use crate::graph::plan::{BufferRole, RoleBytes};
-pub use crate::kernels::matmul::MatmulTile;
+pub use crate::kernels::matmul::{MatmulTile, TuneRecord};
 
 /// The matmul variants `gpu` can run (largest first).
 ///
@@ -35,6 +35,16 @@ pub use crate::kernels::matmul::MatmulTile;
 /// When the kernel does not compile.
 pub fn matmul_tiles(gpu: &Gpu) -> Result<Vec<MatmulTile>> {
     Ok(Matmul::get(gpu)?.tiles().to_vec())
+}
+
+/// Every shape the matmul autotuner timed on `gpu`, in order: how (timestamps or the wall
+/// clock), each variant's median and the variant kept.
+///
+/// # Errors
+/// When the kernel does not compile.
+pub fn matmul_tunings(gpu: &Gpu) -> Result<Vec<TuneRecord>> {
+    let kern = Matmul::get(gpu)?;
+    Ok(kern.tune_log.lock().map(|l| l.clone()).unwrap_or_default())
 }
 
 /// The variant a model's plan uses for `op(a) op(b)` of `[m, k] x [k, n]` on `gpu`: the
@@ -552,6 +562,12 @@ pub fn uses_timestamps(gpu: &Gpu) -> bool {
 /// two).
 pub fn open_without_int64(adapter: &wgpu::Adapter) -> Result<Gpu> {
     Gpu::open_without(adapter, wgpu::Features::SHADER_INT64)
+}
+
+/// Opens `adapter` as [`Gpu::open`] does but without `TIMESTAMP_QUERY`, as a browser or
+/// driver without timestamps would be: the async forms then keep the static matmul choice.
+pub fn open_without_timestamps(adapter: &wgpu::Adapter) -> Result<Gpu> {
+    Gpu::open_without(adapter, wgpu::Features::TIMESTAMP_QUERY)
 }
 
 /// An f32 tensor of `shape` allocated as every eager op allocates its output, with no kernel

@@ -117,6 +117,24 @@ pub fn gpu() -> &'static Gpu {
     &gpus()[0]
 }
 
+/// A small labelled data set: `count` 8x8x1 images of random bytes (from `seed`), 10
+/// classes, labels `(7i + 3) mod 10`.
+pub fn small_images(count: usize, seed: u64) -> wgnn::data::Dataset {
+    let bytes: Vec<u8> = rand_vec(count * 64, seed)
+        .iter()
+        .map(|v| ((v + 1.0) * 127.5) as u8)
+        .collect();
+    wgnn::data::Dataset {
+        images: bytes,
+        labels: (0..count).map(|i| ((i * 7 + 3) % 10) as u8).collect(),
+        count,
+        height: 8,
+        width: 8,
+        channels: 1,
+        classes: 10,
+    }
+}
+
 /// Softmax cross-entropy of one row of f64 logits against `label` (max-shifted log-sum-exp),
 /// for the tests' host models.
 pub fn xent_f64(logits: &[f64], label: usize) -> f64 {

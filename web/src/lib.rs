@@ -4,7 +4,9 @@
 //! wgnn's async forms (`Tensor::to_vec_async`, `ops::softmax_cross_entropy_async`,
 //! `Sequential::evaluate_async` / `predict_async` / `weights_async`, `Trainer::request_metrics`),
 //! driven by the page's event loop. Training runs one step per turn of the event loop and polls
-//! its metrics with `PendingMetrics::try_get`, so the page keeps drawing while it trains.
+//! its metrics with `PendingMetrics::try_get`, so the page keeps drawing while it trains. The
+//! trainer comes from `Sequential::trainer_async`, whose autotuner times the matmul variants
+//! from GPU timestamps (where the adapter offers `timestamp-query`) without blocking.
 //!
 //! The host reference of the dropout mask (`hostDropout`, `hostKeep`) is `wgnn::philox`, the
 //! same function the native tests compare against, compiled to wasm and run on the CPU.
@@ -73,6 +75,29 @@ pub async fn open() -> Result<JsValue, JsValue> {
         })
     });
     adapter_info()
+}
+
+/// wgnn's work counters on the page's device (`Gpu::counters`): `{submissions,
+/// buffersCreated, bindGroupsCreated, bytesUploaded, bytesReadBack, deviceBytes,
+/// blockingWaits, tunedByClock, tunedByTimestamps}`.
+#[wasm_bindgen]
+pub fn stats() -> Result<JsValue, JsValue> {
+    let c = gpu()?.counters();
+    let o = Object::new();
+    for (k, v) in [
+        ("submissions", c.submissions),
+        ("buffersCreated", c.buffers_created),
+        ("bindGroupsCreated", c.bind_groups_created),
+        ("bytesUploaded", c.bytes_uploaded),
+        ("bytesReadBack", c.bytes_read_back),
+        ("deviceBytes", c.device_bytes),
+        ("blockingWaits", c.blocking_waits),
+        ("tunedByClock", c.tuned_by_clock),
+        ("tunedByTimestamps", c.tuned_by_timestamps),
+    ] {
+        set(&o, k, v as f64)?;
+    }
+    Ok(o.into())
 }
 
 /// What wgnn runs on: `{name, backend, deviceType, driver, features, maxStorageBufferBindingSize}`.
@@ -340,7 +365,12 @@ pub async fn train(
     model
         .compile(&g, Optimizer::adam(1e-3), 42)
         .map_err(js_err)?;
-    let mut t = model.trainer(&train, DEMO_BATCH).map_err(js_err)?;
+    // The async form: the autotuner times the plan's matmul variants from GPU timestamps
+    // (where the adapter has them) without blocking the page.
+    let mut t = model
+        .trainer_async(&train, DEMO_BATCH)
+        .await
+        .map_err(js_err)?;
     let logs = Array::new();
     let mut last = (0.0, 0.0);
     for epoch in 1..=epochs {
