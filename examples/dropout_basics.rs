@@ -190,29 +190,17 @@ fn draw_masks(
 ) -> AnyResult {
     use plotters::prelude::*;
     use support::chart::{Panel, Series};
-    support::chart::register_font()?;
     let (steps, units) = (masks.len(), masks.first().map_or(0, Vec::len));
     let cell = 9i32;
     let (mx, my) = (70i32, 40i32);
     let left = (2 * mx + cell * steps as i32) as u32;
-    let (w, h, head) = (
+    let size = (
         left + 560,
-        (2 * my + cell * units as i32).max(420) as u32 + 50,
-        50u32,
+        (2 * my + cell * units as i32).max(420) as u32 + support::chart::HEAD,
     );
-    let mut buf = vec![255u8; (w * h * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let (top, body) = root.split_vertically(head);
-        top.draw(&Text::new(
-            format!(
-                "Dropout({p}) of layer 1: its training masks, step by step (Philox, never stored)"
-            ),
-            (20, 14),
-            ("sans-serif", 20).into_font().color(&BLACK),
-        ))
-        .map_err(|e| e.to_string())?;
+    let title =
+        format!("Dropout({p}) of layer 1: its training masks, step by step (Philox, never stored)");
+    support::chart::save_titled(path, (&title, 20), size, |body| {
         let (grid, right) = body.split_horizontally(left);
         let text = ("sans-serif", 13).into_font().color(&BLACK);
         grid.draw(&Text::new(
@@ -259,9 +247,8 @@ fn draw_masks(
         .with(Series::new("1 - p", vec![(0.0, want), (last, want)], 1).dashed());
         panel.y_range = Some(((want - 0.15).max(0.0), (want + 0.15).min(1.0)));
         support::chart::draw_panel(&right, &panel)?;
-        root.present().map_err(|e| e.to_string())?;
-    }
-    support::chart::save_rgb(path, &buf, w, h)
+        Ok(())
+    })
 }
 
 fn main() -> std::process::ExitCode {

@@ -26,7 +26,7 @@ use std::time::Instant;
 use plotters::prelude::*;
 use support::chart::{Legend, PALETTE, Panel, Series};
 use support::cli::{AnyResult, Cli, pct};
-use support::data::{DATA_USAGE, DataArgs};
+use support::data::{DATA_USAGE, DataArgs, FASHION_CLASSES};
 use wgnn::data::Dataset;
 use wgnn::nn::{Activation, Dense, Dropout, Fit, McPrediction, Optimizer, Sequential};
 
@@ -40,20 +40,7 @@ usage: mc_dropout [data options] [--epochs N] [--weights FILE] [--samples N] [--
   --plot FILE     where to draw (default ./mc_dropout.png; ./mc_dropout-quick.png with --quick)
   --docs          draw docs/mc_dropout.png instead, the picture README.md shows";
 
-/// Fashion-MNIST's classes.
-const FASHION: [&str; 10] = [
-    "T-shirt",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-];
-/// The same, short enough for tick labels.
+/// Fashion-MNIST's classes ([`FASHION_CLASSES`]), short enough for tick labels.
 const FASHION_TICKS: [&str; 10] = [
     "Tee", "Tro", "Pul", "Drs", "Coa", "San", "Shi", "Snk", "Bag", "Boo",
 ];
@@ -178,7 +165,7 @@ fn run() -> AnyResult {
     .with(Series::new("all inputs", vec![(0.05, all), (1.0, all)], 1).dashed());
     panel.legend = Legend::UpperRight;
     let fashion = loaded.name.starts_with("Fashion") && classes == 10;
-    let names: [Vec<String>; 2] = [FASHION, FASHION_TICKS].map(|list| {
+    let names: [Vec<String>; 2] = [FASHION_CLASSES, FASHION_TICKS].map(|list| {
         (0..classes)
             .map(|c| match fashion {
                 true => list[c].to_string(),
@@ -230,19 +217,7 @@ fn draw(
     picks: &[usize],
     names: &[Vec<String>; 2],
 ) -> AnyResult {
-    support::chart::register_font()?;
-    let (w, h, head) = (1500u32, 560u32, 50u32);
-    let mut buf = vec![255u8; (w * h * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let (top, body) = root.split_vertically(head);
-        top.draw(&Text::new(
-            title.to_string(),
-            (20, 14),
-            ("sans-serif", 20).into_font().color(&BLACK),
-        ))
-        .map_err(|e| e.to_string())?;
+    support::chart::save_titled(path, (title, 20), (1500, 560), |body| {
         let (left, right) = body.split_horizontally(560);
         support::chart::draw_panel(&left, panel)?;
         let cells = right.split_evenly((2, 3));
@@ -254,9 +229,8 @@ fn draw(
             };
             draw_input(cell, test, mc, i, names, caption).map_err(|e| format!("input {i}: {e}"))?;
         }
-        root.present().map_err(|e| e.to_string())?;
-    }
-    support::chart::save_rgb(path, &buf, w, h)
+        Ok(())
+    })
 }
 
 /// Test input `i`: its image, and a bar per class of its mean probability with an error bar

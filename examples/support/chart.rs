@@ -194,26 +194,43 @@ pub fn plot_path(cli: &mut Cli, name: &str, quick: bool) -> Result<PathBuf, Stri
 /// Draws `panels` in a grid `cols` wide under `title`, writes a PNG to `path` (creating its
 /// folder) and says where.
 pub fn save_chart(path: &Path, title: &str, panels: &[Panel], cols: usize) -> AnyResult {
-    register_font()?;
     let cols = cols.clamp(1, panels.len().max(1));
     let rows = panels.len().div_ceil(cols).max(1);
-    let (pw, ph, head) = (520u32, 380u32, 50u32);
-    let (w, h) = (pw * cols as u32, ph * rows as u32 + head);
-    let mut buf = vec![255u8; (w * h * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let (top, body) = root.split_vertically(head);
-        top.draw(&Text::new(
-            title.to_string(),
-            (20, 14),
-            ("sans-serif", 24).into_font().color(&BLACK),
-        ))
-        .map_err(|e| e.to_string())?;
+    let (pw, ph) = (520u32, 380u32);
+    let size = (pw * cols as u32, ph * rows as u32 + HEAD);
+    save_titled(path, (title, 24), size, |body| {
         let cells = body.split_evenly((rows, cols));
         for (panel, area) in panels.iter().zip(cells.iter()) {
             draw_panel(area, panel).map_err(|e| format!("drawing {:?}: {e}", panel.title))?;
         }
+        Ok(())
+    })
+}
+
+/// The height of the title band [`save_titled`] draws above the body.
+pub const HEAD: u32 = 50;
+
+/// A white `w` x `h` picture with the title `(text, font size)` in a band [`HEAD`] pixels
+/// tall and `body` drawing the rest, written to `path` as PNG (see [`save_rgb`]).
+pub fn save_titled(
+    path: &Path,
+    (title, font): (&str, u32),
+    (w, h): (u32, u32),
+    body: impl FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> AnyResult,
+) -> AnyResult {
+    register_font()?;
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let (top, rest) = root.split_vertically(HEAD);
+        top.draw(&Text::new(
+            title.to_string(),
+            (20, 14),
+            ("sans-serif", font).into_font().color(&BLACK),
+        ))
+        .map_err(|e| e.to_string())?;
+        body(&rest)?;
         root.present().map_err(|e| e.to_string())?;
     }
     save_rgb(path, &buf, w, h)

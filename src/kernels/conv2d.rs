@@ -416,49 +416,30 @@ impl Conv2d {
             };
             Ok([v(0.0, 0.0)?, v(0.0, 1.0)?, v(1.0, 0.0)?, v(1.0, 1.0)?])
         };
-        let d = gpu.device();
         let lanes = crate::kernels::subgroup_lanes(gpu);
         // One module for the subgroup entry points; pipelines for SG = lanes, and with 16
         // lanes a second set with HALF.
         let (subgroup, subgroup_half) = match lanes {
             None => (None, None),
-            Some(lanes) => gpu.scoped("conv2d", || {
-                let module = crate::kernels::shader_module(gpu, &SUBGROUP_SHADER, false);
-                // A layout over the family's own bind group layout, so its bind groups fit.
-                let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some("conv2d_subgroup"),
-                    bind_group_layouts: &[Some(&family.layout)],
-                    immediate_size: 0,
-                });
-                let pipelines = |half: bool| {
+            Some(lanes) => {
+                let f = family.sibling(gpu, "conv2d_subgroup", &SUBGROUP_SHADER, false)?;
+                let pipelines = |half: bool| -> Result<[wgpu::ComputePipeline; 3]> {
                     let consts = [
                         ("SG", f64::from(lanes)),
                         ("HALF", f64::from(u8::from(half))),
                     ];
-                    let p = |entry: &'static str| {
-                        d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                            label: Some(entry),
-                            layout: Some(&layout),
-                            module: &module,
-                            entry_point: Some(entry),
-                            compilation_options: wgpu::PipelineCompilationOptions {
-                                constants: &consts,
-                                zero_initialize_workgroup_memory: false,
-                            },
-                            cache: None,
-                        })
-                    };
-                    [
-                        p("conv2d_forward_sg"),
-                        p("conv2d_backward_input_sg"),
-                        p("conv2d_backward_weight_sg"),
-                    ]
+                    Ok([
+                        f.pipeline(gpu, "conv2d_forward_sg", &consts)?,
+                        f.pipeline(gpu, "conv2d_backward_input_sg", &consts)?,
+                        f.pipeline(gpu, "conv2d_backward_weight_sg", &consts)?,
+                    ])
                 };
-                (
-                    Some(pipelines(false)),
-                    (lanes == 16).then(|| pipelines(true)),
-                )
-            })?,
+                let half = match lanes {
+                    16 => Some(pipelines(true)?),
+                    _ => None,
+                };
+                (Some(pipelines(false)?), half)
+            }
         };
         let gpu_adapter = gpu.info().device_type != wgpu::DeviceType::Cpu;
         let conv = Conv2d {

@@ -105,34 +105,20 @@ impl Conv2dEpilogue {
         if let Some(s) = self.staged.get() {
             return Ok(s);
         }
-        let s = gpu.scoped("conv2d_epilogue", || {
-            let d = gpu.device();
-            let module = crate::kernels::shader_module(gpu, &EPILOGUE_STAGED_SHADER, false);
-            let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some("conv2d_epilogue_staged"),
-                bind_group_layouts: &[Some(&self.family.layout)],
-                immediate_size: 0,
-            });
-            let hooks = crate::kernels::hook_constants(gpu, &EPILOGUE_STAGED_SHADER);
-            let p = |cin4: f64, cout4: f64| {
-                let consts: Vec<(&str, f64)> = [("PASS", 0.0), ("CIN4", cin4), ("COUT4", cout4)]
-                    .into_iter()
-                    .chain(hooks.iter().copied())
-                    .collect();
-                d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some("conv2d_staged_forward_epilogue"),
-                    layout: Some(&layout),
-                    module: &module,
-                    entry_point: Some("conv2d_staged_forward_epilogue"),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: &consts,
-                        zero_initialize_workgroup_memory: false,
-                    },
-                    cache: None,
-                })
-            };
-            [p(0.0, 0.0), p(0.0, 1.0), p(1.0, 0.0), p(1.0, 1.0)]
-        })?;
+        let f = self.family.sibling(
+            gpu,
+            "conv2d_epilogue_staged",
+            &EPILOGUE_STAGED_SHADER,
+            false,
+        )?;
+        let p = |cin4: f64, cout4: f64| {
+            f.pipeline(
+                gpu,
+                "conv2d_staged_forward_epilogue",
+                &[("PASS", 0.0), ("CIN4", cin4), ("COUT4", cout4)],
+            )
+        };
+        let s = [p(0.0, 0.0)?, p(0.0, 1.0)?, p(1.0, 0.0)?, p(1.0, 1.0)?];
         let _ = self.staged.set(s);
         Ok(self.staged.get().expect("slot was just filled"))
     }
@@ -166,38 +152,29 @@ impl Conv2d {
             let plain = [v(0.0, 0.0)?, v(0.0, 1.0)?, v(1.0, 0.0)?, v(1.0, 1.0)?];
             let subgroup = match self.subgroup {
                 None => None,
-                Some(_) => Some(gpu.scoped("conv2d_epilogue", || {
-                    let d = gpu.device();
-                    let module =
-                        crate::kernels::shader_module(gpu, &EPILOGUE_SUBGROUP_SHADER, false);
-                    let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                        label: Some("conv2d_epilogue_subgroup"),
-                        bind_group_layouts: &[Some(&family.layout)],
-                        immediate_size: 0,
-                    });
-                    let hooks = crate::kernels::hook_constants(gpu, &EPILOGUE_SUBGROUP_SHADER);
+                Some(_) => {
+                    let f = family.sibling(
+                        gpu,
+                        "conv2d_epilogue_subgroup",
+                        &EPILOGUE_SUBGROUP_SHADER,
+                        false,
+                    )?;
                     let p = |half: bool| {
-                        let consts: Vec<(&str, f64)> = [
-                            ("SG", f64::from(self.lanes)),
-                            ("HALF", f64::from(u8::from(half))),
-                        ]
-                        .into_iter()
-                        .chain(hooks.iter().copied())
-                        .collect();
-                        d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                            label: Some("conv2d_forward_sg_epilogue"),
-                            layout: Some(&layout),
-                            module: &module,
-                            entry_point: Some("conv2d_forward_sg_epilogue"),
-                            compilation_options: wgpu::PipelineCompilationOptions {
-                                constants: &consts,
-                                zero_initialize_workgroup_memory: false,
-                            },
-                            cache: None,
-                        })
+                        f.pipeline(
+                            gpu,
+                            "conv2d_forward_sg_epilogue",
+                            &[
+                                ("SG", f64::from(self.lanes)),
+                                ("HALF", f64::from(u8::from(half))),
+                            ],
+                        )
                     };
-                    (p(false), self.subgroup_half.is_some().then(|| p(true)))
-                })?),
+                    let half = match self.subgroup_half {
+                        Some(_) => Some(p(true)?),
+                        None => None,
+                    };
+                    Some((p(false)?, half))
+                }
             };
             Ok(Conv2dEpilogue {
                 family,

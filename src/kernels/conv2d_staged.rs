@@ -54,44 +54,27 @@ impl Conv2d {
         if let Some(s) = self.staged.get() {
             return Ok(s);
         }
-        let s = gpu.scoped("conv2d_staged", || {
-            let d = gpu.device();
-            let module = crate::kernels::shader_module(gpu, &STAGED_SHADER, false);
-            let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some("conv2d_staged"),
-                bind_group_layouts: &[Some(&self.family.layout)],
-                immediate_size: 0,
-            });
-            let hooks = crate::kernels::hook_constants(gpu, &STAGED_SHADER);
-            let p = |pass: f64, cin4: f64, cout4: f64| {
-                let consts: Vec<(&str, f64)> = [("PASS", pass), ("CIN4", cin4), ("COUT4", cout4)]
-                    .into_iter()
-                    .chain(hooks.iter().copied())
-                    .collect();
-                d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some("conv2d_staged"),
-                    layout: Some(&layout),
-                    module: &module,
-                    entry_point: Some("conv2d_staged"),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: &consts,
-                        zero_initialize_workgroup_memory: false,
-                    },
-                    cache: None,
-                })
-            };
-            let variants = |pass: f64| {
-                [
-                    p(pass, 0.0, 0.0),
-                    p(pass, 0.0, 1.0),
-                    p(pass, 1.0, 0.0),
-                    p(pass, 1.0, 1.0),
-                ]
-            };
-            Conv2dStaged {
-                passes: [variants(0.0), variants(1.0), variants(2.0)],
-            }
-        })?;
+        let f = self
+            .family
+            .sibling(gpu, "conv2d_staged", &STAGED_SHADER, false)?;
+        let p = |pass: f64, cin4: f64, cout4: f64| {
+            f.pipeline(
+                gpu,
+                "conv2d_staged",
+                &[("PASS", pass), ("CIN4", cin4), ("COUT4", cout4)],
+            )
+        };
+        let variants = |pass: f64| -> Result<[wgpu::ComputePipeline; 4]> {
+            Ok([
+                p(pass, 0.0, 0.0)?,
+                p(pass, 0.0, 1.0)?,
+                p(pass, 1.0, 0.0)?,
+                p(pass, 1.0, 1.0)?,
+            ])
+        };
+        let s = Conv2dStaged {
+            passes: [variants(0.0)?, variants(1.0)?, variants(2.0)?],
+        };
         let _ = self.staged.set(s);
         Ok(self.staged.get().expect("slot was just filled"))
     }

@@ -203,10 +203,9 @@ struct Key {
 /// The matmul pipelines: compiled per variant on first use ([`Matmul::prepare_tile`]) and kept.
 pub(crate) struct Matmul {
     pub family: Family,
-    /// The module with the subgroup entry point and a pipeline layout over `family.layout`
-    /// (so bind groups made with that layout fit), on adapters whose subgroups have a fixed
-    /// 8 or 16 lanes.
-    subgroup: Option<(wgpu::ShaderModule, wgpu::PipelineLayout)>,
+    /// The subgroup entry point's module over `family`'s layout ([`Family::sibling`]), on
+    /// adapters whose subgroups have a fixed 8 or 16 lanes.
+    subgroup: Option<Family>,
     /// Whether the subgroup module has the 64-bit loads (the overrides `B64` and `A64`).
     wide: bool,
     /// Those lanes (the override `SG`); 8 without the subgroup kernel.
@@ -288,18 +287,9 @@ impl Matmul {
             ],
             aliases,
         )?;
-        let subgroup = if lanes.is_some() {
-            Some(gpu.scoped("matmul", || {
-                let module = crate::kernels::shader_module(gpu, &SUBGROUP_SHADER, wide);
-                let layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some("matmul_subgroup"),
-                    bind_group_layouts: &[Some(&family.layout)],
-                    immediate_size: 0,
-                });
-                (module, layout)
-            })?)
-        } else {
-            None
+        let subgroup = match lanes {
+            Some(_) => Some(family.sibling(gpu, "matmul_subgroup", &SUBGROUP_SHADER, wide)?),
+            None => None,
         };
         // A CPU adapter runs one workgroup per thread at a time: two per thread balance the
         // load; a GPU wants its every core busy.
@@ -447,7 +437,7 @@ impl Matmul {
             ("VEC_C", b(key.vec4[2])),
         ];
         let p = if key.tile.subgroup {
-            let Some((module, layout)) = &self.subgroup else {
+            let Some(sub) = &self.subgroup else {
                 return Err(Error::arg(
                     "matmul",
                     format!("tile {:?} needs subgroups of 8 or 16 lanes", key.tile),
@@ -459,21 +449,7 @@ impl Matmul {
                 consts.push(("B64", b(key.b_eight)));
                 consts.push(("A64", b(key.a_eight)));
             }
-            consts.extend(crate::kernels::hook_constants(gpu, &SUBGROUP_SHADER));
-            gpu.scoped("matmul", || {
-                gpu.device()
-                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some("matmul_forward_sg"),
-                        layout: Some(layout),
-                        module,
-                        entry_point: Some("matmul_forward_sg"),
-                        compilation_options: wgpu::PipelineCompilationOptions {
-                            constants: &consts,
-                            zero_initialize_workgroup_memory: false,
-                        },
-                        cache: None,
-                    })
-            })?
+            sub.pipeline(gpu, "matmul_forward_sg", &consts)?
         } else if key.tile.staged() {
             let mut consts = consts.to_vec();
             consts.push(("WG", f64::from(key.tile.wg)));

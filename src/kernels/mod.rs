@@ -221,6 +221,27 @@ impl Family {
         Ok(family)
     }
 
+    /// Another shader over this family's bind group layout, so the bind groups made with
+    /// either fit both: the subgroup and staged variants of matmul and the convolutions.
+    pub fn sibling(
+        &self,
+        gpu: &Gpu,
+        label: &'static str,
+        shader: &Shader,
+        wide_loads: bool,
+    ) -> Result<Family> {
+        let module = gpu.scoped(label, || shader_module(gpu, shader, wide_loads))?;
+        Ok(Family {
+            module,
+            layout: self.layout.clone(),
+            pipeline_layout: self.pipeline_layout.clone(),
+            label,
+            hooks: hook_constants(gpu, shader),
+            numbers: self.numbers.clone(),
+            aliases: self.aliases.clone(),
+        })
+    }
+
     /// A pipeline for `entry` with override `constants` (and `TEST_HOOKS` where the `Gpu`
     /// has test hooks).
     pub fn pipeline(

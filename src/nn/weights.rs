@@ -321,6 +321,18 @@ pub fn to_safetensors(
     Ok(out)
 }
 
+/// The header length of the safetensors file `bytes` (its first 8 bytes), checked against
+/// the file's length and `opts`.
+fn header_len(bytes: &[u8], opts: &WeightsOptions, err: &dyn Fn(String) -> Error) -> Result<usize> {
+    let len = bytes.len() as u64;
+    let Some(first) = bytes.first_chunk::<8>() else {
+        return Err(err(format!(
+            "file is {len} bytes, shorter than the 8-byte header length"
+        )));
+    };
+    check_header_len(u64::from_le_bytes(*first), len, opts, err)
+}
+
 /// Checks the 8-byte header length `n` of a `file_len`-byte file against `opts`.
 fn check_header_len(
     n: u64,
@@ -461,12 +473,7 @@ pub fn from_safetensors(
         msg,
     };
     let len = bytes.len() as u64;
-    let Some(first) = bytes.first_chunk::<8>() else {
-        return Err(err(format!(
-            "file is {len} bytes, shorter than the 8-byte header length"
-        )));
-    };
-    let n = check_header_len(u64::from_le_bytes(*first), len, opts, &err)?;
+    let n = header_len(bytes, opts, &err)?;
     let (meta, want) = check_header(&bytes[8..8 + n], expected, &err)?;
     check_length(len, n, want, "the model's weights", &err)?;
     let data = tensors(&bytes[8 + n..], &meta, expected, opts, &err)?;
@@ -577,12 +584,7 @@ pub fn read_metadata(
         msg,
     };
     let len = bytes.len() as u64;
-    let Some(first) = bytes.first_chunk::<8>() else {
-        return Err(err(format!(
-            "file is {len} bytes, shorter than the 8-byte header length"
-        )));
-    };
-    let n = check_header_len(u64::from_le_bytes(*first), len, opts, &err)?;
+    let n = header_len(bytes, opts, &err)?;
     let meta: Metadata = serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| {
         err(format!(
             "header at byte 8 is not a valid safetensors header: {e}"
